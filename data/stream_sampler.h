@@ -1,0 +1,45 @@
+#pragma once
+// B parallel streams over a corpus of N bytes (the reference's batchify, without cutting the
+// corpus): stream k starts at floor(k·N/B) and every step reads the next M + 1 bytes (M inputs
+// and their next-byte targets), then advances by M, wrapping at the end of the corpus.
+// Positions are global (all B streams), so any split of the streams over ranks continues the
+// same streams; a sampler reads only the streams it owns.
+#include "data/byte_corpus.h"
+
+#include <cstdint>
+#include <vector>
+
+namespace adaspan::data {
+
+struct ByteBatch {
+  int64_t rows = 0;            // streams read
+  int64_t cols = 0;            // M + 1
+  std::vector<uint8_t> bytes;  // row-major [rows, cols]
+};
+
+class StreamSampler {
+ public:
+  // Owns streams [first_stream, first_stream + local_streams) of `global_streams`.
+  StreamSampler(const ByteCorpus& corpus, int64_t global_streams, int64_t block_size,
+                int64_t first_stream, int64_t local_streams);
+  StreamSampler(const ByteCorpus& corpus, int64_t global_streams, int64_t block_size)
+      : StreamSampler(corpus, global_streams, block_size, 0, global_streams) {}
+
+  // The next [local_streams, M + 1] bytes; advances every global position by M.
+  ByteBatch next();
+
+  const std::vector<uint64_t>& positions() const { return positions_; }
+  void set_positions(const std::vector<uint64_t>& positions);
+  // Every stream back to its start.
+  void rewind();
+
+  int64_t first_stream() const { return first_stream_; }
+  int64_t local_streams() const { return local_streams_; }
+
+ private:
+  const ByteCorpus* corpus_;
+  int64_t global_streams_, block_size_, first_stream_, local_streams_;
+  std::vector<uint64_t> positions_;
+};
+
+}  // namespace adaspan::data

@@ -1,0 +1,76 @@
+// adaspan: train, evaluate and inspect adaptive-span transformers. `adaspan --help` lists the
+// subcommands; `adaspan SUBCOMMAND --help` explains each flag.
+#include "cluster/world.h"
+#include "launcher/prepare_command.h"
+#include "launcher/train_options.h"
+#include "trainer/trainer.h"
+
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: adaspan <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  train     train a model (mpirun -np N adaspan train ... for several ranks)\n"
+    "  prepare   prepare a standard corpus (enwik8) as train/valid/test byte files\n"
+    "\n"
+    "`adaspan <command> --help` lists the command's options.\n";
+
+int run_train(const std::vector<std::string>& args, const adaspan::cluster::World& world) {
+  adaspan::launcher::ParsedTrain parsed;
+  try {
+    parsed = adaspan::launcher::parse_train_options(args);
+    if (parsed.help) {
+      if (world.is_root()) std::cout << parsed.help_text << "\n";
+      return 0;
+    }
+    if (world.size() > 1) {
+      throw std::invalid_argument("this build trains on one rank; run without mpirun -np " +
+                                  std::to_string(world.size()));
+    }
+    adaspan::trainer::validate(parsed.config);
+  } catch (const std::exception& e) {
+    if (world.is_root()) std::fprintf(stderr, "adaspan train: error: %s\n", e.what());
+    return 2;
+  }
+  try {
+    const adaspan::trainer::TrainResult result = adaspan::trainer::train(parsed.config);
+    if (world.is_root()) {
+      std::printf("done: %lld steps, train bpc %.4f, param_norm %.6f\nlearned spans (bytes):\n",
+                  static_cast<long long>(result.steps), result.final_train_bpc, result.param_norm);
+      for (size_t l = 0; l < result.spans.size(); ++l) {
+        std::printf("  layer %zu:", l);
+        for (double z : result.spans[l]) std::printf(" %7.1f", z);
+        std::printf("\n");
+      }
+    }
+  } catch (const std::exception& e) {
+    if (world.is_root()) std::fprintf(stderr, "adaspan train: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string command = argv[1];
+  const std::vector<std::string> args(argv + 2, argv + argc);
+  if (command == "prepare") return adaspan::launcher::run_prepare(args);
+  if (command == "train") {
+    adaspan::cluster::World world(&argc, &argv);
+    return run_train(args, world);
+  }
+  std::fprintf(stderr, "adaspan: error: unknown command '%s'\n%s", command.c_str(), kUsage);
+  return 2;
+}

@@ -1,0 +1,111 @@
+#include "launcher/train_options.h"
+
+#include <boost/program_options.hpp>
+
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace adaspan::launcher {
+
+namespace po = boost::program_options;
+
+ParsedTrain parse_train_options(const std::vector<std::string>& args) {
+  ParsedTrain parsed;
+  trainer::TrainConfig& c = parsed.config;
+  std::string cache_mode = model::to_string(c.model.cache);
+  std::string config_file;
+
+  po::options_description general("General");
+  general.add_options()
+      ("help,h", "Show this help and exit.")
+      ("config", po::value(&config_file), "File of `key = value` lines with any of the flags below "
+                                          "(command-line flags win).");
+
+  po::options_description data("Data");
+  data.add_options()
+      ("data", po::value(&c.data.train_files)->multitoken(),
+       "Training corpus: one or more files, read as raw bytes and concatenated (memory-mapped, never "
+       "loaded whole). Default: the built-in synthetic corpus (4 MiB, planted 200-800 byte dependencies).")
+      ("valid-data", po::value(&c.data.valid_files)->multitoken(),
+       "Validation corpus files. Default: the built-in validation corpus when training on the built-in one, "
+       "else no validation.")
+      ("batch-size", po::value(&c.data.batch_size)->default_value(c.data.batch_size),
+       "B: global number of parallel byte streams; stream k starts at byte k*N/B.")
+      ("block-size", po::value(&c.data.block_size)->default_value(c.data.block_size),
+       "M: bytes per stream per step (queries per block).");
+
+  po::options_description model("Model");
+  model.add_options()
+      ("layers", po::value(&c.model.layers)->default_value(c.model.layers), "Transformer layers.")
+      ("d-model", po::value(&c.model.d_model)->default_value(c.model.d_model), "Hidden size; divisible by --heads.")
+      ("heads", po::value(&c.model.heads)->default_value(c.model.heads), "Attention heads per layer, each with its own span.")
+      ("ff-size", po::value(&c.model.ff_size)->default_value(c.model.ff_size), "Inner size of the feed-forward (ReLU) sublayer.")
+      ("attn-span", po::value(&c.model.attn_span)->default_value(c.model.attn_span),
+       "S: the largest span (bytes) a head can learn; size of key_pe.")
+      ("span-ramp", po::value(&c.model.span_ramp)->default_value(c.model.span_ramp),
+       "R: length (bytes) of the soft mask's linear ramp.")
+      ("span-init", po::value(&c.model.span_init)->default_value(c.model.span_init),
+       "Initial span as a fraction of S, in [0, 1].")
+      ("span-loss-coeff", po::value(&c.model.span_loss_coeff)->default_value(c.model.span_loss_coeff),
+       "lambda of the L1 span penalty lambda*S*mean(span/S) per layer.")
+      ("dropout", po::value(&c.model.dropout)->default_value(c.model.dropout),
+       "Dropout on attention probabilities and the feed-forward hidden layer, in [0, 1).")
+      ("cache", po::value(&cache_mode)->default_value(cache_mode),
+       "What layers keep between blocks: kv (each head's keys/values, trimmed to its span; memory follows "
+       "spans, cached K/V are one step stale) or hidden (the reference's layer inputs, re-projected each step).");
+
+  po::options_description optim("Optimisation");
+  optim.add_options()
+      ("optimizer", po::value(&c.optim.optimizer)->default_value(c.optim.optimizer),
+       "adagrad (the reference's Adagrad, step clipped per tensor by --grad-clip) or adam (global-norm clip).")
+      ("lr", po::value(&c.optim.lr)->default_value(c.optim.lr), "Peak learning rate.")
+      ("warmup-steps", po::value(&c.optim.warmup_steps)->default_value(c.optim.warmup_steps),
+       "Linear warmup: step n uses lr*min(1, n/warmup). 0 = none.")
+      ("grad-clip", po::value(&c.optim.grad_clip)->default_value(c.optim.grad_clip),
+       "Gradient clipping threshold (L2); 0 = off.");
+
+  po::options_description run("Run");
+  run.add_options()
+      ("steps", po::value(&c.run.steps)->default_value(c.run.steps), "Optimizer steps.")
+      ("seed", po::value(&c.run.seed)->default_value(c.run.seed), "Seed of parameter init and dropout.")
+      ("threads", po::value(&c.run.threads)->default_value(c.run.threads),
+       "CPU threads for ATen (OpenBLAS is pinned to 1). 0 = all cores.")
+      ("run-dir", po::value(&c.run.run_dir)->default_value(c.run.run_dir),
+       "Directory for metrics.jsonl (created).")
+      ("log-every", po::value(&c.run.log_every)->default_value(c.run.log_every),
+       "Steps between metrics records (bpc averaged over them).")
+      ("eval-every", po::value(&c.run.eval_every)->default_value(c.run.eval_every),
+       "Steps between validation passes; 0 = never.")
+      ("eval-steps", po::value(&c.run.eval_steps)->default_value(c.run.eval_steps),
+       "Blocks per validation pass, from the validation streams' starts with an empty cache.");
+
+  po::options_description all("adaspan train: train an adaptive-span byte-level transformer\n\nOptions");
+  all.add(general).add(data).add(model).add(optim).add(run);
+
+  std::ostringstream help;
+  help << all;
+  parsed.help_text = help.str();
+
+  try {
+    po::variables_map vm;
+    po::store(po::command_line_parser(args).options(all).run(), vm);
+    if (vm.count("help")) {
+      parsed.help = true;
+      return parsed;
+    }
+    if (vm.count("config")) {
+      const std::string file = vm["config"].as<std::string>();
+      std::ifstream in(file);
+      if (!in) throw std::invalid_argument("--config: cannot read '" + file + "'");
+      po::store(po::parse_config_file(in, all), vm);
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw std::invalid_argument(e.what());
+  }
+  c.model.cache = model::parse_cache_mode(cache_mode);
+  return parsed;
+}
+
+}  // namespace adaspan::launcher

@@ -1,0 +1,55 @@
+#include "model/adaptive_span_lm.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <string>
+
+namespace adaspan::model {
+
+AdaptiveSpanLM::AdaptiveSpanLM(const ModelConfig& config) : config_(config) {
+  in_emb_ = register_module("in_emb", std::make_shared<LinearParams>(config.d_model, config.vocab, false));
+  {
+    at::NoGradGuard no_grad;
+    in_emb_->weight.normal_();  // nn.Embedding init N(0, 1)
+  }
+  key_pe_ = register_parameter("key_pe", at::randn({config.head_dim(), config.attn_span}));
+  auto stack = register_module("layers", std::make_shared<torch::nn::Module>());
+  for (int64_t l = 0; l < config.layers; ++l) {
+    layers_.push_back(stack->register_module(std::to_string(l), std::make_shared<TransformerLayer>(config)));
+  }
+  out_emb_ = register_module("out_emb", std::make_shared<LinearParams>(config.d_model, config.vocab, true));
+}
+
+LMOutput AdaptiveSpanLM::forward(const at::Tensor& x, const ModelCache& cache) {
+  LMOutput result;
+  at::Tensor h = at::embedding(in_emb_->weight, x);  // [B, M, d_model]
+  result.span_loss = at::zeros({}, h.options());
+  const LayerCache empty;
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    LayerOutput out = layers_[l]->forward(h, l < cache.size() ? cache[l] : empty, key_pe_);
+    h = out.hidden;
+    result.next_cache.push_back(std::move(out.next_cache));
+    result.span_loss = result.span_loss + layers_[l]->attention().span_loss();
+  }
+  result.log_probs = at::log_softmax(out_emb_->forward(h), -1);
+  return result;
+}
+
+std::vector<std::vector<double>> AdaptiveSpanLM::spans() const {
+  std::vector<std::vector<double>> out;
+  for (const auto& layer : layers_) out.push_back(layer->attention().spans());
+  return out;
+}
+
+void AdaptiveSpanLM::clamp_spans() {
+  for (auto& layer : layers_) layer->attention().clamp_spans();
+}
+
+double AdaptiveSpanLM::parameter_norm() const {
+  double sum = 0;
+  for (const auto& p : parameters()) sum += p.detach().to(at::kDouble).pow(2).sum().item<double>();
+  return std::sqrt(sum);
+}
+
+}  // namespace adaspan::model

@@ -1,0 +1,51 @@
+#pragma once
+// Multi-head adaptive-span attention (Sukhbaatar et al. 2019, §3.2): each head h has its own
+// span z_h = S * current_val[h], learned through the soft mask and an L1 penalty.
+//   q = h W_q^T, k = h_all W_k^T, v = h_all W_v^T   (no biases, as the reference)
+//   out = concat_h span_attention(q_h, k_h, v_h, key_pe, z_h) W_o^T
+// Each head computes only the keys inside its own window (kernels::effective_window).
+#include "model/layer_cache.h"
+#include "model/model_config.h"
+#include "model/parameter_modules.h"
+
+#include <torch/nn/module.h>
+
+namespace adaspan::model {
+
+struct AttentionOutput {
+  at::Tensor out;         // [B, M, d_model]
+  LayerCache next_cache;  // for the next block (detached)
+};
+
+class SpanAttentionLayer : public torch::nn::Module {
+ public:
+  explicit SpanAttentionLayer(const ModelConfig& config);
+
+  // h: [B, M, d_model]; key_pe: [d_head, S].
+  AttentionOutput forward(const at::Tensor& h, const LayerCache& cache, const at::Tensor& key_pe);
+
+  // Current spans z_h = S * current_val[h], in bytes.
+  std::vector<double> spans() const;
+  // lambda * S * mean_h(current_val): this layer's L1 span term.
+  at::Tensor span_loss() const;
+  // current_val <- clamp(current_val, 0, 1), after every optimizer step (as the reference).
+  void clamp_spans();
+  // Rows the hidden cache keeps for the next block: the reference's get_cache_size().
+  int64_t hidden_cache_size() const;
+
+  const at::Tensor& current_val() const { return current_val_; }
+
+ private:
+  at::Tensor attend_heads(const at::Tensor& q, const std::vector<at::Tensor>& keys,
+                          const std::vector<at::Tensor>& values, const at::Tensor& key_pe,
+                          const std::vector<int64_t>& windows);
+  AttentionOutput forward_hidden(const at::Tensor& h, const LayerCache& cache, const at::Tensor& key_pe);
+  AttentionOutput forward_kv(const at::Tensor& h, const LayerCache& cache, const at::Tensor& key_pe);
+  std::vector<int64_t> head_windows() const;
+
+  ModelConfig config_;
+  std::shared_ptr<LinearParams> proj_query_, proj_key_, proj_val_, proj_out_;
+  at::Tensor current_val_;  // [H], span / S
+};
+
+}  // namespace adaspan::model

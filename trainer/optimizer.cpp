@@ -1,0 +1,108 @@
+#include "trainer/optimizer.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace adaspan::trainer {
+namespace {
+
+class Adagrad final : public Optimizer {
+ public:
+  Adagrad(std::vector<at::Tensor> params, double clip) : params_(std::move(params)), clip_(clip) {
+    for (const auto& p : params_) sums_.push_back(at::zeros_like(p));
+  }
+
+  void step(double lr) override {
+    at::NoGradGuard no_grad;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      const at::Tensor& g = params_[i].grad();
+      if (!g.defined()) continue;
+      sums_[i].addcmul_(g, g);
+      double clr = lr;
+      if (clip_ > 0) {
+        const double norm = g.norm().item<double>();
+        if (norm > clip_) clr *= clip_ / (norm + 1e-10);
+      }
+      params_[i].addcdiv_(g, sums_[i].sqrt().add_(1e-10), -clr);
+    }
+  }
+
+  std::vector<std::pair<std::string, at::Tensor>> state() override {
+    std::vector<std::pair<std::string, at::Tensor>> out;
+    for (size_t i = 0; i < sums_.size(); ++i) out.emplace_back("sum." + std::to_string(i), sums_[i]);
+    return out;
+  }
+
+ private:
+  std::vector<at::Tensor> params_, sums_;
+  double clip_;
+};
+
+class Adam final : public Optimizer {
+ public:
+  Adam(std::vector<at::Tensor> params, double clip, double beta1, double beta2, double eps)
+      : params_(std::move(params)), clip_(clip), beta1_(beta1), beta2_(beta2), eps_(eps) {
+    for (const auto& p : params_) {
+      m_.push_back(at::zeros_like(p));
+      v_.push_back(at::zeros_like(p));
+    }
+  }
+
+  void step(double lr) override {
+    at::NoGradGuard no_grad;
+    ++t_;
+    double scale = 1.0;
+    if (clip_ > 0) {
+      double sq = 0;
+      for (const auto& p : params_) {
+        if (p.grad().defined()) sq += p.grad().to(at::kDouble).pow(2).sum().item<double>();
+      }
+      const double norm = std::sqrt(sq);
+      if (norm > clip_) scale = clip_ / (norm + 1e-6);
+    }
+    const double c1 = 1 - std::pow(beta1_, static_cast<double>(t_));
+    const double c2 = 1 - std::pow(beta2_, static_cast<double>(t_));
+    for (size_t i = 0; i < params_.size(); ++i) {
+      if (!params_[i].grad().defined()) continue;
+      const at::Tensor g = params_[i].grad() * scale;
+      m_[i].mul_(beta1_).add_(g, 1 - beta1_);
+      v_[i].mul_(beta2_).addcmul_(g, g, 1 - beta2_);
+      const at::Tensor denom = (v_[i] / c2).sqrt_().add_(eps_);
+      params_[i].addcdiv_(m_[i], denom, -lr / c1);
+    }
+  }
+
+  std::vector<std::pair<std::string, at::Tensor>> state() override {
+    std::vector<std::pair<std::string, at::Tensor>> out;
+    for (size_t i = 0; i < m_.size(); ++i) {
+      out.emplace_back("exp_avg." + std::to_string(i), m_[i]);
+      out.emplace_back("exp_avg_sq." + std::to_string(i), v_[i]);
+    }
+    return out;
+  }
+
+ private:
+  std::vector<at::Tensor> params_, m_, v_;
+  double clip_, beta1_, beta2_, eps_;
+  int64_t t_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Optimizer> make_adagrad(std::vector<at::Tensor> params, double clip) {
+  return std::make_unique<Adagrad>(std::move(params), clip);
+}
+
+std::unique_ptr<Optimizer> make_adam(std::vector<at::Tensor> params, double clip, double beta1,
+                                     double beta2, double eps) {
+  return std::make_unique<Adam>(std::move(params), clip, beta1, beta2, eps);
+}
+
+double warmup_lr(double lr, int64_t step, int64_t warmup_steps) {
+  if (warmup_steps <= 0) return lr;
+  return lr * std::min(1.0, static_cast<double>(step) / static_cast<double>(warmup_steps));
+}
+
+}  // namespace adaspan::trainer

@@ -1,0 +1,33 @@
+#pragma once
+// Optimizers over a flat list of parameters, each a few lines of tensor math so the state is
+// explicit (it goes into checkpoints and, later, is sharded).
+//
+// Adagrad with per-tensor step clipping (the reference's AdagradWithGradClip): per tensor p
+// with gradient g,  sum += g*g;  clr = lr * min(1, clip / (|g|_2 + 1e-10));
+//                   p -= clr * g / (sqrt(sum) + 1e-10).
+// Adam (Kingma & Ba 2015) with bias correction, after a global gradient-norm clip.
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace adaspan::trainer {
+
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  // One update with learning rate lr from the .grad() of each parameter.
+  virtual void step(double lr) = 0;
+  // Named state tensors (for checkpoints and memory accounting).
+  virtual std::vector<std::pair<std::string, at::Tensor>> state() = 0;
+};
+
+std::unique_ptr<Optimizer> make_adagrad(std::vector<at::Tensor> params, double clip);
+std::unique_ptr<Optimizer> make_adam(std::vector<at::Tensor> params, double clip, double beta1,
+                                     double beta2, double eps);
+
+// Reference warmup: update n (1-based) uses lr * min(1, n / warmup).
+double warmup_lr(double lr, int64_t step, int64_t warmup_steps);
+
+}  // namespace adaspan::trainer

@@ -1,0 +1,44 @@
+#pragma once
+// Everything `adaspan train` is told, grouped as the flags are (see launcher/train_options.cpp
+// for each field's help text, unit and default).
+#include "model/model_config.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace adaspan::trainer {
+
+struct DataConfig {
+  std::vector<std::string> train_files;  // empty: the built-in synthetic corpus
+  std::vector<std::string> valid_files;  // empty: built-in valid split if training on built-in, else none
+  int64_t batch_size = 16;               // B, global streams
+  int64_t block_size = 128;              // M
+};
+
+struct OptimConfig {
+  std::string optimizer = "adagrad";  // adagrad (reference, per-tensor clipped step) | adam
+  double lr = 0.07;
+  int64_t warmup_steps = 100;
+  double grad_clip = 0.03;            // adagrad: per tensor; adam: global norm. 0 = off
+  double adam_beta1 = 0.9, adam_beta2 = 0.999, adam_eps = 1e-8;
+};
+
+struct RunConfig {
+  int64_t steps = 500;
+  uint64_t seed = 1;
+  int threads = 0;                 // 0: cores / ranks on the node
+  std::string run_dir = "runs/latest";
+  int64_t log_every = 10;
+  int64_t eval_every = 100;        // 0 = never
+  int64_t eval_steps = 20;         // blocks per validation pass
+};
+
+struct TrainConfig {
+  model::ModelConfig model;
+  DataConfig data;
+  OptimConfig optim;
+  RunConfig run;
+};
+
+}  // namespace adaspan::trainer

@@ -1,0 +1,204 @@
+#include "trainer/trainer.h"
+
+#include "cluster/thread_config.h"
+#include "data/byte_corpus.h"
+#include "data/stream_sampler.h"
+#include "data/synthetic_corpus.h"
+#include "model/adaptive_span_lm.h"
+#include "trainer/metrics_log.h"
+#include "trainer/optimizer.h"
+#include "trainer/progress_display.h"
+
+#include <ATen/ATen.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+
+namespace adaspan::trainer {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr double kLn2 = 0.69314718055994530942;
+
+void require_positive(int64_t value, const char* flag) {
+  if (value <= 0) {
+    throw std::invalid_argument(std::string("--") + flag + " must be positive, got " + std::to_string(value));
+  }
+}
+
+void require_readable(const std::vector<std::string>& files, const char* flag) {
+  for (const auto& f : files) {
+    struct stat st {};
+    if (stat(f.c_str(), &st) != 0) throw std::invalid_argument(std::string("--") + flag + ": no such file '" + f + "'");
+    if (!S_ISREG(st.st_mode)) throw std::invalid_argument(std::string("--") + flag + ": '" + f + "' is not a file");
+    if (st.st_size == 0) throw std::invalid_argument(std::string("--") + flag + ": '" + f + "' is empty (0 bytes)");
+  }
+}
+
+data::ByteCorpus open_corpus(const std::vector<std::string>& files, uint64_t builtin_size, uint64_t builtin_seed) {
+  if (!files.empty()) return data::ByteCorpus::open_files(files);
+  return data::ByteCorpus::from_bytes(data::make_synthetic_corpus(builtin_size, builtin_seed).bytes, "built-in");
+}
+
+// [rows, M + 1] bytes -> (inputs [rows, M], targets [rows, M]) as int64.
+std::pair<at::Tensor, at::Tensor> to_tensors(const data::ByteBatch& batch) {
+  at::Tensor bytes = at::from_blob(const_cast<uint8_t*>(batch.bytes.data()), {batch.rows, batch.cols}, at::kByte)
+                         .to(at::kLong);
+  return {bytes.narrow(1, 0, batch.cols - 1), bytes.narrow(1, 1, batch.cols - 1)};
+}
+
+nlohmann::json spans_json(const std::vector<std::vector<double>>& spans) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& layer : spans) out.push_back(layer);
+  return out;
+}
+
+// Mean NLL (nats) of `blocks` consecutive validation blocks from the stream starts, zero cache.
+double evaluate(model::AdaptiveSpanLM& model, data::StreamSampler& sampler, int64_t blocks) {
+  at::NoGradGuard no_grad;
+  model.eval();
+  sampler.rewind();
+  model::ModelCache cache;
+  double nll_sum = 0;
+  for (int64_t b = 0; b < blocks; ++b) {
+    auto [x, y] = to_tensors(sampler.next());
+    model::LMOutput out = model.forward(x, cache);
+    nll_sum += at::nll_loss(out.log_probs.reshape({-1, out.log_probs.size(-1)}), y.reshape({-1})).item<double>();
+    cache = std::move(out.next_cache);
+  }
+  model.train();
+  return nll_sum / static_cast<double>(blocks);
+}
+
+}  // namespace
+
+void validate(const TrainConfig& c) {
+  require_positive(c.run.steps, "steps");
+  require_positive(c.data.batch_size, "batch-size");
+  require_positive(c.data.block_size, "block-size");
+  require_positive(c.model.layers, "layers");
+  require_positive(c.model.d_model, "d-model");
+  require_positive(c.model.heads, "heads");
+  require_positive(c.model.ff_size, "ff-size");
+  require_positive(c.model.attn_span, "attn-span");
+  require_positive(c.run.log_every, "log-every");
+  require_positive(c.run.eval_steps, "eval-steps");
+  if (c.run.eval_every < 0) throw std::invalid_argument("--eval-every must be >= 0 (0 = never)");
+  if (c.model.d_model % c.model.heads != 0) {
+    throw std::invalid_argument("--d-model " + std::to_string(c.model.d_model) + " is not divisible by --heads " +
+                                std::to_string(c.model.heads));
+  }
+  if (!(c.model.span_ramp > 0)) throw std::invalid_argument("--span-ramp must be positive");
+  if (c.model.span_loss_coeff < 0) throw std::invalid_argument("--span-loss-coeff must be >= 0");
+  if (c.model.span_init < 0 || c.model.span_init > 1) throw std::invalid_argument("--span-init must be in [0, 1]");
+  if (c.model.dropout < 0 || c.model.dropout >= 1) throw std::invalid_argument("--dropout must be in [0, 1)");
+  if (!(c.optim.lr > 0)) throw std::invalid_argument("--lr must be positive");
+  if (c.optim.warmup_steps < 0) throw std::invalid_argument("--warmup-steps must be >= 0");
+  if (c.optim.grad_clip < 0) throw std::invalid_argument("--grad-clip must be >= 0 (0 = off)");
+  if (c.optim.optimizer != "adagrad" && c.optim.optimizer != "adam") {
+    throw std::invalid_argument("--optimizer '" + c.optim.optimizer + "' is not adagrad or adam");
+  }
+  if (c.run.threads < 0) throw std::invalid_argument("--threads must be >= 0 (0 = all cores)");
+  require_readable(c.data.train_files, "data");
+  require_readable(c.data.valid_files, "valid-data");
+}
+
+TrainResult train(const TrainConfig& config, bool quiet) {
+  validate(config);
+  cluster::configure_threads(config.run.threads, 1);
+  at::manual_seed(config.run.seed);
+
+  // Data first: a corpus error must stop the run before anything is written.
+  const data::ByteCorpus train_corpus =
+      open_corpus(config.data.train_files, data::kBuiltinTrainBytes, data::kBuiltinTrainSeed);
+  std::optional<data::ByteCorpus> valid_corpus;
+  if (!config.data.valid_files.empty() || config.data.train_files.empty()) {
+    valid_corpus = open_corpus(config.data.valid_files, data::kBuiltinValidBytes, data::kBuiltinValidSeed);
+  }
+  data::StreamSampler sampler(train_corpus, config.data.batch_size, config.data.block_size);
+  std::optional<data::StreamSampler> valid_sampler;
+  if (valid_corpus) valid_sampler.emplace(*valid_corpus, config.data.batch_size, config.data.block_size);
+
+  std::error_code ec;
+  std::filesystem::create_directories(config.run.run_dir, ec);
+  if (ec) throw std::runtime_error("cannot create run dir '" + config.run.run_dir + "': " + ec.message());
+  MetricsLog metrics((std::filesystem::path(config.run.run_dir) / "metrics.jsonl").string());
+
+  model::AdaptiveSpanLM model(config.model);
+  model.train();
+  std::vector<at::Tensor> params = model.parameters();
+  std::unique_ptr<Optimizer> optimizer =
+      config.optim.optimizer == "adam"
+          ? make_adam(params, config.optim.grad_clip, config.optim.adam_beta1, config.optim.adam_beta2,
+                      config.optim.adam_eps)
+          : make_adagrad(params, config.optim.grad_clip);
+
+  ProgressDisplay progress(config.run.steps, quiet ? nullptr : stdout);
+  const int64_t tokens_per_step = config.data.batch_size * config.data.block_size;
+  model::ModelCache cache;
+  TrainResult result;
+  double window_nll = 0;
+  int64_t window_steps = 0;
+  const auto start = Clock::now();
+  auto window_start = start;
+
+  for (int64_t step = 1; step <= config.run.steps; ++step) {
+    auto [x, y] = to_tensors(sampler.next());
+    model::LMOutput out = model.forward(x, cache);
+    const at::Tensor nll = at::nll_loss(out.log_probs.reshape({-1, config.model.vocab}), y.reshape({-1}));
+    for (auto& p : params) {
+      if (p.grad().defined()) p.mutable_grad().zero_();
+    }
+    (nll + out.span_loss).backward();
+    const double lr = warmup_lr(config.optim.lr, step, config.optim.warmup_steps);
+    optimizer->step(lr);
+    model.clamp_spans();
+    cache = std::move(out.next_cache);
+    window_nll += nll.item<double>();
+    ++window_steps;
+
+    if (step % config.run.log_every == 0 || step == config.run.steps) {
+      const auto now = Clock::now();
+      const double window_s = std::chrono::duration<double>(now - window_start).count();
+      const double elapsed_s = std::chrono::duration<double>(now - start).count();
+      const double bpc = window_nll / static_cast<double>(window_steps) / kLn2;
+      const double tokens_per_s = static_cast<double>(tokens_per_step * window_steps) / window_s;
+      metrics.write({{"step", step},
+                     {"bpc", bpc},
+                     {"lr", lr},
+                     {"tokens_per_s", tokens_per_s},
+                     {"elapsed_s", elapsed_s},
+                     {"spans", spans_json(model.spans())}});
+      progress.update(step, bpc, tokens_per_s, elapsed_s);
+      result.final_train_bpc = bpc;
+      window_nll = 0;
+      window_steps = 0;
+      window_start = Clock::now();
+    }
+    if (valid_sampler && config.run.eval_every > 0 &&
+        (step % config.run.eval_every == 0 || step == config.run.steps)) {
+      const double bpc = evaluate(model, *valid_sampler, config.run.eval_steps) / kLn2;
+      metrics.write({{"step", step}, {"split", "valid"}, {"bpc", bpc}});
+      char line[96];
+      std::snprintf(line, sizeof(line), "step %lld valid bpc %.4f", static_cast<long long>(step), bpc);
+      progress.message(line);
+      window_start = Clock::now();  // validation time is not training throughput
+    }
+  }
+  progress.finish();
+
+  result.steps = config.run.steps;
+  result.param_norm = model.parameter_norm();
+  result.spans = model.spans();
+  metrics.write({{"event", "done"},
+                 {"step", result.steps},
+                 {"param_norm", result.param_norm},
+                 {"spans", spans_json(result.spans)}});
+  return result;
+}
+
+}  // namespace adaspan::trainer

@@ -1,0 +1,25 @@
+#pragma once
+// The training loop: stream sampler -> model -> loss (NLL + L1 span term) -> backward ->
+// warmup LR -> optimizer -> clamp spans -> metrics. One rank for now; caches carried across
+// blocks, per stream.
+#include "trainer/train_config.h"
+
+#include <vector>
+
+namespace adaspan::trainer {
+
+struct TrainResult {
+  int64_t steps = 0;
+  double final_train_bpc = 0;     // over the last log window
+  double param_norm = 0;
+  std::vector<std::vector<double>> spans;  // [layer][head], bytes
+};
+
+// Checks what can be checked before anything is written: sizes, divisibility, data files.
+// Throws std::invalid_argument with one line naming the flag and the value.
+void validate(const TrainConfig& config);
+
+// Trains; writes RUN_DIR/metrics.jsonl and progress on stdout. `quiet` silences stdout.
+TrainResult train(const TrainConfig& config, bool quiet = false);
+
+}  // namespace adaspan::trainer
