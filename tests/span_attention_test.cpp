@@ -1,0 +1,119 @@
+#include "kernels/span_attention.h"
+#include "kernels/span_attention_reference.h"
+#include "tests/finite_difference.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+namespace adaspan {
+namespace {
+
+using testing::numerical_gradient;
+using testing::relative_error;
+
+struct Case {
+  int64_t batch, block, cache, dim, span;
+  double ramp, z;
+  bool full_window;  // window = S instead of the effective (trimmed) window
+};
+
+struct Inputs {
+  at::Tensor q, k, v, key_pe, z;
+};
+
+Inputs make_inputs(const Case& c, at::ScalarType dtype, uint64_t seed) {
+  at::manual_seed(seed);
+  const auto opt = at::TensorOptions().dtype(dtype);
+  return {at::randn({c.batch, c.block, c.dim}, opt), at::randn({c.batch, c.cache + c.block, c.dim}, opt),
+          at::randn({c.batch, c.cache + c.block, c.dim}, opt), at::randn({c.dim, c.span}, opt),
+          at::full({}, c.z, opt)};
+}
+
+kernels::SpanAttentionOptions options_for(const Case& c) {
+  kernels::SpanAttentionOptions o;
+  o.max_span = c.span;
+  o.ramp = c.ramp;
+  o.window = c.full_window ? c.span : kernels::effective_window(c.z, c.ramp, c.span);
+  return o;
+}
+
+class SpanAttentionVsDense : public ::testing::TestWithParam<Case> {};
+
+TEST_P(SpanAttentionVsDense, ForwardMatchesDenseFloat64) {
+  const Case c = GetParam();
+  const Inputs in = make_inputs(c, at::kDouble, 7);
+  const at::Tensor fast = kernels::span_attention(in.q, in.k, in.v, in.key_pe, in.z, options_for(c));
+  const at::Tensor dense = kernels::span_attention_reference(in.q, in.k, in.v, in.key_pe, in.z, c.span, c.ramp);
+  ASSERT_EQ(fast.sizes(), dense.sizes());
+  EXPECT_LT((fast - dense).abs().max().item<double>(), 1e-12);
+}
+
+TEST_P(SpanAttentionVsDense, GradientsMatchDenseFloat64) {
+  const Case c = GetParam();
+  Inputs a = make_inputs(c, at::kDouble, 11), b = make_inputs(c, at::kDouble, 11);
+  const at::Tensor w = at::randn({c.batch, c.block, c.dim}, at::kDouble);
+  for (auto* in : {&a, &b}) {
+    for (auto* t : {&in->q, &in->k, &in->v, &in->key_pe, &in->z}) t->requires_grad_(true);
+  }
+  (kernels::span_attention(a.q, a.k, a.v, a.key_pe, a.z, options_for(c)) * w).sum().backward();
+  (kernels::span_attention_reference(b.q, b.k, b.v, b.key_pe, b.z, c.span, c.ramp) * w).sum().backward();
+  EXPECT_LT(relative_error(a.q.grad(), b.q.grad()), 1e-12);
+  EXPECT_LT(relative_error(a.k.grad(), b.k.grad()), 1e-12);
+  EXPECT_LT(relative_error(a.v.grad(), b.v.grad()), 1e-12);
+  EXPECT_LT(relative_error(a.key_pe.grad(), b.key_pe.grad()), 1e-12);
+  EXPECT_NEAR(a.z.grad().item<double>(), b.z.grad().item<double>(), 1e-12);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, SpanAttentionVsDense,
+    ::testing::Values(Case{2, 8, 16, 4, 16, 4.0, 5.3, true},      // small, full window
+                      Case{2, 70, 100, 8, 128, 8.0, 40.7, false},  // M not a multiple of the tile
+                      Case{1, 20, 0, 4, 32, 4.0, 9.5, false},      // no cache: zero keys before index 0
+                      Case{2, 16, 5, 4, 96, 32.0, 0.0, false},     // z = 0 (init), cache shorter than window
+                      Case{1, 65, 200, 4, 200, 16.0, 200.0, false},// z = S: window is all of S
+                      Case{2, 3, 300, 4, 256, 32.0, 150.2, false}));
+
+TEST(SpanAttention, GradientsMatchFiniteDifferences) {
+  const Case c{1, 5, 6, 3, 8, 2.0, 3.5, false};
+  Inputs in = make_inputs(c, at::kDouble, 3);
+  const at::Tensor w = at::randn({c.batch, c.block, c.dim}, at::kDouble);
+  const auto options = options_for(c);
+  auto loss = [&] {
+    return (kernels::span_attention(in.q, in.k, in.v, in.key_pe, in.z, options) * w).sum().item<double>();
+  };
+  std::vector<at::Tensor*> inputs{&in.q, &in.k, &in.v, &in.key_pe, &in.z};
+  for (auto* t : inputs) t->requires_grad_(true);
+  (kernels::span_attention(in.q, in.k, in.v, in.key_pe, in.z, options) * w).sum().backward();
+  const char* names[] = {"q", "k", "v", "key_pe", "z"};
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const at::Tensor analytic = inputs[i]->grad().clone();
+    const at::Tensor numeric = numerical_gradient(loss, inputs[i]->detach());
+    EXPECT_LT(relative_error(analytic, numeric), 1e-6) << names[i];
+  }
+  EXPECT_NE(in.z.grad().item<double>(), 0.0);  // the span does learn through the ramp
+}
+
+TEST(SpanAttention, TrimmedWindowEqualsFullWindowFloat32) {
+  for (double z : {0.0, 17.5, 100.5, 400.0}) {
+    const Case trimmed{2, 128, 512, 16, 512, 32.0, z, false};
+    Case full = trimmed;
+    full.full_window = true;
+    const Inputs in = make_inputs(trimmed, at::kFloat, 5);
+    const at::Tensor a = kernels::span_attention(in.q, in.k, in.v, in.key_pe, in.z, options_for(trimmed));
+    const at::Tensor b = kernels::span_attention(in.q, in.k, in.v, in.key_pe, in.z, options_for(full));
+    EXPECT_LT(options_for(trimmed).window, 513);
+    EXPECT_LT((a - b).abs().max().item<double>(), 1e-6) << "z = " << z;
+  }
+}
+
+TEST(SpanAttention, EffectiveWindowCoversInclusiveRamp) {
+  EXPECT_EQ(kernels::effective_window(0.0, 32, 8192), 64);    // x <= 32 needs 33 keys -> 64
+  EXPECT_EQ(kernels::effective_window(31.0, 32, 8192), 64);   // x <= 63: 64 keys
+  EXPECT_EQ(kernels::effective_window(32.0, 32, 8192), 128);  // x <= 64: 65 keys
+  EXPECT_EQ(kernels::effective_window(8000.0, 32, 8192), 8064);  // 8033 keys
+  EXPECT_EQ(kernels::effective_window(8160.0, 32, 8192), 8192);  // capped at S
+  EXPECT_EQ(kernels::effective_window(3.0, 4, 16), 16);
+}
+
+}  // namespace
+}  // namespace adaspan
