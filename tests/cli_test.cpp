@@ -1,0 +1,115 @@
+// The binary as a user runs it: bad input gives one clear error line, a non-zero exit, and
+// writes nothing.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sys/wait.h>
+
+namespace adaspan {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct RunResult {
+  int exit_code;
+  std::string out, err;
+};
+
+RunResult run(const std::string& args) {
+  const fs::path err_file = fs::temp_directory_path() / ("adaspan_cli_err_" + std::to_string(::getpid()));
+  const std::string command = std::string(ADASPAN_BINARY) + " " + args + " 2>" + err_file.string();
+  RunResult result{};
+  FILE* pipe = popen(command.c_str(), "r");
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) result.out.append(buf.data(), n);
+  const int status = pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream in(err_file);
+  result.err.assign(std::istreambuf_iterator<char>(in), {});
+  fs::remove(err_file);
+  return result;
+}
+
+struct BadInput {
+  const char* name;
+  const char* args;
+  const char* expected;  // part of the one error line
+};
+
+class CliRejects : public ::testing::TestWithParam<BadInput> {};
+
+TEST_P(CliRejects, OneErrorLineNonZeroExitNothingWritten) {
+  const BadInput bad = GetParam();
+  const fs::path run_dir = fs::temp_directory_path() / ("adaspan_cli_run_" + std::string(bad.name));
+  fs::remove_all(run_dir);
+  const RunResult r = run(std::string("train --steps 2 --run-dir ") + run_dir.string() + " " + bad.args);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(r.err.find("error"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(bad.expected), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(run_dir)) << "run dir written for bad input";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    BadFlags, CliRejects,
+    ::testing::Values(BadInput{"unknown_flag", "--no-such-flag 3", "no-such-flag"},
+                      BadInput{"zero_layers", "--layers 0", "--layers"},
+                      BadInput{"negative_block", "--block-size -4", "--block-size"},
+                      BadInput{"heads_divide", "--d-model 100 --heads 3", "not divisible by --heads"},
+                      BadInput{"missing_data", "--data /nonexistent/corpus.txt", "/nonexistent/corpus.txt"},
+                      BadInput{"bad_cache", "--cache disk", "disk"},
+                      BadInput{"bad_optimizer", "--optimizer sgdx", "sgdx"},
+                      BadInput{"not_a_number", "--lr fast", "lr"}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST(Cli, UnwritableRunDirIsOneClearError) {
+  const fs::path blocker = fs::temp_directory_path() / ("adaspan_cli_blocker_" + std::to_string(::getpid()));
+  std::ofstream(blocker) << "a file where a directory should be";
+  const RunResult r = run("train --steps 2 --run-dir " + (blocker / "run").string());
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(r.err.find("run dir"), std::string::npos) << r.err;
+  fs::remove(blocker);
+}
+
+TEST(Cli, HelpExplainsEveryTrainFlag) {
+  const RunResult r = run("train --help");
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* flag : {"--data", "--valid-data", "--steps", "--batch-size", "--block-size", "--layers",
+                           "--d-model", "--heads", "--ff-size", "--attn-span", "--span-ramp", "--span-loss-coeff",
+                           "--dropout", "--optimizer", "--lr", "--warmup-steps", "--grad-clip", "--seed",
+                           "--threads", "--cache", "--run-dir", "--log-every", "--eval-every", "--config"}) {
+    EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
+  }
+}
+
+TEST(Cli, ConfigFileSetsTheSameKeys) {
+  const fs::path dir = fs::temp_directory_path() / ("adaspan_cli_config_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::ofstream(dir / "run.cfg") << "layers = 1\nd-model = 32\nheads = 2\nff-size = 64\nattn-span = 64\n"
+                                    "batch-size = 4\nblock-size = 32\nsteps = 3\nlog-every = 1\neval-every = 0\n";
+  const RunResult r = run("train --config " + (dir / "run.cfg").string() + " --run-dir " + (dir / "run").string());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::ifstream metrics(dir / "run" / "metrics.jsonl");
+  int lines = 0;
+  for (std::string line; std::getline(metrics, line);) ++lines;
+  EXPECT_EQ(lines, 4);  // steps 1, 2, 3 and the done record
+  EXPECT_NE(r.out.find("layer 0:"), std::string::npos);
+  EXPECT_EQ(r.out.find("layer 1:"), std::string::npos);  // layers = 1 from the file
+  fs::remove_all(dir);
+}
+
+TEST(Cli, PrepareEnwik8RejectsMissingZip) {
+  const RunResult r = run("prepare enwik8 --zip /nonexistent/enwik8.zip --out /tmp/adaspan_never");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("/nonexistent/enwik8.zip"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists("/tmp/adaspan_never"));
+}
+
+}  // namespace
+}  // namespace adaspan

@@ -1,0 +1,149 @@
+#include "data/byte_corpus.h"
+#include "data/enwik8_prepare.h"
+#include "data/stream_sampler.h"
+#include "data/synthetic_corpus.h"
+
+#include <gtest/gtest.h>
+#include <zip.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace adaspan {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    path = fs::temp_directory_path() / ("adaspan_test_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::string write(const std::string& name, const std::string& bytes) const {
+    std::ofstream(path / name, std::ios::binary) << bytes;
+    return (path / name).string();
+  }
+};
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+std::string row(const data::ByteBatch& b, int64_t r) {
+  return {reinterpret_cast<const char*>(b.bytes.data() + r * b.cols), static_cast<size_t>(b.cols)};
+}
+
+TEST(StreamSampler, StreamsStartAtKNOverBAndAdvanceByBlock) {
+  const auto corpus = data::ByteCorpus::from_bytes("abcdefghijklmnopqrstuvwxyz0123456789", "t");  // N = 36
+  data::StreamSampler s(corpus, 4, 3);  // streams at 0, 9, 18, 27
+  EXPECT_EQ(s.positions(), (std::vector<uint64_t>{0, 9, 18, 27}));
+  auto b = s.next();
+  ASSERT_EQ(b.rows, 4);
+  ASSERT_EQ(b.cols, 4);
+  EXPECT_EQ(row(b, 0), "abcd");
+  EXPECT_EQ(row(b, 1), "jklm");
+  EXPECT_EQ(row(b, 3), "1234");
+  EXPECT_EQ(s.positions(), (std::vector<uint64_t>{3, 12, 21, 30}));
+  b = s.next();
+  EXPECT_EQ(row(b, 0), "defg");  // the target of the last input is the next block's first input
+}
+
+TEST(StreamSampler, WrapsAroundTheEnd) {
+  const auto corpus = data::ByteCorpus::from_bytes("0123456789", "t");
+  data::StreamSampler s(corpus, 2, 4);  // streams at 0 and 5
+  s.next();
+  const auto b = s.next();  // stream 1 at 9: "9012 3"
+  EXPECT_EQ(row(b, 1), "90123");
+  EXPECT_EQ(s.positions()[1], 3u);
+}
+
+TEST(StreamSampler, ReadsOnlyItsOwnStreams) {
+  const auto corpus = data::ByteCorpus::from_bytes("abcdefghijklmnopqrstuvwxyz0123456789", "t");
+  data::StreamSampler all(corpus, 4, 3), part(corpus, 4, 3, 2, 2);
+  const auto a = all.next(), p = part.next();
+  ASSERT_EQ(p.rows, 2);
+  EXPECT_EQ(row(p, 0), row(a, 2));
+  EXPECT_EQ(row(p, 1), row(a, 3));
+  EXPECT_EQ(all.positions(), part.positions());  // positions stay global
+}
+
+TEST(StreamSampler, RejectsMoreStreamsThanBytes) {
+  const auto corpus = data::ByteCorpus::from_bytes("abc", "t");
+  EXPECT_THROW(data::StreamSampler(corpus, 4, 2), std::invalid_argument);
+}
+
+TEST(ByteCorpus, ConcatenatesFilesAcrossBoundaries) {
+  TempDir dir;
+  const auto corpus = data::ByteCorpus::open_files({dir.write("a", "hello "), dir.write("b", "big "),
+                                                    dir.write("c", "world")});
+  ASSERT_EQ(corpus.size(), 15u);
+  std::string out(20, '\0');
+  corpus.read_wrapped(3, 20, reinterpret_cast<uint8_t*>(out.data()));
+  EXPECT_EQ(out, "lo big worldhello bi");
+  EXPECT_EQ(corpus.at(6), 'b');
+  EXPECT_EQ(corpus.at(15), 'h');  // wraps
+}
+
+TEST(ByteCorpus, RejectsMissingAndEmptyFilesWithTheirName) {
+  TempDir dir;
+  const std::string empty = dir.write("empty.txt", "");
+  try {
+    data::ByteCorpus::open_files({dir.write("ok", "x"), empty});
+    FAIL() << "empty file accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("empty.txt"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("empty"), std::string::npos);
+  }
+  try {
+    data::ByteCorpus::open_files({(dir.path / "missing.txt").string()});
+    FAIL() << "missing file accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("missing.txt"), std::string::npos) << e.what();
+  }
+}
+
+TEST(SyntheticCorpus, DeterministicWithPlantedRecallsAtKnownDistances) {
+  const auto a = data::make_synthetic_corpus(200000, 1), b = data::make_synthetic_corpus(200000, 1);
+  EXPECT_EQ(a.bytes, b.bytes);
+  EXPECT_NE(a.bytes, data::make_synthetic_corpus(200000, 2).bytes);
+  ASSERT_EQ(a.bytes.size(), 200000u);
+  ASSERT_GT(a.recalls.size(), 50u);
+  for (const auto& r : a.recalls) {
+    const uint64_t distance = r.recall - r.definition;
+    EXPECT_GE(distance, 200u);
+    EXPECT_LE(distance, 900u);
+    EXPECT_EQ(a.bytes.substr(r.definition, 4), a.bytes.substr(r.recall, 4));
+    EXPECT_EQ(a.bytes.substr(r.recall - 10, 5), "<use ");
+  }
+}
+
+TEST(PrepareEnwik8, SplitsTheZipMemberIntoTrainValidTest) {
+  TempDir dir;
+  std::string content;
+  for (int i = 0; i < 5000; ++i) content += static_cast<char>('a' + i % 26);
+  const std::string zip_path = (dir.path / "enwik8.zip").string();
+  {
+    int err = 0;
+    zip_t* z = zip_open(zip_path.c_str(), ZIP_CREATE | ZIP_TRUNCATE, &err);
+    ASSERT_NE(z, nullptr);
+    zip_source_t* src = zip_source_buffer(z, content.data(), content.size(), 0);
+    ASSERT_GE(zip_file_add(z, "enwik8", src, ZIP_FL_OVERWRITE), 0);
+    ASSERT_EQ(zip_close(z), 0);
+  }
+  const auto split = data::prepare_enwik8(zip_path, (dir.path / "out").string(), {500, 300});
+  EXPECT_EQ(split.train, 4200u);
+  EXPECT_EQ(read_file(dir.path / "out" / "train.txt"), content.substr(0, 4200));
+  EXPECT_EQ(read_file(dir.path / "out" / "valid.txt"), content.substr(4200, 500));
+  EXPECT_EQ(read_file(dir.path / "out" / "test.txt"), content.substr(4700, 300));
+  EXPECT_THROW(data::prepare_enwik8(zip_path, (dir.path / "o2").string(), {3000, 3000}), std::runtime_error);
+  EXPECT_THROW(data::prepare_enwik8((dir.path / "none.zip").string(), (dir.path / "o3").string(), {}),
+               std::runtime_error);
+}
+
+}  // namespace
+}  // namespace adaspan
