@@ -1,33 +1,51 @@
 #!/usr/bin/env bash
-# Installs every system package adaspan's build, tests and demo need (Debian/Ubuntu).
-# Idempotent: prints what it installs, and does nothing when everything is present.
+# Installs everything adaspan's build, tests and demo need on Debian/Ubuntu. Idempotent: prints
+# what it installs and does nothing when all is present.
+#
+# Torch: LibTorch 2.x from PyPI's `torch` wheel (CUDA build, the same LibTorch as on GPU
+# machines) when pip can install it; Debian's libtorch-dev (1.13, CPU) is always installed as the
+# fallback. ADASPAN_TORCH=system skips the wheel; ADASPAN_TORCH_VERSION pins it (default 2.11.0).
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build ccache pkg-config
-  libtorch-dev            # LibTorch (Debian: 1.13, CPU); a pip/CUDA LibTorch is used instead when found
-  libopenblas0-pthread    # without it LibTorch links the reference BLAS and runs ~20x slower
+  build-essential cmake ninja-build ccache pkg-config python3
+  libtorch-dev            # LibTorch 1.13 (CPU): the fallback when no torch wheel is installed
+  libopenblas0-pthread    # without it Debian's LibTorch links the reference BLAS: ~20x slower matmuls
   libopenmpi-dev openmpi-bin
   libhdf5-openmpi-dev     # parallel HDF5 (MPI-IO) for collective checkpoints
   libboost-program-options-dev
   libgtest-dev
+  nlohmann-json3-dev
   libzip-dev              # reads enwik8.zip in `adaspan prepare`
 )
+
+sudo_cmd=""
+[ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "setup: all ${#packages[@]} packages present"
-  exit 0
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo_cmd apt-get update -qq
+  $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "setup: all ${#packages[@]} Debian packages present"
 fi
 
-echo "setup: installing ${missing[*]}"
-sudo_cmd=""
-[ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-export DEBIAN_FRONTEND=noninteractive
-$sudo_cmd apt-get update -qq
-$sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
-echo "setup: done"
+torch_version="${ADASPAN_TORCH_VERSION:-2.11.0}"
+if [ "${ADASPAN_TORCH:-pip}" = "pip" ]; then
+  if python3 -c "import torch" >/dev/null 2>&1; then
+    echo "setup: python3 has torch $(python3 -c 'import torch; print(torch.__version__)')"
+  else
+    echo "setup: installing torch==${torch_version} from PyPI (LibTorch 2.x for the build)"
+    start=$(date +%s)
+    if python3 -m pip install -q "torch==${torch_version}"; then
+      echo "setup: torch installed in $(( $(date +%s) - start )) s"
+    else
+      echo "setup: pip could not install torch; building against Debian's LibTorch 1.13 instead"
+    fi
+  fi
+fi

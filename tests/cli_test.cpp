@@ -40,6 +40,8 @@ struct BadInput {
   const char* expected;  // part of the one error line
 };
 
+void PrintTo(const BadInput& bad, std::ostream* os) { *os << bad.args; }
+
 class CliRejects : public ::testing::TestWithParam<BadInput> {};
 
 TEST_P(CliRejects, OneErrorLineNonZeroExitNothingWritten) {

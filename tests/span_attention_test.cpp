@@ -17,6 +17,11 @@ struct Case {
   bool full_window;  // window = S instead of the effective (trimmed) window
 };
 
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << "B" << c.batch << " M" << c.block << " Lc" << c.cache << " d" << c.dim << " S" << c.span << " R" << c.ramp
+      << " z" << c.z << (c.full_window ? " full" : " trimmed");
+}
+
 struct Inputs {
   at::Tensor q, k, v, key_pe, z;
 };
