@@ -8,6 +8,7 @@
 #include "trainer/metrics_log.h"
 #include "trainer/optimizer.h"
 #include "trainer/progress_display.h"
+#include "trainer/train_step.h"
 
 #include <ATen/ATen.h>
 #include <sys/stat.h>
@@ -148,17 +149,8 @@ TrainResult train(const TrainConfig& config, bool quiet) {
 
   for (int64_t step = 1; step <= config.run.steps; ++step) {
     auto [x, y] = to_tensors(sampler.next());
-    model::LMOutput out = model.forward(x, cache);
-    const at::Tensor nll = at::nll_loss(out.log_probs.reshape({-1, config.model.vocab}), y.reshape({-1}));
-    for (auto& p : params) {
-      if (p.grad().defined()) p.mutable_grad().zero_();
-    }
-    (nll + out.span_loss).backward();
     const double lr = warmup_lr(config.optim.lr, step, config.optim.warmup_steps);
-    optimizer->step(lr);
-    model.clamp_spans();
-    cache = std::move(out.next_cache);
-    window_nll += nll.item<double>();
+    window_nll += train_step(model, *optimizer, x, y, cache, lr).nll;
     ++window_steps;
 
     if (step % config.run.log_every == 0 || step == config.run.steps) {
