@@ -33,6 +33,7 @@ struct BenchConfig {
   model::ModelConfig model;
   int64_t batch = 16, block = 256, steps = 10, warmup = 3;
   int threads = 0;
+  std::string device = "cpu";
 };
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
@@ -45,6 +46,8 @@ double training_tokens_per_s(const BenchConfig& c, model::CacheMode mode, double
   mc.span_loss_coeff = 0;  // keep the spans where they were put
   at::manual_seed(1);
   model::AdaptiveSpanLM lm(mc);
+  const at::Device device(c.device);
+  lm.to(device);
   lm.train();
   auto optimizer = trainer::make_adagrad(lm.parameters(), 0.03);
   model::ModelCache cache;
@@ -52,9 +55,10 @@ double training_tokens_per_s(const BenchConfig& c, model::CacheMode mode, double
   Clock::time_point start;
   for (int64_t s = 0; s < c.warmup + c.steps; ++s) {
     if (s == c.warmup) start = Clock::now();
-    const at::Tensor bytes = at::randint(0, 256, {c.batch, c.block + 1}, at::kLong);
+    const at::Tensor bytes = at::randint(0, 256, {c.batch, c.block + 1}, at::TensorOptions(device).dtype(at::kLong));
     trainer::train_step(lm, *optimizer, bytes.narrow(1, 0, c.block), bytes.narrow(1, 1, c.block), cache, lr);
   }
+  (void)lm.parameter_norm();  // waits for the device to finish
   return static_cast<double>(c.batch * c.block * c.steps) / seconds_since(start);
 }
 
@@ -62,11 +66,12 @@ double training_tokens_per_s(const BenchConfig& c, model::CacheMode mode, double
 double attention_ms(const BenchConfig& c, double span_fraction, bool full_window) {
   const int64_t S = c.model.attn_span, d = c.model.head_dim();
   at::manual_seed(2);
-  at::Tensor q = at::randn({c.batch, c.block, d}).requires_grad_(true);
-  at::Tensor k = at::randn({c.batch, S + c.block, d}).requires_grad_(true);
-  at::Tensor v = at::randn({c.batch, S + c.block, d}).requires_grad_(true);
-  at::Tensor key_pe = at::randn({d, S}).requires_grad_(true);
-  at::Tensor z = at::full({}, span_fraction * static_cast<double>(S)).requires_grad_(true);
+  const auto opt = at::TensorOptions(at::Device(c.device));
+  at::Tensor q = at::randn({c.batch, c.block, d}, opt).requires_grad_(true);
+  at::Tensor k = at::randn({c.batch, S + c.block, d}, opt).requires_grad_(true);
+  at::Tensor v = at::randn({c.batch, S + c.block, d}, opt).requires_grad_(true);
+  at::Tensor key_pe = at::randn({d, S}, opt).requires_grad_(true);
+  at::Tensor z = at::full({}, span_fraction * static_cast<double>(S), opt).requires_grad_(true);
   kernels::SpanAttentionOptions o;
   o.max_span = S;
   o.ramp = c.model.span_ramp;
@@ -77,6 +82,7 @@ double attention_ms(const BenchConfig& c, double span_fraction, bool full_window
     if (r == 2) start = Clock::now();
     kernels::span_attention(q, k, v, key_pe, z, o).sum().backward();
   }
+  (void)q.grad().sum().item<double>();  // waits for the device to finish
   return 1000.0 * seconds_since(start) / static_cast<double>(reps);
 }
 
@@ -103,6 +109,7 @@ int main(int argc, char** argv) {
       ("attn-span", po::value(&c.model.attn_span)->default_value(c.model.attn_span), "S.")
       ("block-size", po::value(&c.block)->default_value(c.block), "M.")
       ("batch-size", po::value(&c.batch)->default_value(c.batch), "B.")
+      ("device", po::value(&c.device)->default_value(c.device), "cpu or cuda.")
       ("json", po::value(&json_path), "Also write the figures as JSON to this file.");
   po::variables_map vm;
   try {
@@ -117,11 +124,11 @@ int main(int argc, char** argv) {
     return 0;
   }
   const int threads = cluster::configure_threads(c.threads, 1);
-  std::printf("config: layers %lld d_model %lld heads %lld ff %lld S %lld M %lld B %lld, %d threads, torch %d.%d.%d\n",
+  std::printf("config: layers %lld d_model %lld heads %lld ff %lld S %lld M %lld B %lld, %d threads, %s, torch %d.%d.%d\n",
               static_cast<long long>(c.model.layers), static_cast<long long>(c.model.d_model),
               static_cast<long long>(c.model.heads), static_cast<long long>(c.model.ff_size),
               static_cast<long long>(c.model.attn_span), static_cast<long long>(c.block),
-              static_cast<long long>(c.batch), threads, TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR,
+              static_cast<long long>(c.batch), threads, c.device.c_str(), TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR,
               TORCH_VERSION_PATCH);
 
   nlohmann::json out = {{"threads", threads}};

@@ -71,6 +71,8 @@ ParsedTrain parse_train_options(const std::vector<std::string>& args) {
       ("seed", po::value(&c.run.seed)->default_value(c.run.seed), "Seed of parameter init and dropout.")
       ("threads", po::value(&c.run.threads)->default_value(c.run.threads),
        "CPU threads for ATen (OpenBLAS is pinned to 1). 0 = all cores.")
+      ("device", po::value(&c.run.device)->default_value(c.run.device),
+       "Where the model runs: cpu, or cuda / cuda:N when LibTorch has CUDA and a GPU is present.")
       ("run-dir", po::value(&c.run.run_dir)->default_value(c.run.run_dir),
        "Directory for metrics.jsonl (created).")
       ("log-every", po::value(&c.run.log_every)->default_value(c.run.log_every),

@@ -65,7 +65,8 @@ INSTANTIATE_TEST_SUITE_P(
                       BadInput{"missing_data", "--data /nonexistent/corpus.txt", "/nonexistent/corpus.txt"},
                       BadInput{"bad_cache", "--cache disk", "disk"},
                       BadInput{"bad_optimizer", "--optimizer sgdx", "sgdx"},
-                      BadInput{"not_a_number", "--lr fast", "lr"}),
+                      BadInput{"not_a_number", "--lr fast", "lr"},
+                      BadInput{"bad_device", "--device tpu", "tpu"}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(Cli, UnwritableRunDirIsOneClearError) {
@@ -84,7 +85,7 @@ TEST(Cli, HelpExplainsEveryTrainFlag) {
   for (const char* flag : {"--data", "--valid-data", "--steps", "--batch-size", "--block-size", "--layers",
                            "--d-model", "--heads", "--ff-size", "--attn-span", "--span-ramp", "--span-loss-coeff",
                            "--dropout", "--optimizer", "--lr", "--warmup-steps", "--grad-clip", "--seed",
-                           "--threads", "--cache", "--run-dir", "--log-every", "--eval-every", "--config"}) {
+                           "--threads", "--device", "--cache", "--run-dir", "--log-every", "--eval-every", "--config"}) {
     EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
   }
 }

@@ -28,6 +28,7 @@ struct RunConfig {
   int64_t steps = 500;
   uint64_t seed = 1;
   int threads = 0;                 // 0: cores / ranks on the node
+  std::string device = "cpu";      // cpu | cuda | cuda:N
   std::string run_dir = "runs/latest";
   int64_t log_every = 10;
   int64_t eval_every = 100;        // 0 = never

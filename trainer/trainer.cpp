@@ -45,10 +45,10 @@ data::ByteCorpus open_corpus(const std::vector<std::string>& files, uint64_t bui
   return data::ByteCorpus::from_bytes(data::make_synthetic_corpus(builtin_size, builtin_seed).bytes, "built-in");
 }
 
-// [rows, M + 1] bytes -> (inputs [rows, M], targets [rows, M]) as int64.
-std::pair<at::Tensor, at::Tensor> to_tensors(const data::ByteBatch& batch) {
+// [rows, M + 1] bytes -> (inputs [rows, M], targets [rows, M]) as int64 on `device`.
+std::pair<at::Tensor, at::Tensor> to_tensors(const data::ByteBatch& batch, const at::Device& device) {
   at::Tensor bytes = at::from_blob(const_cast<uint8_t*>(batch.bytes.data()), {batch.rows, batch.cols}, at::kByte)
-                         .to(at::kLong);
+                         .to(device, at::kLong);
   return {bytes.narrow(1, 0, batch.cols - 1), bytes.narrow(1, 1, batch.cols - 1)};
 }
 
@@ -59,20 +59,36 @@ nlohmann::json spans_json(const std::vector<std::vector<double>>& spans) {
 }
 
 // Mean NLL (nats) of `blocks` consecutive validation blocks from the stream starts, zero cache.
-double evaluate(model::AdaptiveSpanLM& model, data::StreamSampler& sampler, int64_t blocks) {
+double evaluate(model::AdaptiveSpanLM& model, data::StreamSampler& sampler, int64_t blocks,
+                const at::Device& device) {
   at::NoGradGuard no_grad;
   model.eval();
   sampler.rewind();
   model::ModelCache cache;
   double nll_sum = 0;
   for (int64_t b = 0; b < blocks; ++b) {
-    auto [x, y] = to_tensors(sampler.next());
+    auto [x, y] = to_tensors(sampler.next(), device);
     model::LMOutput out = model.forward(x, cache);
     nll_sum += at::nll_loss(out.log_probs.reshape({-1, out.log_probs.size(-1)}), y.reshape({-1})).item<double>();
     cache = std::move(out.next_cache);
   }
   model.train();
   return nll_sum / static_cast<double>(blocks);
+}
+
+// "cpu", "cuda", "cuda:N"; refuses CUDA when this LibTorch or machine has none.
+at::Device parse_device(const std::string& name) {
+  std::optional<at::Device> device;
+  try {
+    device.emplace(name);
+  } catch (const std::exception&) {
+    throw std::invalid_argument("--device '" + name + "' is not cpu, cuda or cuda:N");
+  }
+  if (device->is_cuda() && !at::hasCUDA()) {
+    throw std::invalid_argument("--device " + name + ": this build's LibTorch has no CUDA or no GPU is visible");
+  }
+  if (!device->is_cpu() && !device->is_cuda()) throw std::invalid_argument("--device must be cpu or cuda");
+  return *device;
 }
 
 }  // namespace
@@ -104,6 +120,7 @@ void validate(const TrainConfig& c) {
     throw std::invalid_argument("--optimizer '" + c.optim.optimizer + "' is not adagrad or adam");
   }
   if (c.run.threads < 0) throw std::invalid_argument("--threads must be >= 0 (0 = all cores)");
+  parse_device(c.run.device);
   require_readable(c.data.train_files, "data");
   require_readable(c.data.valid_files, "valid-data");
 }
@@ -129,7 +146,9 @@ TrainResult train(const TrainConfig& config, bool quiet) {
   if (ec) throw std::runtime_error("cannot create run dir '" + config.run.run_dir + "': " + ec.message());
   MetricsLog metrics((std::filesystem::path(config.run.run_dir) / "metrics.jsonl").string());
 
+  const at::Device device = parse_device(config.run.device);
   model::AdaptiveSpanLM model(config.model);
+  model.to(device);
   model.train();
   std::vector<at::Tensor> params = model.parameters();
   std::unique_ptr<Optimizer> optimizer =
@@ -148,7 +167,7 @@ TrainResult train(const TrainConfig& config, bool quiet) {
   auto window_start = start;
 
   for (int64_t step = 1; step <= config.run.steps; ++step) {
-    auto [x, y] = to_tensors(sampler.next());
+    auto [x, y] = to_tensors(sampler.next(), device);
     const double lr = warmup_lr(config.optim.lr, step, config.optim.warmup_steps);
     window_nll += train_step(model, *optimizer, x, y, cache, lr).nll;
     ++window_steps;
@@ -173,7 +192,7 @@ TrainResult train(const TrainConfig& config, bool quiet) {
     }
     if (valid_sampler && config.run.eval_every > 0 &&
         (step % config.run.eval_every == 0 || step == config.run.steps)) {
-      const double bpc = evaluate(model, *valid_sampler, config.run.eval_steps) / kLn2;
+      const double bpc = evaluate(model, *valid_sampler, config.run.eval_steps, device) / kLn2;
       metrics.write({{"step", step}, {"split", "valid"}, {"bpc", bpc}});
       char line[96];
       std::snprintf(line, sizeof(line), "step %lld valid bpc %.4f", static_cast<long long>(step), bpc);
