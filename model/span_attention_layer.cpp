@@ -36,7 +36,7 @@ SpanAttentionLayer::SpanAttentionLayer(const ModelConfig& config) : config_(conf
 }
 
 std::vector<double> SpanAttentionLayer::spans() const {
-  at::Tensor cv = current_val_.detach().to(at::kDouble).contiguous();
+  at::Tensor cv = current_val_.detach().to(at::kCPU, at::kDouble).contiguous();
   std::vector<double> out(cv.data_ptr<double>(), cv.data_ptr<double>() + cv.numel());
   for (double& z : out) z *= static_cast<double>(config_.attn_span);
   return out;
