@@ -98,6 +98,33 @@ TEST(SpanAttention, GradientsMatchFiniteDifferences) {
   EXPECT_NE(in.z.grad().item<double>(), 0.0);  // the span does learn through the ramp
 }
 
+TEST(SpanAttention, DropoutGradientsMatchFiniteDifferences) {
+  // The same keep-mask every call (generator reseeded), so the function is deterministic.
+  const Case c{2, 70, 20, 3, 64, 4.0, 20.5, false};
+  Inputs in = make_inputs(c, at::kDouble, 9);
+  const at::Tensor w = at::randn({c.batch, c.block, c.dim}, at::kDouble);
+  auto options = options_for(c);
+  options.dropout = 0.3;
+  options.training = true;
+  auto run = [&] {
+    at::manual_seed(42);
+    return (kernels::span_attention(in.q, in.k, in.v, in.key_pe, in.z, options) * w).sum();
+  };
+  std::vector<at::Tensor*> inputs{&in.q, &in.k, &in.v, &in.key_pe, &in.z};
+  for (auto* t : inputs) t->requires_grad_(true);
+  run().backward();
+  const char* names[] = {"q", "k", "v", "key_pe", "z"};
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const at::Tensor numeric = numerical_gradient([&] { return run().item<double>(); }, inputs[i]->detach());
+    EXPECT_LT(relative_error(inputs[i]->grad(), numeric), 1e-6) << names[i];
+  }
+  // Dropout really dropped something: the output differs from the no-dropout one.
+  at::NoGradGuard no_grad;
+  const double with_dropout = run().item<double>();
+  options.dropout = 0;
+  EXPECT_GT(std::abs(with_dropout - run().item<double>()), 1e-3);
+}
+
 TEST(SpanAttention, TrimmedWindowEqualsFullWindowFloat32) {
   for (double z : {0.0, 17.5, 100.5, 400.0}) {
     const Case trimmed{2, 128, 512, 16, 512, 32.0, z, false};
