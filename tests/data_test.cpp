@@ -4,6 +4,7 @@
 #include "data/synthetic_corpus.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <zip.h>
 
 #include <filesystem>
@@ -105,6 +106,29 @@ TEST(ByteCorpus, RejectsMissingAndEmptyFilesWithTheirName) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("missing.txt"), std::string::npos) << e.what();
   }
+}
+
+// A 10 GB corpus (a sparse file: no disk used) is mapped, not read: reading 64 streams spread over
+// all of it leaves the resident set flat.
+TEST(ByteCorpus, TenGigabyteFileKeepsMemoryFlat) {
+  TempDir dir;
+  const fs::path big = dir.path / "big.bin";
+  {
+    std::ofstream(big, std::ios::binary) << "x";
+  }
+  fs::resize_file(big, 10ull << 30);
+  auto max_rss_kb = [] {
+    struct rusage usage {};
+    getrusage(RUSAGE_SELF, &usage);
+    return usage.ru_maxrss;
+  };
+  const long before = max_rss_kb();
+  const auto corpus = data::ByteCorpus::open_files({big.string()});
+  ASSERT_EQ(corpus.size(), 10ull << 30);
+  data::StreamSampler sampler(corpus, 64, 512);
+  for (int step = 0; step < 10; ++step) sampler.next();
+  EXPECT_EQ(sampler.positions()[1], (10ull << 30) / 64 + 10 * 512);
+  EXPECT_LT(max_rss_kb() - before, 64 * 1024) << "KiB of resident memory grew while streaming 10 GB";
 }
 
 TEST(SyntheticCorpus, DeterministicWithPlantedRecallsAtKnownDistances) {
