@@ -52,8 +52,10 @@ std::string random_code(Rng& rng) {
 }  // namespace
 
 SyntheticCorpus make_synthetic_corpus(uint64_t size, uint64_t seed) {
+  // One vocabulary for every seed (train and valid share the language); the seed picks the text.
+  Rng vocabulary_rng{0x5EED};
+  const std::vector<std::string> words = make_words(vocabulary_rng);
   Rng rng{seed * 0x2545F4914F6CDD1Dull + 7};
-  const std::vector<std::string> words = make_words(rng);
   std::vector<double> cumulative;  // Zipf CDF over word ranks
   double total = 0;
   for (int r = 1; r <= kVocabulary; ++r) cumulative.push_back(total += 1.0 / std::pow(r, kZipfExponent));
