@@ -15,11 +15,15 @@ class World {
   int rank() const { return rank_; }
   int size() const { return size_; }
   bool is_root() const { return rank_ == 0; }
-  // Local rank on this node: OMPI_COMM_WORLD_LOCAL_RANK, then SLURM_LOCALID, else 0.
+  // Rank among the processes on this node, and their number (OMPI_COMM_WORLD_LOCAL_RANK /
+  // SLURM_LOCALID when set, else from MPI's shared-memory split). CUDA device = local rank.
   int local_rank() const { return local_rank_; }
+  int local_size() const { return local_size_; }
+  // Ends every rank at once (a rank that failed alone would leave the others in a collective).
+  [[noreturn]] void abort(int code) const;
 
  private:
-  int rank_ = 0, size_ = 1, local_rank_ = 0;
+  int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
   bool finalize_ = false;
 };
 

@@ -52,6 +52,7 @@ ByteBatch StreamSampler::next() {
   batch.cols = block_size_ + 1;
   batch.bytes.resize(static_cast<size_t>(batch.rows * batch.cols));
   for (int64_t r = 0; r < local_streams_; ++r) {
+    if (observer_) observer_(first_stream_ + r, positions_[static_cast<size_t>(first_stream_ + r)]);
     corpus_->read_wrapped(positions_[static_cast<size_t>(first_stream_ + r)], static_cast<uint64_t>(batch.cols),
                           batch.bytes.data() + r * batch.cols);
   }

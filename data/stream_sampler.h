@@ -7,6 +7,7 @@
 #include "data/byte_corpus.h"
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace adaspan::data {
@@ -33,6 +34,12 @@ class StreamSampler {
   // Every stream back to its start.
   void rewind();
 
+  // Called for every stream read, with its global index and position (instrumentation: tests check
+  // that a rank reads only the streams it owns).
+  void set_read_observer(std::function<void(int64_t stream, uint64_t position)> observer) {
+    observer_ = std::move(observer);
+  }
+
   int64_t first_stream() const { return first_stream_; }
   int64_t local_streams() const { return local_streams_; }
 
@@ -40,6 +47,7 @@ class StreamSampler {
   const ByteCorpus* corpus_;
   int64_t global_streams_, block_size_, first_stream_, local_streams_;
   std::vector<uint64_t> positions_;
+  std::function<void(int64_t, uint64_t)> observer_;
 };
 
 }  // namespace adaspan::data

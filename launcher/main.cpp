@@ -1,5 +1,6 @@
 // adaspan: train, evaluate and inspect adaptive-span transformers. `adaspan --help` lists the
 // subcommands; `adaspan SUBCOMMAND --help` explains each flag.
+#include "cluster/grid.h"
 #include "cluster/world.h"
 #include "launcher/prepare_command.h"
 #include "launcher/train_options.h"
@@ -30,20 +31,31 @@ int run_train(const std::vector<std::string>& args, const adaspan::cluster::Worl
       if (world.is_root()) std::cout << parsed.help_text << "\n";
       return 0;
     }
-    if (world.size() > 1) {
-      throw std::invalid_argument("this build trains on one rank; run without mpirun -np " +
-                                  std::to_string(world.size()));
-    }
     adaspan::trainer::validate(parsed.config);
+    // Same inputs on every rank, same verdict: each rank exits, rank 0 says why; no collective, no hang.
+    const std::string grid_error =
+        adaspan::cluster::check_grid({world.size(), parsed.config.run.tp}, parsed.config.data.batch_size);
+    if (!grid_error.empty()) throw std::invalid_argument(grid_error);
+    if (parsed.config.run.dp_backend == "nccl") {
+      throw std::invalid_argument("--dp-backend nccl: this build has no NCCL backend yet; use mpi");
+    }
   } catch (const std::exception& e) {
     if (world.is_root()) std::fprintf(stderr, "adaspan train: error: %s\n", e.what());
     return 2;
   }
+  adaspan::trainer::TrainConfig& config = parsed.config;
+  if (config.run.device == "cuda") config.run.device = "cuda:" + std::to_string(world.local_rank());
   try {
-    const adaspan::trainer::TrainResult result = adaspan::trainer::train(parsed.config);
+    adaspan::cluster::Grid grid(MPI_COMM_WORLD, config.run.tp);
+    adaspan::trainer::DataParallel dp;
+    dp.group = &grid.dp_group();
+    dp.rank = grid.dp_rank();
+    dp.size = grid.dp_size();
+    dp.ranks_on_node = world.local_size();
+    const adaspan::trainer::TrainResult result = adaspan::trainer::train(config, dp);
     if (world.is_root()) {
-      std::printf("done: %lld steps, train bpc %.4f, param_norm %.6f\nlearned spans (bytes):\n",
-                  static_cast<long long>(result.steps), result.final_train_bpc, result.param_norm);
+      std::printf("done: %lld steps on %d ranks, train bpc %.4f, param_norm %.6f\nlearned spans (bytes):\n",
+                  static_cast<long long>(result.steps), world.size(), result.final_train_bpc, result.param_norm);
       for (size_t l = 0; l < result.spans.size(); ++l) {
         std::printf("  layer %zu:", l);
         for (double z : result.spans[l]) std::printf(" %7.1f", z);
@@ -51,8 +63,13 @@ int run_train(const std::vector<std::string>& args, const adaspan::cluster::Worl
       }
     }
   } catch (const std::exception& e) {
-    if (world.is_root()) std::fprintf(stderr, "adaspan train: error: %s\n", e.what());
-    return 1;
+    if (world.size() == 1) {
+      std::fprintf(stderr, "adaspan train: error: %s\n", e.what());
+      return 1;
+    }
+    std::fprintf(stderr, "adaspan train: error on rank %d: %s\n", world.rank(), e.what());
+    std::fflush(stderr);
+    world.abort(1);
   }
   return 0;
 }

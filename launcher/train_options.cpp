@@ -82,8 +82,22 @@ ParsedTrain parse_train_options(const std::vector<std::string>& args) {
       ("eval-steps", po::value(&c.run.eval_steps)->default_value(c.run.eval_steps),
        "Blocks per validation pass, from the validation streams' starts with an empty cache.");
 
+  bool no_overlap = false;
+  po::options_description parallel("Parallelism (launch with mpirun -np N or srun)");
+  parallel.add_options()
+      ("tp", po::value(&c.run.tp)->default_value(c.run.tp),
+       "Tensor-parallel ranks per model replica; data parallelism uses world size / tp. Only 1 for now.")
+      ("dp-backend", po::value(&c.run.dp_backend)->default_value(c.run.dp_backend),
+       "Gradient averaging: mpi (CPU tensors, or CUDA tensors staged through the host; works with "
+       "several ranks on one GPU), nccl (CUDA tensors), or auto (nccl for --device cuda when built "
+       "with NCCL, else mpi).")
+      ("bucket-mb", po::value(&c.run.bucket_mb)->default_value(c.run.bucket_mb),
+       "Size (MiB) of the gradient buckets all-reduced as one message.")
+      ("no-overlap", po::bool_switch(&no_overlap),
+       "Reduce gradients after the backward pass instead of during it (for measurements).");
+
   po::options_description all("adaspan train: train an adaptive-span byte-level transformer\n\nOptions");
-  all.add(general).add(data).add(model).add(optim).add(run);
+  all.add(general).add(data).add(model).add(optim).add(run).add(parallel);
 
   std::ostringstream help;
   help << all;
@@ -107,6 +121,7 @@ ParsedTrain parse_train_options(const std::vector<std::string>& args) {
     throw std::invalid_argument(e.what());
   }
   c.model.cache = model::parse_cache_mode(cache_mode);
+  c.run.overlap = !no_overlap;
   return parsed;
 }
 

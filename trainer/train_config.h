@@ -29,6 +29,10 @@ struct RunConfig {
   uint64_t seed = 1;
   int threads = 0;                 // 0: cores / ranks on the node
   std::string device = "cpu";      // cpu | cuda | cuda:N
+  int tp = 1;                      // tensor-parallel ranks (1 for now)
+  std::string dp_backend = "auto"; // auto | mpi | nccl
+  int64_t bucket_mb = 25;          // gradient all-reduce bucket size
+  bool overlap = true;             // reduce buckets during backward
   std::string run_dir = "runs/latest";
   int64_t log_every = 10;
   int64_t eval_every = 100;        // 0 = never

@@ -5,15 +5,19 @@
 #include "data/stream_sampler.h"
 #include "data/synthetic_corpus.h"
 #include "model/adaptive_span_lm.h"
+#include "trainer/gradient_reducer.h"
 #include "trainer/metrics_log.h"
 #include "trainer/optimizer.h"
 #include "trainer/progress_display.h"
 #include "trainer/train_step.h"
 
 #include <ATen/ATen.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <fstream>
 #include <cmath>
 #include <filesystem>
 #include <optional>
@@ -120,14 +124,65 @@ void validate(const TrainConfig& c) {
     throw std::invalid_argument("--optimizer '" + c.optim.optimizer + "' is not adagrad or adam");
   }
   if (c.run.threads < 0) throw std::invalid_argument("--threads must be >= 0 (0 = all cores)");
+  if (c.run.tp != 1) throw std::invalid_argument("--tp " + std::to_string(c.run.tp) + ": tensor parallelism is not built yet; use --tp 1");
+  if (c.run.bucket_mb <= 0) throw std::invalid_argument("--bucket-mb must be positive");
+  if (c.run.dp_backend != "auto" && c.run.dp_backend != "mpi" && c.run.dp_backend != "nccl") {
+    throw std::invalid_argument("--dp-backend '" + c.run.dp_backend + "' is not auto, mpi or nccl");
+  }
   parse_device(c.run.device);
   require_readable(c.data.train_files, "data");
   require_readable(c.data.valid_files, "valid-data");
 }
 
-TrainResult train(const TrainConfig& config, bool quiet) {
+namespace {
+
+// Scalars across the data-parallel group (identity on one rank).
+class GroupScalars {
+ public:
+  explicit GroupScalars(model::ProcessGroup* group) : group_(group) {}
+  double reduce(double value, model::ReduceOp op) const {
+    if (!group_) return value;
+    at::Tensor t = at::full({1}, value, at::kDouble);
+    group_->all_reduce(t, op);
+    return t.item<double>();
+  }
+  std::vector<double> gather(double value) const {
+    if (!group_) return {value};
+    at::Tensor out = at::zeros({group_->size()}, at::kDouble);
+    group_->all_gather(at::full({1}, value, at::kDouble), out);
+    return {out.data_ptr<double>(), out.data_ptr<double>() + out.numel()};
+  }
+  // Every rank learns whether all ranks succeeded (so one rank's failure is no hang for the rest).
+  bool all_ok(bool ok) const { return reduce(ok ? 1.0 : 0.0, model::ReduceOp::min) > 0; }
+
+ private:
+  model::ProcessGroup* group_;
+};
+
+double peak_rss_mb() {
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;
+}
+
+// ADASPAN_TRACE_READS=DIR: each rank logs "stream position" of every training read to
+// DIR/reads.RANK.txt (tests check that ranks read only their own streams).
+void trace_reads(data::StreamSampler& sampler, int rank) {
+  const char* dir = std::getenv("ADASPAN_TRACE_READS");
+  if (!dir) return;
+  auto out = std::make_shared<std::ofstream>(std::filesystem::path(dir) / ("reads." + std::to_string(rank) + ".txt"));
+  sampler.set_read_observer([out](int64_t stream, uint64_t position) { *out << stream << ' ' << position << '\n'; });
+}
+
+}  // namespace
+
+TrainResult train(const TrainConfig& config, bool quiet) { return train(config, DataParallel{}, quiet); }
+
+TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet) {
   validate(config);
-  cluster::configure_threads(config.run.threads, 1);
+  const GroupScalars group(dp.group);
+  const bool root = dp.rank == 0;
+  cluster::configure_threads(config.run.threads, dp.ranks_on_node);
   at::manual_seed(config.run.seed);
 
   // Data first: a corpus error must stop the run before anything is written.
@@ -137,28 +192,59 @@ TrainResult train(const TrainConfig& config, bool quiet) {
   if (!config.data.valid_files.empty() || config.data.train_files.empty()) {
     valid_corpus = open_corpus(config.data.valid_files, data::kBuiltinValidBytes, data::kBuiltinValidSeed);
   }
-  data::StreamSampler sampler(train_corpus, config.data.batch_size, config.data.block_size);
+  // This rank owns streams [r·B/N, (r+1)·B/N) of the B global ones.
+  const int64_t local_streams = config.data.batch_size / dp.size;
+  const int64_t first_stream = dp.rank * local_streams;
+  data::StreamSampler sampler(train_corpus, config.data.batch_size, config.data.block_size, first_stream,
+                              local_streams);
+  trace_reads(sampler, dp.rank);
   std::optional<data::StreamSampler> valid_sampler;
-  if (valid_corpus) valid_sampler.emplace(*valid_corpus, config.data.batch_size, config.data.block_size);
+  if (valid_corpus) {
+    valid_sampler.emplace(*valid_corpus, config.data.batch_size, config.data.block_size, first_stream, local_streams);
+  }
 
-  std::error_code ec;
-  std::filesystem::create_directories(config.run.run_dir, ec);
-  if (ec) throw std::runtime_error("cannot create run dir '" + config.run.run_dir + "': " + ec.message());
-  MetricsLog metrics((std::filesystem::path(config.run.run_dir) / "metrics.jsonl").string());
+  std::optional<MetricsLog> metrics;
+  std::string run_dir_error;
+  if (root) {
+    std::error_code ec;
+    std::filesystem::create_directories(config.run.run_dir, ec);
+    if (ec) {
+      run_dir_error = "cannot create run dir '" + config.run.run_dir + "': " + ec.message();
+    } else {
+      try {
+        metrics.emplace((std::filesystem::path(config.run.run_dir) / "metrics.jsonl").string());
+      } catch (const std::exception& e) {
+        run_dir_error = e.what();
+      }
+    }
+  }
+  if (!group.all_ok(run_dir_error.empty())) {
+    throw std::runtime_error(root ? run_dir_error : "rank 0 could not open the run dir");
+  }
+  auto log = [&](const nlohmann::json& record) {
+    if (metrics) metrics->write(record);
+  };
 
   const at::Device device = parse_device(config.run.device);
   model::AdaptiveSpanLM model(config.model);
   model.to(device);
   model.train();
   std::vector<at::Tensor> params = model.parameters();
+  std::unique_ptr<GradientReducer> reducer;
+  if (dp.group && dp.size > 1) {
+    at::NoGradGuard no_grad;
+    for (auto& p : params) dp.group->broadcast(p, 0);  // one model, whatever each rank's RNG did
+    reducer = std::make_unique<GradientReducer>(params, *dp.group, config.run.bucket_mb << 20, config.run.overlap);
+  }
+  at::manual_seed(config.run.seed + 7919 * static_cast<uint64_t>(dp.rank));  // dropout: a stream per rank
   std::unique_ptr<Optimizer> optimizer =
       config.optim.optimizer == "adam"
           ? make_adam(params, config.optim.grad_clip, config.optim.adam_beta1, config.optim.adam_beta2,
                       config.optim.adam_eps)
           : make_adagrad(params, config.optim.grad_clip);
 
-  ProgressDisplay progress(config.run.steps, quiet ? nullptr : stdout);
-  const int64_t tokens_per_step = config.data.batch_size * config.data.block_size;
+  ProgressDisplay progress(config.run.steps, quiet || !root ? nullptr : stdout);
+  const int64_t tokens_per_step = config.data.batch_size * config.data.block_size;  // all ranks
   model::ModelCache cache;
   TrainResult result;
   double window_nll = 0;
@@ -169,21 +255,33 @@ TrainResult train(const TrainConfig& config, bool quiet) {
   for (int64_t step = 1; step <= config.run.steps; ++step) {
     auto [x, y] = to_tensors(sampler.next(), device);
     const double lr = warmup_lr(config.optim.lr, step, config.optim.warmup_steps);
-    window_nll += train_step(model, *optimizer, x, y, cache, lr).nll;
+    window_nll += train_step(model, *optimizer, x, y, cache, lr, reducer.get()).nll;
     ++window_steps;
 
     if (step % config.run.log_every == 0 || step == config.run.steps) {
-      const auto now = Clock::now();
-      const double window_s = std::chrono::duration<double>(now - window_start).count();
-      const double elapsed_s = std::chrono::duration<double>(now - start).count();
-      const double bpc = window_nll / static_cast<double>(window_steps) / kLn2;
-      const double tokens_per_s = static_cast<double>(tokens_per_step * window_steps) / window_s;
-      metrics.write({{"step", step},
-                     {"bpc", bpc},
-                     {"lr", lr},
-                     {"tokens_per_s", tokens_per_s},
-                     {"elapsed_s", elapsed_s},
-                     {"spans", spans_json(model.spans())}});
+      const double window_s = std::chrono::duration<double>(Clock::now() - window_start).count();
+      const double comm_s = reducer ? reducer->take_wait_seconds() : 0.0;
+      // Each rank's mean over its equal share of the streams: their mean is the global mean.
+      const double nll = group.reduce(window_nll, model::ReduceOp::sum) / dp.size;
+      const double slowest = group.reduce(window_s, model::ReduceOp::max);
+      const double fastest = group.reduce(window_s, model::ReduceOp::min);
+      const double comm_max = group.reduce(comm_s, model::ReduceOp::max);
+      const std::vector<double> peak_mb = group.gather(peak_rss_mb());
+      const double elapsed_s = std::chrono::duration<double>(Clock::now() - start).count();
+      const double bpc = nll / static_cast<double>(window_steps) / kLn2;
+      const double tokens_per_s = static_cast<double>(tokens_per_step * window_steps) / slowest;
+      const double steps = static_cast<double>(window_steps);
+      log({{"step", step},
+           {"bpc", bpc},
+           {"lr", lr},
+           {"tokens_per_s", tokens_per_s},
+           {"elapsed_s", elapsed_s},
+           {"ranks", dp.size},
+           {"step_time_max_s", slowest / steps},
+           {"step_time_min_s", fastest / steps},
+           {"comm_wait_s", comm_max / steps},
+           {"peak_rss_mb", peak_mb},
+           {"spans", spans_json(model.spans())}});
       progress.update(step, bpc, tokens_per_s, elapsed_s);
       result.final_train_bpc = bpc;
       window_nll = 0;
@@ -192,8 +290,9 @@ TrainResult train(const TrainConfig& config, bool quiet) {
     }
     if (valid_sampler && config.run.eval_every > 0 &&
         (step % config.run.eval_every == 0 || step == config.run.steps)) {
-      const double bpc = evaluate(model, *valid_sampler, config.run.eval_steps, device) / kLn2;
-      metrics.write({{"step", step}, {"split", "valid"}, {"bpc", bpc}});
+      const double local = evaluate(model, *valid_sampler, config.run.eval_steps, device);
+      const double bpc = group.reduce(local, model::ReduceOp::sum) / dp.size / kLn2;
+      log({{"step", step}, {"split", "valid"}, {"bpc", bpc}});
       char line[96];
       std::snprintf(line, sizeof(line), "step %lld valid bpc %.4f", static_cast<long long>(step), bpc);
       progress.message(line);
@@ -205,10 +304,11 @@ TrainResult train(const TrainConfig& config, bool quiet) {
   result.steps = config.run.steps;
   result.param_norm = model.parameter_norm();
   result.spans = model.spans();
-  metrics.write({{"event", "done"},
-                 {"step", result.steps},
-                 {"param_norm", result.param_norm},
-                 {"spans", spans_json(result.spans)}});
+  log({{"event", "done"},
+       {"step", result.steps},
+       {"ranks", dp.size},
+       {"param_norm", result.param_norm},
+       {"spans", spans_json(result.spans)}});
   return result;
 }
 

@@ -2,6 +2,7 @@
 // The training loop: stream sampler -> model -> loss (NLL + L1 span term) -> backward ->
 // warmup LR -> optimizer -> clamp spans -> metrics. One rank for now; caches carried across
 // blocks, per stream.
+#include "model/process_group.h"
 #include "trainer/train_config.h"
 
 #include <vector>
@@ -15,11 +16,20 @@ struct TrainResult {
   std::vector<std::vector<double>> spans;  // [layer][head], bytes
 };
 
-// Checks what can be checked before anything is written: sizes, divisibility, data files.
+// Checks what can be checked before anything is written: sizes, divisibility, data files. The
+// same on every rank, so every rank refuses a bad config without talking to the others.
 // Throws std::invalid_argument with one line naming the flag and the value.
 void validate(const TrainConfig& config);
 
-// Trains; writes RUN_DIR/metrics.jsonl and progress on stdout. `quiet` silences stdout.
+// This rank's place in data parallelism. group == nullptr: a single rank.
+struct DataParallel {
+  model::ProcessGroup* group = nullptr;
+  int rank = 0, size = 1;
+  int ranks_on_node = 1;  // CPU threads are shared among them
+};
+
+// Trains; rank 0 writes RUN_DIR/metrics.jsonl and progress on stdout. `quiet` silences stdout.
+TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet = false);
 TrainResult train(const TrainConfig& config, bool quiet = false);
 
 }  // namespace adaspan::trainer

@@ -1,0 +1,42 @@
+#include "cluster/grid.h"
+
+namespace adaspan::cluster {
+
+std::string check_grid(const GridShape& shape, int64_t global_streams) {
+  if (shape.tp < 1 || shape.world % shape.tp != 0) {
+    return "world size " + std::to_string(shape.world) + " is not divisible by --tp " + std::to_string(shape.tp);
+  }
+  const int dp = shape.dp();
+  if (global_streams < dp) {
+    return "--batch-size " + std::to_string(global_streams) + " gives fewer streams than the " + std::to_string(dp) +
+           " data-parallel ranks";
+  }
+  if (global_streams % dp != 0) {
+    return "--batch-size " + std::to_string(global_streams) + " is not divisible by the " + std::to_string(dp) +
+           " data-parallel ranks (each rank owns B/DP streams)";
+  }
+  return "";
+}
+
+Grid::Grid(MPI_Comm world, int tp) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(world, &rank);
+  MPI_Comm_size(world, &size);
+  tp_size_ = tp;
+  dp_size_ = size / tp;
+  tp_rank_ = rank % tp;
+  dp_rank_ = rank / tp;
+  MPI_Comm_split(world, rank / tp, tp_rank_, &tp_comm_);  // same TP group: consecutive ranks
+  MPI_Comm_split(world, tp_rank_, dp_rank_, &dp_comm_);   // same DP group: same shard
+  tp_group_ = std::make_unique<MpiProcessGroup>(tp_comm_);
+  dp_group_ = std::make_unique<MpiProcessGroup>(dp_comm_);
+}
+
+Grid::~Grid() {
+  dp_group_.reset();
+  tp_group_.reset();
+  if (dp_comm_ != MPI_COMM_NULL) MPI_Comm_free(&dp_comm_);
+  if (tp_comm_ != MPI_COMM_NULL) MPI_Comm_free(&tp_comm_);
+}
+
+}  // namespace adaspan::cluster

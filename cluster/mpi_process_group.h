@@ -1,0 +1,26 @@
+#pragma once
+// ProcessGroup over an MPI communicator. CPU tensors go straight to MPI; CUDA tensors are staged
+// through host memory (slower than NCCL, but works with several ranks on one GPU, which NCCL
+// refuses).
+#include "model/process_group.h"
+
+#include <mpi.h>
+
+namespace adaspan::cluster {
+
+class MpiProcessGroup final : public model::ProcessGroup {
+ public:
+  explicit MpiProcessGroup(MPI_Comm comm);  // borrows comm
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  std::unique_ptr<model::CollectiveWork> all_reduce_async(at::Tensor& tensor, model::ReduceOp op) override;
+  void all_gather(const at::Tensor& in, at::Tensor& out) override;
+  void broadcast(at::Tensor& tensor, int root) override;
+  void barrier() override;
+
+ private:
+  MPI_Comm comm_;
+  int rank_ = 0, size_ = 1;
+};
+
+}  // namespace adaspan::cluster

@@ -1,0 +1,37 @@
+#pragma once
+// The collectives the model and trainer need, on tensors, over a group of ranks. model/ only
+// knows this interface; cluster/ implements it (MPI for CPU tensors and host-staged CUDA tensors,
+// NCCL for CUDA tensors). Every rank of the group must make the same calls in the same order.
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+
+namespace adaspan::model {
+
+enum class ReduceOp { sum, max, min };
+
+// A collective in flight. wait() returns when its result is in the tensor it was given.
+class CollectiveWork {
+ public:
+  virtual ~CollectiveWork() = default;
+  virtual void wait() = 0;
+  // Lets the backend make progress without blocking (MPI progresses only inside MPI calls).
+  virtual void poll() {}
+};
+
+class ProcessGroup {
+ public:
+  virtual ~ProcessGroup() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+
+  // In place; `tensor` must be contiguous and stay alive until wait() returns.
+  virtual std::unique_ptr<CollectiveWork> all_reduce_async(at::Tensor& tensor, ReduceOp op) = 0;
+  void all_reduce(at::Tensor& tensor, ReduceOp op = ReduceOp::sum) { all_reduce_async(tensor, op)->wait(); }
+  // out: [size * n] from each rank's `in` ([n]), in rank order.
+  virtual void all_gather(const at::Tensor& in, at::Tensor& out) = 0;
+  virtual void broadcast(at::Tensor& tensor, int root) = 0;
+  virtual void barrier() = 0;
+};
+
+}  // namespace adaspan::model

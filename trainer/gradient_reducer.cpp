@@ -1,0 +1,105 @@
+#include "trainer/gradient_reducer.h"
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+
+namespace adaspan::trainer {
+
+GradientReducer::GradientReducer(std::vector<at::Tensor> params, model::ProcessGroup& group, int64_t bucket_bytes,
+                                 bool overlap)
+    : params_(std::move(params)), group_(group), overlap_(overlap) {
+  slices_.resize(params_.size());
+  bucket_of_.resize(params_.size());
+  filled_.assign(params_.size(), false);
+  // Reverse registration order approximates the order in which backward produces gradients.
+  std::vector<std::vector<size_t>> groups(1);
+  int64_t bytes = 0;
+  for (size_t i = params_.size(); i-- > 0;) {
+    const int64_t size = params_[i].numel() * static_cast<int64_t>(params_[i].element_size());
+    if (!groups.back().empty() && bytes + size > bucket_bytes) {
+      groups.emplace_back();
+      bytes = 0;
+    }
+    groups.back().push_back(i);
+    bytes += size;
+  }
+  for (const auto& members : groups) {
+    Bucket bucket;
+    bucket.params = members;
+    int64_t numel = 0;
+    for (size_t i : members) numel += params_[i].numel();
+    bucket.flat = at::zeros({numel}, params_[members.front()].options().requires_grad(false));
+    int64_t offset = 0;
+    for (size_t i : members) {
+      slices_[i] = bucket.flat.narrow(0, offset, params_[i].numel()).view(params_[i].sizes());
+      bucket_of_[i] = buckets_.size();
+      offset += params_[i].numel();
+    }
+    buckets_.push_back(std::move(bucket));
+  }
+  for (size_t i = 0; i < params_.size(); ++i) {
+    params_[i].register_hook([this, i](const at::Tensor& grad) { on_gradient(i, grad); });
+  }
+}
+
+GradientReducer::~GradientReducer() = default;
+
+void GradientReducer::prepare() {
+  for (auto& bucket : buckets_) {
+    bucket.pending = static_cast<int64_t>(bucket.params.size());
+    bucket.work.reset();
+  }
+  filled_.assign(params_.size(), false);
+  next_launch_ = 0;
+}
+
+void GradientReducer::on_gradient(size_t param, const at::Tensor& grad) {
+  slices_[param].copy_(grad);
+  filled_[param] = true;
+  --buckets_[bucket_of_[param]].pending;
+  if (!overlap_) return;
+  launch_ready();
+  for (size_t b = 0; b < next_launch_; ++b) buckets_[b].work->poll();
+}
+
+void GradientReducer::launch(Bucket& bucket) {
+  bucket.work = group_.all_reduce_async(bucket.flat, model::ReduceOp::sum);
+}
+
+void GradientReducer::launch_ready() {
+  while (next_launch_ < buckets_.size() && buckets_[next_launch_].pending == 0) launch(buckets_[next_launch_++]);
+}
+
+void GradientReducer::finish() {
+  // Parameters that got no gradient this step contribute zeros.
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (!filled_[i]) {
+      slices_[i].zero_();
+      filled_[i] = true;
+      --buckets_[bucket_of_[i]].pending;
+    }
+  }
+  launch_ready();
+  const auto start = std::chrono::steady_clock::now();
+  for (auto& bucket : buckets_) bucket.work->wait();
+  wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double scale = 1.0 / static_cast<double>(group_.size());
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    at::Tensor& grad = params_[i].mutable_grad();
+    if (grad.defined()) {
+      grad.copy_(slices_[i]).mul_(scale);
+    } else {
+      grad = slices_[i] * scale;
+    }
+  }
+}
+
+double GradientReducer::take_wait_seconds() {
+  const double s = wait_seconds_;
+  wait_seconds_ = 0;
+  return s;
+}
+
+}  // namespace adaspan::trainer

@@ -1,0 +1,54 @@
+#pragma once
+// Data-parallel gradient averaging, bucketed and overlapped with the backward pass (the scheme of
+// PyTorch DDP and llm.c): parameters are grouped, in reverse order of use, into buckets of about
+// `bucket_bytes` with one flat buffer each; a hook on every parameter copies its gradient into
+// its bucket, and a full bucket is all-reduced at once (non-blocking) while backward goes on.
+// Buckets are launched in index order on every rank, so all ranks issue the same collectives in
+// the same order. finish() waits and writes the averages into each parameter's .grad().
+#include "model/process_group.h"
+
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <vector>
+
+namespace adaspan::trainer {
+
+class GradientReducer {
+ public:
+  // overlap = false: every bucket is reduced in finish(), after backward (for measurements).
+  GradientReducer(std::vector<at::Tensor> params, model::ProcessGroup& group, int64_t bucket_bytes, bool overlap);
+  ~GradientReducer();
+  GradientReducer(const GradientReducer&) = delete;
+  GradientReducer& operator=(const GradientReducer&) = delete;
+
+  void prepare();  // before backward
+  void finish();   // after backward: every .grad() holds the DP average
+
+  size_t bucket_count() const { return buckets_.size(); }
+  // Seconds finish() spent blocked on communication since the last call of this function.
+  double take_wait_seconds();
+
+ private:
+  struct Bucket {
+    std::vector<size_t> params;  // indices into params_
+    at::Tensor flat;
+    int64_t pending = 0;
+    std::unique_ptr<model::CollectiveWork> work;
+  };
+  void on_gradient(size_t param, const at::Tensor& grad);
+  void launch_ready();
+  void launch(Bucket& bucket);
+
+  std::vector<at::Tensor> params_;
+  std::vector<at::Tensor> slices_;       // per parameter: its view in its bucket's flat buffer
+  std::vector<size_t> bucket_of_;        // per parameter
+  std::vector<bool> filled_;             // per parameter, this step
+  std::vector<Bucket> buckets_;
+  size_t next_launch_ = 0;
+  model::ProcessGroup& group_;
+  bool overlap_;
+  double wait_seconds_ = 0;
+};
+
+}  // namespace adaspan::trainer
