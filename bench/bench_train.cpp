@@ -7,9 +7,13 @@
 //    --cache hidden, spans at init (as a run starts) and at 50% of S (a trained model).
 // 2. One head's span_attention forward+backward at spans of 10%, 50% and 100% of S, and at 10%
 //    computed over the full S window (no trimming): the cost should follow the span.
+#include "cluster/mpi_process_group.h"
+#include "cluster/nccl_process_group.h"
 #include "cluster/thread_config.h"
+#include "cluster/world.h"
 #include "kernels/span_attention.h"
 #include "model/adaptive_span_lm.h"
+#include "trainer/gradient_reducer.h"
 #include "trainer/optimizer.h"
 #include "trainer/train_step.h"
 
@@ -39,7 +43,8 @@ struct BenchConfig {
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // Tokens/s of `steps` timed training steps after `warmup` untimed ones.
-double training_tokens_per_s(const BenchConfig& c, model::CacheMode mode, double span_fraction) {
+double training_tokens_per_s(const BenchConfig& c, model::CacheMode mode, double span_fraction,
+                             model::ProcessGroup* dp_group = nullptr) {
   model::ModelConfig mc = c.model;
   mc.cache = mode;
   mc.span_init = span_fraction;
@@ -50,13 +55,16 @@ double training_tokens_per_s(const BenchConfig& c, model::CacheMode mode, double
   lm.to(device);
   lm.train();
   auto optimizer = trainer::make_adagrad(lm.parameters(), 0.03);
+  std::unique_ptr<trainer::GradientReducer> reducer;
+  if (dp_group) reducer = std::make_unique<trainer::GradientReducer>(lm.parameters(), *dp_group, 25 << 20, true);
   model::ModelCache cache;
   const double lr = 1e-6;  // tiny: the spans stay at the fraction being measured
   Clock::time_point start;
   for (int64_t s = 0; s < c.warmup + c.steps; ++s) {
     if (s == c.warmup) start = Clock::now();
     const at::Tensor bytes = at::randint(0, 256, {c.batch, c.block + 1}, at::TensorOptions(device).dtype(at::kLong));
-    trainer::train_step(lm, *optimizer, bytes.narrow(1, 0, c.block), bytes.narrow(1, 1, c.block), cache, lr);
+    trainer::train_step(lm, *optimizer, bytes.narrow(1, 0, c.block), bytes.narrow(1, 1, c.block), cache, lr,
+                        reducer.get());
   }
   (void)lm.parameter_norm();  // waits for the device to finish
   return static_cast<double>(c.batch * c.block * c.steps) / seconds_since(start);
@@ -110,6 +118,7 @@ int main(int argc, char** argv) {
       ("block-size", po::value(&c.block)->default_value(c.block), "M.")
       ("batch-size", po::value(&c.batch)->default_value(c.batch), "B.")
       ("device", po::value(&c.device)->default_value(c.device), "cpu or cuda.")
+      ("dp-overhead", "Also measure the data-parallel path on one rank against none (and NCCL bandwidth on CUDA).")
       ("json", po::value(&json_path), "Also write the figures as JSON to this file.");
   po::variables_map vm;
   try {
@@ -154,6 +163,35 @@ int main(int argc, char** argv) {
   const double untrimmed = attention_ms(c, 0.1, true);
   std::printf("  span  10%% of S, full-S window (no trimming): %8.2f ms\n", untrimmed);
   out["attention_ms"]["10%_untrimmed"] = untrimmed;
+  if (vm.count("dp-overhead")) {
+    // The whole data-parallel path (hooks, buckets, all-reduce, averaging) on a one-rank group,
+    // against no data parallelism: what DP costs before any other rank is involved.
+    cluster::World world(&argc, &argv);
+    cluster::MpiProcessGroup mpi(MPI_COMM_WORLD);
+    std::unique_ptr<model::ProcessGroup> nccl;
+    model::ProcessGroup* group = &mpi;
+    if (c.device != "cpu" && cluster::nccl_available()) {
+      nccl = cluster::make_nccl_process_group(MPI_COMM_WORLD, at::Device(c.device).index() < 0 ? 0 : at::Device(c.device).index());
+      group = nccl.get();
+    }
+    const double plain = training_tokens_per_s(c, model::CacheMode::kv, 0.0);
+    const double with_dp = training_tokens_per_s(c, model::CacheMode::kv, 0.0, group);
+    std::printf("\ndata-parallel path on one rank (%s): %.0f tokens/s vs %.0f without: overhead %.2f%%\n",
+                nccl ? "nccl" : "mpi", with_dp, plain, 100.0 * (plain - with_dp) / plain);
+    out["dp_overhead_percent"] = 100.0 * (plain - with_dp) / plain;
+    if (nccl) {
+      at::Tensor buffer = at::ones({64 << 20}, at::TensorOptions(at::Device(c.device)));  // 256 MiB fp32
+      for (int i = 0; i < 3; ++i) nccl->all_reduce(buffer);
+      (void)buffer.sum().item<double>();
+      const auto start = Clock::now();
+      const int reps = 20;
+      for (int i = 0; i < reps; ++i) nccl->all_reduce(buffer);
+      (void)buffer.sum().item<double>();
+      const double gbps = 4.0 * static_cast<double>(buffer.numel()) * reps / seconds_since(start) / 1e9;
+      std::printf("NCCL all-reduce, one rank, 256 MiB: %.1f GB/s (algorithm bandwidth)\n", gbps);
+      out["nccl_allreduce_gb_per_s"] = gbps;
+    }
+  }
   if (!json_path.empty()) std::ofstream(json_path) << out.dump(2) << "\n";
   return 0;
 }

@@ -1,12 +1,16 @@
 // adaspan: train, evaluate and inspect adaptive-span transformers. `adaspan --help` lists the
 // subcommands; `adaspan SUBCOMMAND --help` explains each flag.
 #include "cluster/grid.h"
+#include "cluster/nccl_process_group.h"
 #include "cluster/world.h"
 #include "launcher/prepare_command.h"
 #include "launcher/train_options.h"
 #include "trainer/trainer.h"
 
+#include <ATen/core/Tensor.h>
+
 #include <cstdio>
+#include <memory>
 #include <cstring>
 #include <iostream>
 #include <string>
@@ -36,8 +40,11 @@ int run_train(const std::vector<std::string>& args, const adaspan::cluster::Worl
     const std::string grid_error =
         adaspan::cluster::check_grid({world.size(), parsed.config.run.tp}, parsed.config.data.batch_size);
     if (!grid_error.empty()) throw std::invalid_argument(grid_error);
-    if (parsed.config.run.dp_backend == "nccl") {
-      throw std::invalid_argument("--dp-backend nccl: this build has no NCCL backend yet; use mpi");
+    if (parsed.config.run.dp_backend == "nccl" && !adaspan::cluster::nccl_available()) {
+      throw std::invalid_argument("--dp-backend nccl: this build has no NCCL backend (LibTorch without CUDA)");
+    }
+    if (parsed.config.run.dp_backend == "nccl" && parsed.config.run.device.rfind("cuda", 0) != 0) {
+      throw std::invalid_argument("--dp-backend nccl needs --device cuda");
     }
   } catch (const std::exception& e) {
     if (world.is_root()) std::fprintf(stderr, "adaspan train: error: %s\n", e.what());
@@ -48,7 +55,14 @@ int run_train(const std::vector<std::string>& args, const adaspan::cluster::Worl
   try {
     adaspan::cluster::Grid grid(MPI_COMM_WORLD, config.run.tp);
     adaspan::trainer::DataParallel dp;
-    dp.group = &grid.dp_group();
+    dp.group = dp.control = &grid.dp_group();
+    std::unique_ptr<adaspan::model::ProcessGroup> nccl;
+    const bool on_gpu = config.run.device.rfind("cuda", 0) == 0;
+    if (on_gpu && (config.run.dp_backend == "nccl" ||
+                   (config.run.dp_backend == "auto" && adaspan::cluster::nccl_available() && grid.dp_size() > 1))) {
+      nccl = adaspan::cluster::make_nccl_process_group(grid.dp_comm(), at::Device(config.run.device).index());
+      dp.group = nccl.get();
+    }
     dp.rank = grid.dp_rank();
     dp.size = grid.dp_size();
     dp.ranks_on_node = world.local_size();

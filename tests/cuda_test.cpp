@@ -1,5 +1,7 @@
 // The same model and kernel on a GPU: held to the CPU results. Skipped where LibTorch has no CUDA
 // or no GPU is visible (CI).
+#include "cluster/nccl_process_group.h"
+#include "cluster/world.h"
 #include "kernels/span_attention.h"
 #include "kernels/span_attention_reference.h"
 #include "model/adaptive_span_lm.h"
@@ -58,6 +60,21 @@ TEST(Cuda, TrainingStepsMatchCpu) {
     }
   }
   for (int step = 0; step < 5; ++step) EXPECT_NEAR(losses[0][step], losses[1][step], 1e-9) << "step " << step;
+}
+
+TEST(Cuda, NcclOneRankCollectives) {
+  SKIP_WITHOUT_CUDA();
+  if (!cluster::nccl_available()) GTEST_SKIP() << "built without NCCL";
+  cluster::World world(nullptr, nullptr);
+  auto group = cluster::make_nccl_process_group(MPI_COMM_WORLD, 0);
+  at::Tensor t = at::arange(10, at::TensorOptions().device(at::kCUDA).dtype(at::kFloat));
+  group->all_reduce_async(t, model::ReduceOp::sum)->wait();
+  EXPECT_EQ(t.sum().item<float>(), 45.0f);
+  group->broadcast(t, 0);
+  at::Tensor out = at::zeros({10}, t.options());
+  group->all_gather(t, out);
+  EXPECT_TRUE(at::equal(out, t));
+  group->barrier();
 }
 
 }  // namespace

@@ -180,7 +180,7 @@ TrainResult train(const TrainConfig& config, bool quiet) { return train(config, 
 
 TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet) {
   validate(config);
-  const GroupScalars group(dp.group);
+  const GroupScalars group(dp.control ? dp.control : dp.group);
   const bool root = dp.rank == 0;
   cluster::configure_threads(config.run.threads, dp.ranks_on_node);
   at::manual_seed(config.run.seed);

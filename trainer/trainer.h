@@ -23,7 +23,8 @@ void validate(const TrainConfig& config);
 
 // This rank's place in data parallelism. group == nullptr: a single rank.
 struct DataParallel {
-  model::ProcessGroup* group = nullptr;
+  model::ProcessGroup* group = nullptr;    // gradients and parameters (MPI or NCCL)
+  model::ProcessGroup* control = nullptr;  // host scalars: metrics, agreement (MPI); default: group
   int rank = 0, size = 1;
   int ranks_on_node = 1;  // CPU threads are shared among them
 };

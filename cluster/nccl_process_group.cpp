@@ -1,0 +1,150 @@
+#include "cluster/nccl_process_group.h"
+
+#include <stdexcept>
+#include <string>
+
+#ifdef ADASPAN_WITH_NCCL
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime.h>
+#include <nccl.h>
+#endif
+
+namespace adaspan::cluster {
+
+#ifdef ADASPAN_WITH_NCCL
+namespace {
+
+#define NCCL_CHECK(call)                                                                                  \
+  do {                                                                                                    \
+    const ncclResult_t rc = (call);                                                                       \
+    if (rc != ncclSuccess) {                                                                              \
+      throw std::runtime_error(std::string("NCCL ") + #call + " failed at " + __FILE__ + ":" +           \
+                               std::to_string(__LINE__) + ": " + ncclGetErrorString(rc));                 \
+    }                                                                                                     \
+  } while (0)
+
+#define CUDA_CHECK(call)                                                                                  \
+  do {                                                                                                    \
+    const cudaError_t rc = (call);                                                                        \
+    if (rc != cudaSuccess) {                                                                              \
+      throw std::runtime_error(std::string("CUDA ") + #call + " failed: " + cudaGetErrorString(rc));      \
+    }                                                                                                     \
+  } while (0)
+
+ncclDataType_t nccl_type(const at::Tensor& t) {
+  switch (t.scalar_type()) {
+    case at::kFloat: return ncclFloat32;
+    case at::kDouble: return ncclFloat64;
+    case at::kHalf: return ncclFloat16;
+    case at::kBFloat16: return ncclBfloat16;
+    case at::kLong: return ncclInt64;
+    case at::kInt: return ncclInt32;
+    case at::kByte: return ncclUint8;
+    default: throw std::invalid_argument("NCCL collectives: unsupported dtype");
+  }
+}
+
+ncclRedOp_t nccl_op(model::ReduceOp op) {
+  switch (op) {
+    case model::ReduceOp::sum: return ncclSum;
+    case model::ReduceOp::max: return ncclMax;
+    case model::ReduceOp::min: return ncclMin;
+  }
+  return ncclSum;
+}
+
+void require_cuda(const at::Tensor& t) {
+  if (!t.is_cuda() || !t.is_contiguous()) throw std::invalid_argument("NCCL collectives need contiguous CUDA tensors");
+}
+
+class NcclWork final : public model::CollectiveWork {
+ public:
+  NcclWork(cudaEvent_t done, cudaStream_t compute) : done_(done), compute_(compute) {}
+  ~NcclWork() override { cudaEventDestroy(done_); }
+  void wait() override { CUDA_CHECK(cudaStreamWaitEvent(compute_, done_, 0)); }
+
+ private:
+  cudaEvent_t done_;
+  cudaStream_t compute_;
+};
+
+class NcclProcessGroup final : public model::ProcessGroup {
+ public:
+  NcclProcessGroup(MPI_Comm comm, int device) : device_(device), side_(c10::cuda::getStreamFromPool(true, device)) {
+    MPI_Comm_rank(comm, &rank_);
+    MPI_Comm_size(comm, &size_);
+    ncclUniqueId id;
+    if (rank_ == 0) NCCL_CHECK(ncclGetUniqueId(&id));
+    MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, comm);
+    c10::cuda::CUDAGuard guard(device_);
+    NCCL_CHECK(ncclCommInitRank(&comm_, size_, id, rank_));
+  }
+  ~NcclProcessGroup() override { ncclCommDestroy(comm_); }
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+
+  std::unique_ptr<model::CollectiveWork> all_reduce_async(at::Tensor& t, model::ReduceOp op) override {
+    require_cuda(t);
+    c10::cuda::CUDAGuard guard(device_);
+    const cudaStream_t compute = c10::cuda::getCurrentCUDAStream(device_).stream();
+    cudaEvent_t ready, done;
+    CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventRecord(ready, compute));
+    CUDA_CHECK(cudaStreamWaitEvent(side_.stream(), ready, 0));
+    cudaEventDestroy(ready);
+    NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type(t), nccl_op(op),
+                             comm_, side_.stream()));
+    CUDA_CHECK(cudaEventRecord(done, side_.stream()));
+    return std::make_unique<NcclWork>(done, compute);
+  }
+
+  void all_gather(const at::Tensor& in, at::Tensor& out) override {
+    require_cuda(in);
+    require_cuda(out);
+    c10::cuda::CUDAGuard guard(device_);
+    NCCL_CHECK(ncclAllGather(in.data_ptr(), out.data_ptr(), static_cast<size_t>(in.numel()), nccl_type(in), comm_,
+                             c10::cuda::getCurrentCUDAStream(device_).stream()));
+  }
+
+  void broadcast(at::Tensor& t, int root) override {
+    require_cuda(t);
+    c10::cuda::CUDAGuard guard(device_);
+    NCCL_CHECK(ncclBroadcast(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type(t), root, comm_,
+                             c10::cuda::getCurrentCUDAStream(device_).stream()));
+  }
+
+  void barrier() override {
+    at::Tensor one = at::ones({1}, at::TensorOptions().device(at::kCUDA, device_));
+    all_reduce(one);
+    CUDA_CHECK(cudaStreamSynchronize(c10::cuda::getCurrentCUDAStream(device_).stream()));
+  }
+
+ private:
+  int device_, rank_ = 0, size_ = 1;
+  c10::cuda::CUDAStream side_;
+  ncclComm_t comm_ = nullptr;
+};
+
+}  // namespace
+
+bool nccl_available() { return true; }
+
+std::unique_ptr<model::ProcessGroup> make_nccl_process_group(MPI_Comm comm, int device) {
+  return std::make_unique<NcclProcessGroup>(comm, device);
+}
+
+#else
+
+bool nccl_available() { return false; }
+
+std::unique_ptr<model::ProcessGroup> make_nccl_process_group(MPI_Comm, int) {
+  throw std::runtime_error("this build has no NCCL backend (LibTorch without CUDA, or nccl.h not found)");
+}
+
+#endif
+
+}  // namespace adaspan::cluster
