@@ -46,6 +46,9 @@ GradientReducer::GradientReducer(std::vector<at::Tensor> params, model::ProcessG
 GradientReducer::~GradientReducer() = default;
 
 void GradientReducer::prepare() {
+  // Gradients are views into the buckets (set by finish()); drop them so that backward hands
+  // each parameter a fresh gradient instead of accumulating into the bucket.
+  for (auto& p : params_) p.mutable_grad() = at::Tensor();
   for (auto& bucket : buckets_) {
     bucket.pending = static_cast<int64_t>(bucket.params.size());
     bucket.work.reset();
@@ -84,16 +87,10 @@ void GradientReducer::finish() {
   const auto start = std::chrono::steady_clock::now();
   for (auto& bucket : buckets_) bucket.work->wait();
   wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const double scale = 1.0 / static_cast<double>(group_.size());
+  // The averages stay in the buckets: each .grad() becomes a view of its slice (no copy back).
   at::NoGradGuard no_grad;
-  for (size_t i = 0; i < params_.size(); ++i) {
-    at::Tensor& grad = params_[i].mutable_grad();
-    if (grad.defined()) {
-      grad.copy_(slices_[i]).mul_(scale);
-    } else {
-      grad = slices_[i] * scale;
-    }
-  }
+  for (auto& bucket : buckets_) bucket.flat.mul_(1.0 / static_cast<double>(group_.size()));
+  for (size_t i = 0; i < params_.size(); ++i) params_[i].mutable_grad() = slices_[i];
 }
 
 double GradientReducer::take_wait_seconds() {

@@ -4,7 +4,7 @@
 // `bucket_bytes` with one flat buffer each; a hook on every parameter copies its gradient into
 // its bucket, and a full bucket is all-reduced at once (non-blocking) while backward goes on.
 // Buckets are launched in index order on every rank, so all ranks issue the same collectives in
-// the same order. finish() waits and writes the averages into each parameter's .grad().
+// the same order. finish() waits; each parameter's .grad() is then a view of the averaged bucket.
 #include "model/process_group.h"
 
 #include <ATen/core/Tensor.h>
@@ -22,7 +22,7 @@ class GradientReducer {
   GradientReducer(const GradientReducer&) = delete;
   GradientReducer& operator=(const GradientReducer&) = delete;
 
-  void prepare();  // before backward
+  void prepare();  // before backward (clears the .grad() views)
   void finish();   // after backward: every .grad() holds the DP average
 
   size_t bucket_count() const { return buckets_.size(); }

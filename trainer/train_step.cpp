@@ -10,10 +10,13 @@ StepOutput train_step(model::AdaptiveSpanLM& model, Optimizer& optimizer, const 
   model::LMOutput out = model.forward(inputs, cache);
   const at::Tensor nll =
       at::nll_loss(out.log_probs.reshape({-1, out.log_probs.size(-1)}), targets.reshape({-1}));
-  for (auto& p : model.parameters()) {
-    if (p.grad().defined()) p.mutable_grad().zero_();
+  if (reducer) {
+    reducer->prepare();
+  } else {
+    for (auto& p : model.parameters()) {
+      if (p.grad().defined()) p.mutable_grad().zero_();
+    }
   }
-  if (reducer) reducer->prepare();
   (nll + out.span_loss).backward();
   if (reducer) reducer->finish();
   optimizer.step(lr);
