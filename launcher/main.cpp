@@ -8,7 +8,9 @@
 #include "trainer/trainer.h"
 
 #include <ATen/core/Tensor.h>
+#include <ATen/detail/CUDAHooksInterface.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <cstring>
@@ -51,7 +53,12 @@ int run_train(const std::vector<std::string>& args, const adaspan::cluster::Worl
     return 2;
   }
   adaspan::trainer::TrainConfig& config = parsed.config;
-  if (config.run.device == "cuda") config.run.device = "cuda:" + std::to_string(world.local_rank());
+  if (config.run.device == "cuda") {
+    // The GPU of this local rank; ranks share GPUs round-robin when there are more ranks than GPUs
+    // (works with --dp-backend mpi; NCCL refuses two ranks on one GPU).
+    const int gpus = std::max(1, at::detail::getCUDAHooks().getNumGPUs());
+    config.run.device = "cuda:" + std::to_string(world.local_rank() % gpus);
+  }
   try {
     adaspan::cluster::Grid grid(MPI_COMM_WORLD, config.run.tp);
     adaspan::trainer::DataParallel dp;
