@@ -67,7 +67,12 @@ int run_train(const std::vector<std::string>& args, const adaspan::cluster::Worl
     const bool on_gpu = config.run.device.rfind("cuda", 0) == 0;
     if (on_gpu && (config.run.dp_backend == "nccl" ||
                    (config.run.dp_backend == "auto" && adaspan::cluster::nccl_available() && grid.dp_size() > 1))) {
-      nccl = adaspan::cluster::make_nccl_process_group(grid.dp_comm(), at::Device(config.run.device).index());
+      try {
+        nccl = adaspan::cluster::make_nccl_process_group(grid.dp_comm(), at::Device(config.run.device).index());
+      } catch (const std::exception& e) {
+        throw std::runtime_error(std::string(e.what()) +
+                                 " (NCCL needs one GPU per rank; with more ranks than GPUs use --dp-backend mpi)");
+      }
       dp.group = nccl.get();
     }
     dp.rank = grid.dp_rank();
