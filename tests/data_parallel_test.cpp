@@ -70,7 +70,7 @@ TEST(DataParallel, OneTwoFourRanksGiveTheSameLossCurve) {
       EXPECT_NEAR(x, y, 1e-5 * std::abs(x)) << ranks << " ranks, record " << i << " " << key;
     }
     EXPECT_EQ(runs[ranks].back()["ranks"], ranks);
-    EXPECT_EQ(runs[ranks][0]["peak_rss_mb"].size(), static_cast<size_t>(ranks));
+    EXPECT_EQ(runs[ranks][0]["peak_memory_mb"].size(), static_cast<size_t>(ranks));
     EXPECT_TRUE(runs[ranks][0].contains("comm_wait_s"));
   }
 }

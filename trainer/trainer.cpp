@@ -1,5 +1,6 @@
 #include "trainer/trainer.h"
 
+#include "cluster/device_memory.h"
 #include "cluster/thread_config.h"
 #include "data/byte_corpus.h"
 #include "data/stream_sampler.h"
@@ -12,7 +13,6 @@
 #include "trainer/train_step.h"
 
 #include <ATen/ATen.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <chrono>
@@ -159,11 +159,6 @@ class GroupScalars {
   model::ProcessGroup* group_;
 };
 
-double peak_rss_mb() {
-  struct rusage usage {};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_maxrss) / 1024.0;
-}
 
 // ADASPAN_TRACE_READS=DIR: each rank logs "stream position" of every training read to
 // DIR/reads.RANK.txt (tests check that ranks read only their own streams).
@@ -266,7 +261,7 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
       const double slowest = group.reduce(window_s, model::ReduceOp::max);
       const double fastest = group.reduce(window_s, model::ReduceOp::min);
       const double comm_max = group.reduce(comm_s, model::ReduceOp::max);
-      const std::vector<double> peak_mb = group.gather(peak_rss_mb());
+      const std::vector<double> peak_mb = group.gather(cluster::peak_memory_mb(config.run.device));
       const double elapsed_s = std::chrono::duration<double>(Clock::now() - start).count();
       const double bpc = nll / static_cast<double>(window_steps) / kLn2;
       const double tokens_per_s = static_cast<double>(tokens_per_step * window_steps) / slowest;
@@ -280,7 +275,7 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
            {"step_time_max_s", slowest / steps},
            {"step_time_min_s", fastest / steps},
            {"comm_wait_s", comm_max / steps},
-           {"peak_rss_mb", peak_mb},
+           {"peak_memory_mb", peak_mb},
            {"spans", spans_json(model.spans())}});
       progress.update(step, bpc, tokens_per_s, elapsed_s);
       result.final_train_bpc = bpc;
