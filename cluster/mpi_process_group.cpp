@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -42,6 +43,10 @@ class MpiWork final : public model::CollectiveWork {
  public:
   MpiWork(at::Tensor target, at::Tensor host, MPI_Request request)
       : target_(std::move(target)), host_(std::move(host)), request_(request) {}
+  // MPI may still write into host_: never free it under a pending request.
+  ~MpiWork() override {
+    if (request_ != MPI_REQUEST_NULL) MPI_Wait(&request_, MPI_STATUS_IGNORE);
+  }
   void wait() override {
     if (request_ == MPI_REQUEST_NULL) return;
     check(MPI_Wait(&request_, MPI_STATUS_IGNORE), "wait");
@@ -65,6 +70,11 @@ at::Tensor host_view(const at::Tensor& t) {
 
 }  // namespace
 
+static int count_of(const at::Tensor& t) {
+  if (t.numel() > std::numeric_limits<int>::max()) throw std::invalid_argument("MPI collectives: tensor over 2^31 elements");
+  return static_cast<int>(t.numel());
+}
+
 MpiProcessGroup::MpiProcessGroup(MPI_Comm comm) : comm_(comm) {
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
@@ -73,7 +83,7 @@ MpiProcessGroup::MpiProcessGroup(MPI_Comm comm) : comm_(comm) {
 std::unique_ptr<model::CollectiveWork> MpiProcessGroup::all_reduce_async(at::Tensor& tensor, model::ReduceOp op) {
   at::Tensor host = host_view(tensor);
   MPI_Request request;
-  check(MPI_Iallreduce(MPI_IN_PLACE, host.data_ptr(), static_cast<int>(host.numel()), mpi_type(host), mpi_op(op),
+  check(MPI_Iallreduce(MPI_IN_PLACE, host.data_ptr(), count_of(host), mpi_type(host), mpi_op(op),
                        comm_, &request),
         "all-reduce");
   return std::make_unique<MpiWork>(tensor, host, request);
@@ -82,15 +92,15 @@ std::unique_ptr<model::CollectiveWork> MpiProcessGroup::all_reduce_async(at::Ten
 void MpiProcessGroup::all_gather(const at::Tensor& in, at::Tensor& out) {
   const at::Tensor host_in = host_view(in);
   at::Tensor host_out = host_view(out);
-  check(MPI_Allgather(host_in.data_ptr(), static_cast<int>(host_in.numel()), mpi_type(host_in), host_out.data_ptr(),
-                      static_cast<int>(host_in.numel()), mpi_type(host_out), comm_),
+  check(MPI_Allgather(host_in.data_ptr(), count_of(host_in), mpi_type(host_in), host_out.data_ptr(),
+                      count_of(host_in), mpi_type(host_out), comm_),
         "all-gather");
   if (!out.is_same(host_out)) out.copy_(host_out);
 }
 
 void MpiProcessGroup::broadcast(at::Tensor& tensor, int root) {
   at::Tensor host = host_view(tensor);
-  check(MPI_Bcast(host.data_ptr(), static_cast<int>(host.numel()), mpi_type(host), root, comm_), "broadcast");
+  check(MPI_Bcast(host.data_ptr(), count_of(host), mpi_type(host), root, comm_), "broadcast");
   if (!tensor.is_same(host)) tensor.copy_(host);
 }
 

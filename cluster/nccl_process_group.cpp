@@ -61,13 +61,16 @@ void require_cuda(const at::Tensor& t) {
 
 class NcclWork final : public model::CollectiveWork {
  public:
-  NcclWork(cudaEvent_t done, cudaStream_t compute) : done_(done), compute_(compute) {}
+  NcclWork(cudaEvent_t done, int device) : done_(done), device_(device) {}
   ~NcclWork() override { cudaEventDestroy(done_); }
-  void wait() override { CUDA_CHECK(cudaStreamWaitEvent(compute_, done_, 0)); }
+  // The stream that will use the result (current where wait() is called) waits; the host does not.
+  void wait() override {
+    CUDA_CHECK(cudaStreamWaitEvent(c10::cuda::getCurrentCUDAStream(device_).stream(), done_, 0));
+  }
 
  private:
   cudaEvent_t done_;
-  cudaStream_t compute_;
+  int device_;
 };
 
 class NcclProcessGroup final : public model::ProcessGroup {
@@ -99,7 +102,7 @@ class NcclProcessGroup final : public model::ProcessGroup {
     NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type(t), nccl_op(op),
                              comm_, side_.stream()));
     CUDA_CHECK(cudaEventRecord(done, side_.stream()));
-    return std::make_unique<NcclWork>(done, compute);
+    return std::make_unique<NcclWork>(done, device_);
   }
 
   void all_gather(const at::Tensor& in, at::Tensor& out) override {

@@ -23,6 +23,9 @@ World::World(int* argc, char*** argv) {
     MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided);
     finalize_ = true;
   }
+  int level = MPI_THREAD_SINGLE;
+  MPI_Query_thread(&level);
+  serialized_threads_ = level >= MPI_THREAD_SERIALIZED;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &size_);
   MPI_Comm node;
@@ -32,6 +35,12 @@ World::World(int* argc, char*** argv) {
   MPI_Comm_size(node, &local_size_);
   MPI_Comm_free(&node);
   local_rank_ = env_int("OMPI_COMM_WORLD_LOCAL_RANK", env_int("SLURM_LOCALID", node_rank));
+}
+
+int World::first_failing_rank(bool ok) const {
+  int mine = ok ? size_ : rank_, first = size_;
+  MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  return first == size_ ? -1 : first;
 }
 
 void World::abort(int code) const {

@@ -21,10 +21,16 @@ class World {
   int local_size() const { return local_size_; }
   // Ends every rank at once (a rank that failed alone would leave the others in a collective).
   [[noreturn]] void abort(int code) const;
+  // Whether MPI may be called from a thread other than main (one at a time): needed to reduce
+  // gradients from autograd's CUDA threads during backward.
+  bool serialized_threads() const { return serialized_threads_; }
+  // The lowest rank whose `ok` is false, or -1 when every rank is ok (collective).
+  int first_failing_rank(bool ok) const;
 
  private:
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
   bool finalize_ = false;
+  bool serialized_threads_ = true;
 };
 
 }  // namespace adaspan::cluster

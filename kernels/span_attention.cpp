@@ -110,6 +110,9 @@ class SpanAttentionFunction : public torch::autograd::Function<SpanAttentionFunc
     const at::Tensor x = at::arange(g.window - 1, -1, -1, q.options());
     const at::Tensor mask = span_mask(x, span_z, ramp);                             // [W]
     const at::Tensor masked_out = (mask == 0);
+    // Keys past the ramp (x > z + R) get -inf: the 64-key rounding leaves some in the window, and a
+    // large score there would overflow exp() and give inf·0. x = z + R itself (m = 0) stays: dz needs it.
+    const at::Tensor beyond_ramp = x > (span_z.detach() + ramp);
     const double scale = 1.0 / std::sqrt(static_cast<double>(g.dim));
 
     at::Tensor probs_e = at::matmul(q_pad, pe_win);  // [B, Mp, W]: position term, becomes E in place
@@ -121,7 +124,7 @@ class SpanAttentionFunction : public torch::autograd::Function<SpanAttentionFunc
       const at::Tensor kt = k_win.narrow(1, t * g.tile, g.band);    // [B, band, d]
       const at::Tensor vt = v_win.narrow(1, t * g.tile, g.band);
       at::Tensor st = probs_e.narrow(1, t * g.tile, g.tile);       // [B, T, W]
-      st.add_(unskew(at::bmm(qt, kt.transpose(1, 2)), g.window)).mul_(scale);
+      st.add_(unskew(at::bmm(qt, kt.transpose(1, 2)), g.window)).mul_(scale).masked_fill_(beyond_ramp, -INFINITY);
       // E = e^{s - LSE}, LSE = log sum_j m_j e^{s_j}; the max runs over unmasked keys (x = 0 has m = 1).
       const at::Tensor row_max = std::get<0>(st.masked_fill(masked_out, -INFINITY).max(-1, true));
       st.sub_(row_max).exp_();

@@ -31,26 +31,40 @@ constexpr const char* kUsage =
 
 int run_train(const std::vector<std::string>& args, const adaspan::cluster::World& world) {
   adaspan::launcher::ParsedTrain parsed;
+  std::string error;
   try {
     parsed = adaspan::launcher::parse_train_options(args);
-    if (parsed.help) {
-      if (world.is_root()) std::cout << parsed.help_text << "\n";
-      return 0;
-    }
-    adaspan::trainer::validate(parsed.config);
-    // Same inputs on every rank, same verdict: each rank exits, rank 0 says why; no collective, no hang.
-    const std::string grid_error =
-        adaspan::cluster::check_grid({world.size(), parsed.config.run.tp}, parsed.config.data.batch_size);
-    if (!grid_error.empty()) throw std::invalid_argument(grid_error);
-    if (parsed.config.run.dp_backend == "nccl" && !adaspan::cluster::nccl_available()) {
-      throw std::invalid_argument("--dp-backend nccl: this build has no NCCL backend (LibTorch without CUDA)");
-    }
-    if (parsed.config.run.dp_backend == "nccl" && parsed.config.run.device.rfind("cuda", 0) != 0) {
-      throw std::invalid_argument("--dp-backend nccl needs --device cuda");
+    if (!parsed.help) {
+      adaspan::trainer::validate(parsed.config);
+      const std::string grid_error =
+          adaspan::cluster::check_grid({world.size(), parsed.config.run.tp}, parsed.config.data.batch_size);
+      if (!grid_error.empty()) throw std::invalid_argument(grid_error);
+      if (parsed.config.run.dp_backend == "nccl" && !adaspan::cluster::nccl_available()) {
+        throw std::invalid_argument("--dp-backend nccl: this build has no NCCL backend (LibTorch without CUDA)");
+      }
+      if (parsed.config.run.dp_backend == "nccl" && parsed.config.run.device.rfind("cuda", 0) != 0) {
+        throw std::invalid_argument("--dp-backend nccl needs --device cuda");
+      }
     }
   } catch (const std::exception& e) {
-    if (world.is_root()) std::fprintf(stderr, "adaspan train: error: %s\n", e.what());
+    error = e.what();
+  }
+  // Ranks agree before going on: a file or GPU one node lacks must stop every rank, not leave the
+  // others waiting in a collective. One line, from the lowest failing rank.
+  const int failing = world.size() > 1 ? world.first_failing_rank(error.empty()) : (error.empty() ? -1 : 0);
+  if (failing >= 0) {
+    if (world.rank() == failing) {
+      if (world.size() > 1 && failing != 0) {
+        std::fprintf(stderr, "adaspan train: error on rank %d: %s\n", failing, error.c_str());
+      } else {
+        std::fprintf(stderr, "adaspan train: error: %s\n", error.c_str());
+      }
+    }
     return 2;
+  }
+  if (parsed.help) {
+    if (world.is_root()) std::cout << parsed.help_text << "\n";
+    return 0;
   }
   adaspan::trainer::TrainConfig& config = parsed.config;
   if (config.run.device == "cuda") {
@@ -65,8 +79,11 @@ int run_train(const std::vector<std::string>& args, const adaspan::cluster::Worl
     dp.group = dp.control = &grid.dp_group();
     std::unique_ptr<adaspan::model::ProcessGroup> nccl;
     const bool on_gpu = config.run.device.rfind("cuda", 0) == 0;
+    // auto: NCCL when every rank on the node has a GPU of its own (NCCL refuses to share one).
+    const int gpus = std::max(1, at::detail::getCUDAHooks().getNumGPUs());
     if (on_gpu && (config.run.dp_backend == "nccl" ||
-                   (config.run.dp_backend == "auto" && adaspan::cluster::nccl_available() && grid.dp_size() > 1))) {
+                   (config.run.dp_backend == "auto" && adaspan::cluster::nccl_available() && grid.dp_size() > 1 &&
+                    world.local_size() <= gpus))) {
       try {
         nccl = adaspan::cluster::make_nccl_process_group(grid.dp_comm(), at::Device(config.run.device).index());
       } catch (const std::exception& e) {
@@ -78,6 +95,11 @@ int run_train(const std::vector<std::string>& args, const adaspan::cluster::Worl
     dp.rank = grid.dp_rank();
     dp.size = grid.dp_size();
     dp.ranks_on_node = world.local_size();
+    if (!nccl && on_gpu && !world.serialized_threads() && config.run.overlap) {
+      // Hooks would call MPI from autograd's CUDA threads, which this MPI does not allow.
+      if (world.is_root()) std::fprintf(stderr, "adaspan train: note: MPI lacks MPI_THREAD_SERIALIZED; reducing gradients after backward\n");
+      config.run.overlap = false;
+    }
     const adaspan::trainer::TrainResult result = adaspan::trainer::train(config, dp);
     if (world.is_root()) {
       std::printf("done: %lld steps on %d ranks, train bpc %.4f, param_norm %.6f\nlearned spans (bytes):\n",

@@ -120,5 +120,29 @@ TEST(DataParallel, BadLayoutsFailFastWithOneMessage) {
   }
 }
 
+// A data file only rank 0 can see (node-local disk): every rank stops, none waits in a collective.
+TEST(DataParallel, AFileMissingOnOneRankStopsAllRanks) {
+  const fs::path dir = fresh_dir("local"), data = fresh_dir("local_data");
+  fs::create_directories(data);
+  std::ofstream(data / "a.txt") << "some bytes for the streams";
+  const fs::path err = dir.string() + ".err";
+  const std::string command =
+      std::string("timeout 60 ") + ADASPAN_MPIEXEC + " --allow-run-as-root --oversubscribe -np 2 sh -c '" +
+      "if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then d=" + (data / "missing.txt").string() + "; else d=" +
+      (data / "a.txt").string() + "; fi; exec " + ADASPAN_BINARY + " train --data $d --batch-size 2 --steps 2 --run-dir " +
+      dir.string() + "' > /dev/null 2> " + err.string();
+  const int status = std::system(command.c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_NE(WEXITSTATUS(status), 0);
+  EXPECT_NE(WEXITSTATUS(status), 124) << "timed out: a hang";
+  std::ifstream in(err);
+  const std::string text{std::istreambuf_iterator<char>(in), {}};
+  EXPECT_NE(text.find("error on rank 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("missing.txt"), std::string::npos) << text;
+  EXPECT_FALSE(fs::exists(dir));
+  fs::remove_all(data);
+  fs::remove(err);
+}
+
 }  // namespace
 }  // namespace adaspan

@@ -125,6 +125,25 @@ TEST(SpanAttention, DropoutGradientsMatchFiniteDifferences) {
   EXPECT_GT(std::abs(with_dropout - run().item<double>()), 1e-3);
 }
 
+// A key past the ramp but inside the 64-rounded window, with a score far above the visible ones:
+// masked keys must not overflow exp() (inf·0 = NaN); the result is as if the key were zero.
+TEST(SpanAttention, HugeScoreOnAMaskedKeyChangesNothing) {
+  const Case c{1, 4, 60, 4, 128, 4.0, 3.0, false};  // window 64 keys, visible x <= 7
+  Inputs in = make_inputs(c, at::kFloat, 13);
+  at::Tensor zeroed = in.k.clone();
+  const int64_t far = c.cache - 40;  // x = 39 + i for query i: masked for every query
+  in.k[0][far] = in.q[0][0] * 1000.0f;
+  zeroed[0][far] = 0.0f;
+  for (auto* t : {&in.q, &in.k, &in.v, &in.key_pe, &in.z}) t->requires_grad_(true);
+  const at::Tensor out = kernels::span_attention(in.q, in.k, in.v, in.key_pe, in.z, options_for(c));
+  const at::Tensor expected = kernels::span_attention(in.q, zeroed, in.v, in.key_pe, in.z, options_for(c));
+  EXPECT_TRUE(at::isfinite(out).all().item<bool>());
+  EXPECT_LT((out - expected).abs().max().item<double>(), 1e-6);
+  out.sum().backward();
+  EXPECT_TRUE(at::isfinite(in.q.grad()).all().item<bool>());
+  EXPECT_TRUE(at::isfinite(in.z.grad()).all().item<bool>());
+}
+
 TEST(SpanAttention, TrimmedWindowEqualsFullWindowFloat32) {
   for (double z : {0.0, 17.5, 100.5, 400.0}) {
     const Case trimmed{2, 128, 512, 16, 512, 32.0, z, false};

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <chrono>
+#include <stdexcept>
 
 namespace adaspan::trainer {
 
@@ -39,11 +40,13 @@ GradientReducer::GradientReducer(std::vector<at::Tensor> params, model::ProcessG
     buckets_.push_back(std::move(bucket));
   }
   for (size_t i = 0; i < params_.size(); ++i) {
-    params_[i].register_hook([this, i](const at::Tensor& grad) { on_gradient(i, grad); });
+    hooks_.push_back(params_[i].register_hook([this, i](const at::Tensor& grad) { on_gradient(i, grad); }));
   }
 }
 
-GradientReducer::~GradientReducer() = default;
+GradientReducer::~GradientReducer() {
+  for (size_t i = 0; i < params_.size(); ++i) params_[i].remove_hook(hooks_[i]);
+}
 
 void GradientReducer::prepare() {
   // Gradients are views into the buckets (set by finish()); drop them so that backward hands
@@ -55,9 +58,15 @@ void GradientReducer::prepare() {
   }
   filled_.assign(params_.size(), false);
   next_launch_ = 0;
+  active_ = true;
 }
 
 void GradientReducer::on_gradient(size_t param, const at::Tensor& grad) {
+  // One backward per prepare()/finish(): a second gradient would race with a running all-reduce
+  // (accumulation over micro-batches is a separate feature, --grad-accum).
+  if (!active_ || filled_[param]) {
+    throw std::logic_error("GradientReducer: a gradient outside prepare()/finish() or twice in one step");
+  }
   slices_[param].copy_(grad);
   filled_[param] = true;
   --buckets_[bucket_of_[param]].pending;
@@ -91,6 +100,7 @@ void GradientReducer::finish() {
   at::NoGradGuard no_grad;
   for (auto& bucket : buckets_) bucket.flat.mul_(1.0 / static_cast<double>(group_.size()));
   for (size_t i = 0; i < params_.size(); ++i) params_[i].mutable_grad() = slices_[i];
+  active_ = false;
 }
 
 double GradientReducer::take_wait_seconds() {

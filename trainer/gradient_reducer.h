@@ -41,6 +41,8 @@ class GradientReducer {
   void launch(Bucket& bucket);
 
   std::vector<at::Tensor> params_;
+  std::vector<unsigned> hooks_;          // per parameter, removed with the reducer
+  bool active_ = false;                  // between prepare() and finish()
   std::vector<at::Tensor> slices_;       // per parameter: its view in its bucket's flat buffer
   std::vector<size_t> bucket_of_;        // per parameter
   std::vector<bool> filled_;             // per parameter, this step
