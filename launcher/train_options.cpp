@@ -26,7 +26,7 @@ ParsedTrain parse_train_options(const std::vector<std::string>& args) {
   data.add_options()
       ("data", po::value(&c.data.train_files)->multitoken(),
        "Training corpus: one or more files, read as raw bytes and concatenated (memory-mapped, never "
-       "loaded whole). Default: the built-in synthetic corpus (4 MiB, planted 200-800 byte dependencies).")
+       "loaded whole). Default: the built-in synthetic corpus (4 MiB, planted 200-900 byte dependencies).")
       ("valid-data", po::value(&c.data.valid_files)->multitoken(),
        "Validation corpus files. Default: the built-in validation corpus when training on the built-in one, "
        "else no validation.")
@@ -47,7 +47,7 @@ ParsedTrain parse_train_options(const std::vector<std::string>& args) {
        "R: length (bytes) of the soft mask's linear ramp.")
       ("span-init", po::value(&c.model.span_init)->default_value(c.model.span_init),
        "Initial span as a fraction of S, in [0, 1].")
-      ("span-loss-coeff", po::value(&c.model.span_loss_coeff)->default_value(c.model.span_loss_coeff),
+      ("span-loss-coeff", po::value(&c.model.span_loss_coeff)->default_value(c.model.span_loss_coeff, "2e-6"),
        "lambda of the L1 span penalty lambda*S*mean(span/S) per layer.")
       ("dropout", po::value(&c.model.dropout)->default_value(c.model.dropout),
        "Dropout on attention probabilities and the feed-forward hidden layer, in [0, 1).")
@@ -59,10 +59,10 @@ ParsedTrain parse_train_options(const std::vector<std::string>& args) {
   optim.add_options()
       ("optimizer", po::value(&c.optim.optimizer)->default_value(c.optim.optimizer),
        "adagrad (the reference's Adagrad, step clipped per tensor by --grad-clip) or adam (global-norm clip).")
-      ("lr", po::value(&c.optim.lr)->default_value(c.optim.lr), "Peak learning rate.")
+      ("lr", po::value(&c.optim.lr)->default_value(c.optim.lr, "0.07"), "Peak learning rate.")
       ("warmup-steps", po::value(&c.optim.warmup_steps)->default_value(c.optim.warmup_steps),
        "Linear warmup: step n uses lr*min(1, n/warmup). 0 = none.")
-      ("grad-clip", po::value(&c.optim.grad_clip)->default_value(c.optim.grad_clip),
+      ("grad-clip", po::value(&c.optim.grad_clip)->default_value(c.optim.grad_clip, "0.03"),
        "Gradient clipping threshold (L2); 0 = off.");
 
   po::options_description run("Run");
@@ -70,7 +70,7 @@ ParsedTrain parse_train_options(const std::vector<std::string>& args) {
       ("steps", po::value(&c.run.steps)->default_value(c.run.steps), "Optimizer steps.")
       ("seed", po::value(&c.run.seed)->default_value(c.run.seed), "Seed of parameter init and dropout.")
       ("threads", po::value(&c.run.threads)->default_value(c.run.threads),
-       "CPU threads for ATen (OpenBLAS is pinned to 1). 0 = all cores.")
+       "CPU threads for ATen (OpenBLAS is pinned to 1). 0 = the cores of the node divided by its ranks.")
       ("device", po::value(&c.run.device)->default_value(c.run.device),
        "Where the model runs: cpu, or cuda / cuda:N when LibTorch has CUDA and a GPU is present.")
       ("run-dir", po::value(&c.run.run_dir)->default_value(c.run.run_dir),
