@@ -33,7 +33,6 @@ class SpanAttentionLayer : public torch::nn::Module {
   // Rows the hidden cache keeps for the next block: the reference's get_cache_size().
   int64_t hidden_cache_size() const;
 
-  const at::Tensor& current_val() const { return current_val_; }
 
  private:
   at::Tensor attend_heads(const at::Tensor& q, const std::vector<at::Tensor>& keys,

@@ -25,7 +25,6 @@ class GradientReducer {
   void prepare();  // before backward (clears the .grad() views)
   void finish();   // after backward: every .grad() holds the DP average
 
-  size_t bucket_count() const { return buckets_.size(); }
   // Seconds finish() spent blocked on communication since the last call of this function.
   double take_wait_seconds();
 
