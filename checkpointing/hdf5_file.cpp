@@ -27,17 +27,79 @@ herr_t collect_name(hid_t, const char* name, const H5L_info_t*, void* out) {
   return 0;
 }
 
+hid_t memory_type(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat: return H5T_NATIVE_FLOAT;
+    case at::kDouble: return H5T_NATIVE_DOUBLE;
+    case at::kLong: return H5T_NATIVE_INT64;
+    case at::kByte: return H5T_NATIVE_UINT8;
+    default: throw std::invalid_argument(std::string("HDF5: no dataset type for ") + at::toString(type));
+  }
+}
+
+at::ScalarType tensor_type(hid_t type) {
+  const size_t size = H5Tget_size(type);
+  switch (H5Tget_class(type)) {
+    case H5T_FLOAT: return size == 4 ? at::kFloat : at::kDouble;
+    case H5T_INTEGER: return size == 1 && H5Tget_sign(type) == H5T_SGN_NONE ? at::kByte : at::kLong;
+    default: throw std::runtime_error("HDF5: dataset of a type that is neither float nor integer");
+  }
+}
+
+// Metadata of the 1.8 format and later carries checksums, so a damaged header is detected too.
+hid_t file_access(MPI_Comm comm) {
+  const hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
+#ifdef H5_HAVE_PARALLEL
+  if (comm != MPI_COMM_NULL) H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
+#else
+  if (comm != MPI_COMM_NULL) throw std::runtime_error("HDF5: this HDF5 is not parallel (install libhdf5-openmpi-dev)");
+#endif
+  return fapl;
+}
+
 }  // namespace
+
+RowShare row_share(int64_t rows, int rank, int ranks) {
+  const int64_t per = (rows + ranks - 1) / ranks;
+  const int64_t begin = std::min(rows, per * rank);
+  return {begin, std::min(per, rows - begin)};
+}
 
 Hdf5File::Hdf5File(const std::string& path, Mode mode) : path_(path) {
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // errors are reported by exceptions, not printed
-  file_ = mode == Mode::read ? H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT)
-                             : H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (file_ < 0) fail(path, mode == Mode::read ? "cannot open for reading" : "cannot create");
+  if (mode == Mode::read) {
+    file_ = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  } else {
+    Handle fapl{file_access(MPI_COMM_NULL), H5Pclose};
+    file_ = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id);
+  }
+  if (file_ < 0) {
+    fail(path, mode == Mode::read ? "cannot open for reading (missing, truncated or not HDF5)" : "cannot create");
+  }
+}
+
+Hdf5File::Hdf5File(const std::string& path, MPI_Comm comm) : path_(path), collective_(true) {
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  MPI_Comm_rank(comm, &rank_);
+  MPI_Comm_size(comm, &ranks_);
+  Handle fapl{file_access(comm), H5Pclose};
+  file_ = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id);
+  if (file_ < 0) fail(path, "cannot create (collectively)");
 }
 
 Hdf5File::~Hdf5File() {
   if (file_ >= 0) H5Fclose(file_);
+}
+
+void Hdf5File::flush() {
+  if (H5Fflush(file_, H5F_SCOPE_GLOBAL) < 0) fail(path_, "flush failed");
+}
+
+void Hdf5File::close() {
+  const hid_t file = file_;
+  file_ = -1;
+  if (file >= 0 && H5Fclose(file) < 0) fail(path_, "close failed");
 }
 
 bool Hdf5File::exists(const std::string& object) const {
@@ -58,38 +120,121 @@ std::vector<std::string> Hdf5File::list(const std::string& group) const {
   return names;
 }
 
-at::Tensor Hdf5File::read_tensor(const std::string& dataset) const {
+std::vector<int64_t> Hdf5File::shape(const std::string& dataset) const {
   Handle d{H5Dopen2(file_, dataset.c_str(), H5P_DEFAULT), H5Dclose};
   if (d.id < 0) fail(path_, "no dataset '" + dataset + "'");
   Handle space{H5Dget_space(d.id), H5Sclose};
   const int rank = H5Sget_simple_extent_ndims(space.id);
-  std::vector<hsize_t> dims(static_cast<size_t>(rank));
+  std::vector<hsize_t> dims(static_cast<size_t>(std::max(rank, 0)));
   H5Sget_simple_extent_dims(space.id, dims.data(), nullptr);
-  std::vector<int64_t> shape(dims.begin(), dims.end());
+  return {dims.begin(), dims.end()};
+}
+
+at::Tensor Hdf5File::read_tensor(const std::string& dataset) const {
+  const at::Tensor t = read_native(dataset);
+  return t.is_floating_point() ? t.to(at::kDouble) : t.to(at::kLong);
+}
+
+at::Tensor Hdf5File::read_native(const std::string& dataset) const {
+  const std::vector<int64_t> dims = shape(dataset);
+  return read_rows(dataset, 0, dims.empty() ? 1 : dims[0]);
+}
+
+at::Tensor Hdf5File::read_rows(const std::string& dataset, int64_t begin, int64_t count) const {
+  Handle d{H5Dopen2(file_, dataset.c_str(), H5P_DEFAULT), H5Dclose};
+  if (d.id < 0) fail(path_, "no dataset '" + dataset + "'");
   Handle type{H5Dget_type(d.id), H5Tclose};
-  const bool is_float = H5Tget_class(type.id) == H5T_FLOAT;
-  at::Tensor out = at::empty(shape, at::TensorOptions().dtype(is_float ? at::kDouble : at::kLong));
-  if (H5Dread(d.id, is_float ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-              out.data_ptr()) < 0) {
-    fail(path_, "cannot read dataset '" + dataset + "'");
+  const at::ScalarType dtype = tensor_type(type.id);
+  Handle file_space{H5Dget_space(d.id), H5Sclose};
+  const int rank = H5Sget_simple_extent_ndims(file_space.id);
+  std::vector<hsize_t> dims(static_cast<size_t>(rank));
+  H5Sget_simple_extent_dims(file_space.id, dims.data(), nullptr);
+  if (rank < 1) fail(path_, "dataset '" + dataset + "' is a scalar; expected an array");
+  if (begin < 0 || count < 0 || begin + count > static_cast<int64_t>(dims[0])) {
+    fail(path_, "rows [" + std::to_string(begin) + ", " + std::to_string(begin + count) + ") outside dataset '" +
+                    dataset + "' of " + std::to_string(dims[0]) + " rows");
+  }
+  std::vector<hsize_t> start(dims.size(), 0), block = dims;
+  start[0] = static_cast<hsize_t>(begin);
+  block[0] = static_cast<hsize_t>(count);
+  std::vector<int64_t> out_shape(block.begin(), block.end());
+  at::Tensor out = at::empty(out_shape, dtype);
+  if (out.numel() == 0) return out;
+  H5Sselect_hyperslab(file_space.id, H5S_SELECT_SET, start.data(), nullptr, block.data(), nullptr);
+  Handle mem_space{H5Screate_simple(rank, block.data(), nullptr), H5Sclose};
+  if (H5Dread(d.id, memory_type(dtype), mem_space.id, file_space.id, H5P_DEFAULT, out.data_ptr()) < 0) {
+    fail(path_, "cannot read dataset '" + dataset + "' (checksum mismatch or damaged file)");
   }
   return out;
 }
 
 void Hdf5File::write_tensor(const std::string& dataset, const at::Tensor& tensor) {
   const at::Tensor t = tensor.detach().contiguous();
-  const bool is_float = t.is_floating_point();
-  const at::Tensor data = is_float ? t.to(at::kDouble) : t.to(at::kLong);
+  const at::Tensor data = t.is_floating_point() ? t.to(at::kDouble) : t.to(at::kLong);
   std::vector<hsize_t> dims(data.sizes().begin(), data.sizes().end());
   Handle space{H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose};
   Handle lcpl{H5Pcreate(H5P_LINK_CREATE), H5Pclose};
   H5Pset_create_intermediate_group(lcpl.id, 1);
-  const hid_t type = is_float ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT64;
+  const hid_t type = memory_type(data.scalar_type());
   Handle d{H5Dcreate2(file_, dataset.c_str(), type, space.id, lcpl.id, H5P_DEFAULT, H5P_DEFAULT), H5Dclose};
   if (d.id < 0 || H5Dwrite(d.id, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data_ptr()) < 0) {
     fail(path_, "cannot write dataset '" + dataset + "'");
   }
 }
+
+void Hdf5File::write_shared_rows(const std::string& dataset, const std::vector<int64_t>& shape,
+                                 const at::Tensor& rows) {
+  if (shape.empty() || std::any_of(shape.begin(), shape.end(), [](int64_t d) { return d <= 0; })) {
+    fail(path_, "dataset '" + dataset + "' needs a non-empty shape of at least one dimension");
+  }
+  const RowShare share = row_share(shape[0], rank_, ranks_);
+  std::vector<int64_t> expected = shape;
+  expected[0] = share.count;
+  if (rows.sizes().vec() != expected) {
+    fail(path_, "dataset '" + dataset + "': rank " + std::to_string(rank_) + " holds rows of the wrong shape");
+  }
+  const at::Tensor data = rows.detach().to(at::kCPU).contiguous();
+  const hid_t type = memory_type(data.scalar_type());
+
+  std::vector<hsize_t> dims(shape.begin(), shape.end());
+  std::vector<hsize_t> chunk = dims;
+  chunk[0] = static_cast<hsize_t>(row_share(shape[0], 0, ranks_).count);  // one chunk per rank's share
+  Handle space{H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose};
+  Handle lcpl{H5Pcreate(H5P_LINK_CREATE), H5Pclose};
+  H5Pset_create_intermediate_group(lcpl.id, 1);
+  Handle dcpl{H5Pcreate(H5P_DATASET_CREATE), H5Pclose};
+  H5Pset_chunk(dcpl.id, static_cast<int>(chunk.size()), chunk.data());
+  H5Pset_fletcher32(dcpl.id);
+  Handle d{H5Dcreate2(file_, dataset.c_str(), type, space.id, lcpl.id, dcpl.id, H5P_DEFAULT), H5Dclose};
+  if (d.id < 0) fail(path_, "cannot create dataset '" + dataset + "'");
+
+  Handle file_space{H5Dget_space(d.id), H5Sclose};
+  std::vector<hsize_t> start(dims.size(), 0), block = dims;
+  start[0] = static_cast<hsize_t>(share.begin);
+  block[0] = static_cast<hsize_t>(share.count);
+  Handle mem_space{H5Screate_simple(static_cast<int>(block.size()), block.data(), nullptr), H5Sclose};
+  if (share.count > 0) {
+    H5Sselect_hyperslab(file_space.id, H5S_SELECT_SET, start.data(), nullptr, block.data(), nullptr);
+  } else {
+    H5Sselect_none(file_space.id);
+    H5Sselect_none(mem_space.id);
+  }
+  Handle xfer{H5Pcreate(H5P_DATASET_XFER), H5Pclose};
+#ifdef H5_HAVE_PARALLEL
+  // Filtered (checksummed) datasets can only be written collectively.
+  if (collective_) H5Pset_dxpl_mpio(xfer.id, H5FD_MPIO_COLLECTIVE);
+#endif
+  if (H5Dwrite(d.id, type, mem_space.id, file_space.id, xfer.id, data.data_ptr()) < 0) {
+    fail(path_, "cannot write dataset '" + dataset + "'");
+  }
+}
+
+void Hdf5File::write_replicated(const std::string& dataset, const at::Tensor& tensor) {
+  const RowShare share = row_share(tensor.size(0), rank_, ranks_);
+  write_shared_rows(dataset, tensor.sizes().vec(), tensor.narrow(0, share.begin, share.count));
+}
+
+bool Hdf5File::has_attribute(const std::string& name) const { return H5Aexists(file_, name.c_str()) > 0; }
 
 double Hdf5File::read_double_attribute(const std::string& name) const {
   Handle a{H5Aopen(file_, name.c_str(), H5P_DEFAULT), H5Aclose};
@@ -124,23 +269,34 @@ std::string Hdf5File::read_string_attribute(const std::string& name) const {
   return value.substr(0, value.find('\0'));
 }
 
-void Hdf5File::write_attribute(const std::string& name, double value) {
+int64_t Hdf5File::ensure_group(const std::string& object) {
+  if (object == "/") return H5Gopen2(file_, "/", H5P_DEFAULT);
+  if (exists(object)) return H5Gopen2(file_, object.c_str(), H5P_DEFAULT);
+  Handle lcpl{H5Pcreate(H5P_LINK_CREATE), H5Pclose};
+  H5Pset_create_intermediate_group(lcpl.id, 1);
+  return H5Gcreate2(file_, object.c_str(), lcpl.id, H5P_DEFAULT, H5P_DEFAULT);
+}
+
+void Hdf5File::write_attribute(const std::string& name, double value, const std::string& object) {
+  Handle g{ensure_group(object), H5Gclose};
   Handle space{H5Screate(H5S_SCALAR), H5Sclose};
-  Handle a{H5Acreate2(file_, name.c_str(), H5T_NATIVE_DOUBLE, space.id, H5P_DEFAULT, H5P_DEFAULT), H5Aclose};
+  Handle a{H5Acreate2(g.id, name.c_str(), H5T_NATIVE_DOUBLE, space.id, H5P_DEFAULT, H5P_DEFAULT), H5Aclose};
   if (a.id < 0 || H5Awrite(a.id, H5T_NATIVE_DOUBLE, &value) < 0) fail(path_, "cannot write attribute " + name);
 }
 
-void Hdf5File::write_attribute(const std::string& name, int64_t value) {
+void Hdf5File::write_attribute(const std::string& name, int64_t value, const std::string& object) {
+  Handle g{ensure_group(object), H5Gclose};
   Handle space{H5Screate(H5S_SCALAR), H5Sclose};
-  Handle a{H5Acreate2(file_, name.c_str(), H5T_NATIVE_INT64, space.id, H5P_DEFAULT, H5P_DEFAULT), H5Aclose};
+  Handle a{H5Acreate2(g.id, name.c_str(), H5T_NATIVE_INT64, space.id, H5P_DEFAULT, H5P_DEFAULT), H5Aclose};
   if (a.id < 0 || H5Awrite(a.id, H5T_NATIVE_INT64, &value) < 0) fail(path_, "cannot write attribute " + name);
 }
 
-void Hdf5File::write_attribute(const std::string& name, const std::string& value) {
+void Hdf5File::write_attribute(const std::string& name, const std::string& value, const std::string& object) {
+  Handle g{ensure_group(object), H5Gclose};
   Handle space{H5Screate(H5S_SCALAR), H5Sclose};
   Handle type{H5Tcopy(H5T_C_S1), H5Tclose};
   H5Tset_size(type.id, std::max<size_t>(value.size(), 1));
-  Handle a{H5Acreate2(file_, name.c_str(), type.id, space.id, H5P_DEFAULT, H5P_DEFAULT), H5Aclose};
+  Handle a{H5Acreate2(g.id, name.c_str(), type.id, space.id, H5P_DEFAULT, H5P_DEFAULT), H5Aclose};
   if (a.id < 0 || H5Awrite(a.id, type.id, value.c_str()) < 0) fail(path_, "cannot write attribute " + name);
 }
 

@@ -1,8 +1,11 @@
 #pragma once
 // A small RAII view of an HDF5 file: datasets as tensors, scalar attributes, group listings.
-// Serial access (the default file driver); collective MPI-IO writing lives in the checkpoint
-// writer. Errors throw std::runtime_error naming the file and the object.
+// Reading is serial and independent on each rank. Writing is serial, or collective over an MPI
+// communicator (MPI-IO): then every rank makes every call with the same names and shapes, and
+// each writes only its share of the rows of each dataset.
+// Errors throw std::runtime_error naming the file and the object.
 #include <ATen/core/Tensor.h>
+#include <mpi.h>
 
 #include <cstdint>
 #include <string>
@@ -10,32 +13,67 @@
 
 namespace adaspan::checkpointing {
 
+// Rows [begin, begin + count) of a dimension of `rows`, the share of `rank` of `ranks`:
+// ceil(rows / ranks) each, the last ones shorter or empty.
+struct RowShare {
+  int64_t begin = 0, count = 0;
+};
+RowShare row_share(int64_t rows, int rank, int ranks);
+
 class Hdf5File {
  public:
   enum class Mode { read, truncate };
-  Hdf5File(const std::string& path, Mode mode);
+  Hdf5File(const std::string& path, Mode mode);  // serial
+  // Collective create over `comm` (every rank of it calls this).
+  Hdf5File(const std::string& path, MPI_Comm comm);
   ~Hdf5File();
   Hdf5File(const Hdf5File&) = delete;
   Hdf5File& operator=(const Hdf5File&) = delete;
 
   bool exists(const std::string& object) const;
   std::vector<std::string> list(const std::string& group) const;  // member names, sorted
+  std::vector<int64_t> shape(const std::string& dataset) const;
   // float/double datasets come back as double, integer ones as int64.
   at::Tensor read_tensor(const std::string& dataset) const;
-  void write_tensor(const std::string& dataset, const at::Tensor& tensor);  // creates parent groups
+  // In the dataset's own type (float32, float64, int64, uint8): all of it, or `count` rows of
+  // dimension 0 from `begin`. Fletcher32 checksums are verified; a mismatch throws.
+  at::Tensor read_native(const std::string& dataset) const;
+  at::Tensor read_rows(const std::string& dataset, int64_t begin, int64_t count) const;
+  void write_tensor(const std::string& dataset, const at::Tensor& tensor);  // float64/int64, contiguous
+
+  // A chunked, Fletcher32-checksummed dataset of `shape` in `tensor`'s type (float32, float64,
+  // int64, uint8). This rank writes `rows`: the rows row_share(shape[0], rank, ranks) of it, one
+  // chunk per rank's share. Collective on a collective file (ranks with no rows still call).
+  void write_shared_rows(const std::string& dataset, const std::vector<int64_t>& shape,
+                         const at::Tensor& rows);
+  // A tensor every rank holds whole: each writes its row share.
+  void write_replicated(const std::string& dataset, const at::Tensor& tensor);
 
   double read_double_attribute(const std::string& name) const;       // on the root group
   int64_t read_int_attribute(const std::string& name) const;
   std::string read_string_attribute(const std::string& name) const;
-  void write_attribute(const std::string& name, double value);
-  void write_attribute(const std::string& name, int64_t value);
-  void write_attribute(const std::string& name, const std::string& value);
+  bool has_attribute(const std::string& name) const;
+  // `object` is "/" (the file) or a group, created if missing.
+  void write_attribute(const std::string& name, double value, const std::string& object = "/");
+  void write_attribute(const std::string& name, int64_t value, const std::string& object = "/");
+  void write_attribute(const std::string& name, const std::string& value, const std::string& object = "/");
+
+  // Writes everything buffered to the file (collective on a collective file).
+  void flush();
+  // Closes now (collective on a collective file); errors throw, unlike in the destructor.
+  void close();
 
   const std::string& path() const { return path_; }
+  int rank() const { return rank_; }
+  int ranks() const { return ranks_; }
 
  private:
+  int64_t ensure_group(const std::string& object);  // hid_t
+
   std::string path_;
-  int64_t file_;  // hid_t
+  int64_t file_ = -1;  // hid_t
+  bool collective_ = false;
+  int rank_ = 0, ranks_ = 1;
 };
 
 }  // namespace adaspan::checkpointing

@@ -77,6 +77,7 @@ int run_train(const std::vector<std::string>& args, const adaspan::cluster::Worl
     adaspan::cluster::Grid grid(MPI_COMM_WORLD, config.run.tp);
     adaspan::trainer::DataParallel dp;
     dp.group = dp.control = &grid.dp_group();
+    dp.comm = grid.dp_comm();
     std::unique_ptr<adaspan::model::ProcessGroup> nccl;
     const bool on_gpu = config.run.device.rfind("cuda", 0) == 0;
     // auto: NCCL when every rank on the node has a GPU of its own (NCCL refuses to share one).

@@ -74,13 +74,25 @@ ParsedTrain parse_train_options(const std::vector<std::string>& args) {
       ("device", po::value(&c.run.device)->default_value(c.run.device),
        "Where the model runs: cpu, or cuda / cuda:N when LibTorch has CUDA and a GPU is present.")
       ("run-dir", po::value(&c.run.run_dir)->default_value(c.run.run_dir),
-       "Directory for metrics.jsonl (created).")
+       "Directory for metrics.jsonl and checkpoints (created).")
       ("log-every", po::value(&c.run.log_every)->default_value(c.run.log_every),
        "Steps between metrics records (bpc averaged over them).")
       ("eval-every", po::value(&c.run.eval_every)->default_value(c.run.eval_every),
        "Steps between validation passes; 0 = never.")
       ("eval-steps", po::value(&c.run.eval_steps)->default_value(c.run.eval_steps),
        "Blocks per validation pass, from the validation streams' starts with an empty cache.");
+
+  po::options_description ckpt("Checkpoints (HDF5, see docs/checkpoint-format.md)");
+  ckpt.add_options()
+      ("checkpoint-every", po::value(&c.run.checkpoint_every)->default_value(c.run.checkpoint_every),
+       "Steps between checkpoints RUN_DIR/ckpt-STEP.h5 (one more at the last step); 0 = none. Written "
+       "collectively by all ranks, atomically (a .tmp file renamed when complete; RUN_DIR/latest names the newest).")
+      ("keep-checkpoints", po::value(&c.run.keep_checkpoints)->default_value(c.run.keep_checkpoints),
+       "Newest checkpoints kept in RUN_DIR; older ones are deleted. 0 = keep all.")
+      ("resume", po::value(&c.run.resume),
+       "Continue a run: `auto` (the newest valid checkpoint in --run-dir, skipping damaged ones with a warning; "
+       "a fresh start when there is none) or a checkpoint path. Model shape, --batch-size, --optimizer and --cache "
+       "must match the checkpoint; --steps is the step to stop at. Any number of ranks may resume any checkpoint.");
 
   bool no_overlap = false;
   po::options_description parallel("Parallelism (launch with mpirun -np N or srun)");
@@ -97,7 +109,7 @@ ParsedTrain parse_train_options(const std::vector<std::string>& args) {
        "Reduce gradients after the backward pass instead of during it (for measurements).");
 
   po::options_description all("adaspan train: train an adaptive-span byte-level transformer\n\nOptions");
-  all.add(general).add(data).add(model).add(optim).add(run).add(parallel);
+  all.add(general).add(data).add(model).add(optim).add(run).add(ckpt).add(parallel);
 
   std::ostringstream help;
   help << all;

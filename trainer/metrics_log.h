@@ -4,13 +4,16 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <optional>
 #include <string>
 
 namespace adaspan::trainer {
 
 class MetricsLog {
  public:
-  explicit MetricsLog(const std::string& path);  // truncates; throws if it cannot be written
+  // Starts the file afresh, or (resumed_step set) keeps the records up to and including that step
+  // and appends after them. Throws if it cannot be written.
+  MetricsLog(const std::string& path, std::optional<int64_t> resumed_step);
   void write(const nlohmann::json& record);
   const std::string& path() const { return path_; }
 

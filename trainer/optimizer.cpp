@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 
 namespace adaspan::trainer {
 namespace {
@@ -16,6 +17,7 @@ class Adagrad final : public Optimizer {
 
   void step(double lr) override {
     at::NoGradGuard no_grad;
+    ++t_;
     for (size_t i = 0; i < params_.size(); ++i) {
       const at::Tensor& g = params_[i].grad();
       if (!g.defined()) continue;
@@ -29,15 +31,19 @@ class Adagrad final : public Optimizer {
     }
   }
 
-  std::vector<std::pair<std::string, at::Tensor>> state() override {
-    std::vector<std::pair<std::string, at::Tensor>> out;
-    for (size_t i = 0; i < sums_.size(); ++i) out.emplace_back("sum." + std::to_string(i), sums_[i]);
-    return out;
+  std::string name() const override { return "adagrad"; }
+  std::vector<std::string> slots() const override { return {"sum"}; }
+  std::vector<at::Tensor>& slot(const std::string& name) override {
+    if (name != "sum") throw std::invalid_argument("adagrad has no state '" + name + "'");
+    return sums_;
   }
+  int64_t steps_taken() const override { return t_; }
+  void set_steps_taken(int64_t steps) override { t_ = steps; }
 
  private:
   std::vector<at::Tensor> params_, sums_;
   double clip_;
+  int64_t t_ = 0;
 };
 
 class Adam final : public Optimizer {
@@ -74,14 +80,15 @@ class Adam final : public Optimizer {
     }
   }
 
-  std::vector<std::pair<std::string, at::Tensor>> state() override {
-    std::vector<std::pair<std::string, at::Tensor>> out;
-    for (size_t i = 0; i < m_.size(); ++i) {
-      out.emplace_back("exp_avg." + std::to_string(i), m_[i]);
-      out.emplace_back("exp_avg_sq." + std::to_string(i), v_[i]);
-    }
-    return out;
+  std::string name() const override { return "adam"; }
+  std::vector<std::string> slots() const override { return {"exp_avg", "exp_avg_sq"}; }
+  std::vector<at::Tensor>& slot(const std::string& name) override {
+    if (name == "exp_avg") return m_;
+    if (name == "exp_avg_sq") return v_;
+    throw std::invalid_argument("adam has no state '" + name + "'");
   }
+  int64_t steps_taken() const override { return t_; }
+  void set_steps_taken(int64_t steps) override { t_ = steps; }
 
  private:
   std::vector<at::Tensor> params_, m_, v_;

@@ -19,8 +19,14 @@ class Optimizer {
   virtual ~Optimizer() = default;
   // One update with learning rate lr from the .grad() of each parameter.
   virtual void step(double lr) = 0;
-  // Named state tensors (for checkpoints and memory accounting).
-  virtual std::vector<std::pair<std::string, at::Tensor>> state() = 0;
+  virtual std::string name() const = 0;  // "adagrad" | "adam"
+  // State per parameter, by slot ("sum"; "exp_avg", "exp_avg_sq"): slot(s)[i] belongs to
+  // parameter i. Checkpoints copy into these tensors in place.
+  virtual std::vector<std::string> slots() const = 0;
+  virtual std::vector<at::Tensor>& slot(const std::string& name) = 0;
+  // Updates done so far (Adam's bias correction depends on it).
+  virtual int64_t steps_taken() const = 0;
+  virtual void set_steps_taken(int64_t steps) = 0;
 };
 
 std::unique_ptr<Optimizer> make_adagrad(std::vector<at::Tensor> params, double clip);

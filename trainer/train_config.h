@@ -37,6 +37,9 @@ struct RunConfig {
   int64_t log_every = 10;
   int64_t eval_every = 100;        // 0 = never
   int64_t eval_steps = 20;         // blocks per validation pass
+  int64_t checkpoint_every = 0;    // steps between checkpoints (and one at the last step); 0 = none
+  int64_t keep_checkpoints = 3;    // newest checkpoints kept; 0 = all
+  std::string resume;              // "" (fresh run) | "auto" | a checkpoint path
 };
 
 struct TrainConfig {

@@ -6,7 +6,9 @@
 #include "data/stream_sampler.h"
 #include "data/synthetic_corpus.h"
 #include "model/adaptive_span_lm.h"
+#include "trainer/checkpoint_session.h"
 #include "trainer/gradient_reducer.h"
+#include "trainer/group_scalars.h"
 #include "trainer/metrics_log.h"
 #include "trainer/optimizer.h"
 #include "trainer/progress_display.h"
@@ -132,33 +134,12 @@ void validate(const TrainConfig& c) {
   parse_device(c.run.device);
   require_readable(c.data.train_files, "data");
   require_readable(c.data.valid_files, "valid-data");
+  if (c.run.checkpoint_every < 0) throw std::invalid_argument("--checkpoint-every must be >= 0 (0 = never)");
+  if (c.run.keep_checkpoints < 0) throw std::invalid_argument("--keep-checkpoints must be >= 0 (0 = keep all)");
+  if (!c.run.resume.empty() && c.run.resume != "auto") require_readable({c.run.resume}, "resume");
 }
 
 namespace {
-
-// Scalars across the data-parallel group (identity on one rank).
-class GroupScalars {
- public:
-  explicit GroupScalars(model::ProcessGroup* group) : group_(group) {}
-  double reduce(double value, model::ReduceOp op) const {
-    if (!group_) return value;
-    at::Tensor t = at::full({1}, value, at::kDouble);
-    group_->all_reduce(t, op);
-    return t.item<double>();
-  }
-  std::vector<double> gather(double value) const {
-    if (!group_) return {value};
-    at::Tensor out = at::zeros({group_->size()}, at::kDouble);
-    group_->all_gather(at::full({1}, value, at::kDouble), out);
-    return {out.data_ptr<double>(), out.data_ptr<double>() + out.numel()};
-  }
-  // Every rank learns whether all ranks succeeded (so one rank's failure is no hang for the rest).
-  bool all_ok(bool ok) const { return reduce(ok ? 1.0 : 0.0, model::ReduceOp::min) > 0; }
-
- private:
-  model::ProcessGroup* group_;
-};
-
 
 // ADASPAN_TRACE_READS=DIR: each rank logs "stream position" of every training read to
 // DIR/reads.RANK.txt (tests check that ranks read only their own streams).
@@ -198,27 +179,15 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
     valid_sampler.emplace(*valid_corpus, config.data.batch_size, config.data.block_size, first_stream, local_streams);
   }
 
-  std::optional<MetricsLog> metrics;
   std::string run_dir_error;
   if (root) {
     std::error_code ec;
     std::filesystem::create_directories(config.run.run_dir, ec);
-    if (ec) {
-      run_dir_error = "cannot create run dir '" + config.run.run_dir + "': " + ec.message();
-    } else {
-      try {
-        metrics.emplace((std::filesystem::path(config.run.run_dir) / "metrics.jsonl").string());
-      } catch (const std::exception& e) {
-        run_dir_error = e.what();
-      }
-    }
+    if (ec) run_dir_error = "cannot create run dir '" + config.run.run_dir + "': " + ec.message();
   }
   if (!group.all_ok(run_dir_error.empty())) {
-    throw std::runtime_error(root ? run_dir_error : "rank 0 could not open the run dir");
+    throw std::runtime_error(root ? run_dir_error : "rank 0 could not create the run dir");
   }
-  auto log = [&](const nlohmann::json& record) {
-    if (metrics) metrics->write(record);
-  };
 
   const at::Device device = parse_device(config.run.device);
   model::AdaptiveSpanLM model(config.model);
@@ -238,20 +207,56 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
                       config.optim.adam_eps)
           : make_adagrad(params, config.optim.grad_clip);
 
-  ProgressDisplay progress(config.run.steps, quiet || !root ? nullptr : stdout);
-  const int64_t tokens_per_step = config.data.batch_size * config.data.block_size;  // all ranks
   model::ModelCache cache;
+  const LiveTraining live{model, *optimizer, sampler, cache};
+  CheckpointSession checkpoints(config, dp.comm, group, dp.rank, dp.size, root && !quiet ? stderr : nullptr);
+  const std::optional<Resumed> resumed = checkpoints.resume(live);
+  const int64_t first_step = resumed ? resumed->step + 1 : 1;
+  int64_t tokens_seen = resumed ? resumed->tokens_seen : 0;
+  if (resumed && !resumed->rng_restored) {
+    // Written by another number of ranks: a fresh dropout stream per rank, not a replay.
+    at::manual_seed(config.run.seed + 7919 * static_cast<uint64_t>(dp.rank) + 104729 * static_cast<uint64_t>(resumed->step));
+  }
+
+  // Rank 0 logs. On resume, records past the checkpoint (a crashed attempt's) are dropped: they are redone.
+  std::optional<MetricsLog> metrics;
+  std::string metrics_error;
+  if (root) {
+    try {
+      metrics.emplace((std::filesystem::path(config.run.run_dir) / "metrics.jsonl").string(),
+                      resumed ? std::optional<int64_t>(resumed->step) : std::nullopt);
+    } catch (const std::exception& e) {
+      metrics_error = e.what();
+    }
+  }
+  if (!group.all_ok(metrics_error.empty())) {
+    throw std::runtime_error(root ? metrics_error : "rank 0 could not open metrics.jsonl");
+  }
+  auto log = [&](const nlohmann::json& record) {
+    if (metrics) metrics->write(record);
+  };
+  if (resumed) {
+    log({{"event", "resumed"}, {"step", resumed->step}, {"path", resumed->path}, {"ranks", dp.size},
+         {"rng_restored", resumed->rng_restored}});
+  }
+
+  ProgressDisplay progress(config.run.steps, quiet || !root ? nullptr : stdout);
+  if (resumed) {
+    progress.message(("resumed from " + resumed->path + " at step " + std::to_string(resumed->step)).c_str());
+  }
+  const int64_t tokens_per_step = config.data.batch_size * config.data.block_size;  // all ranks
   TrainResult result;
   double window_nll = 0;
   int64_t window_steps = 0;
   const auto start = Clock::now();
   auto window_start = start;
 
-  for (int64_t step = 1; step <= config.run.steps; ++step) {
+  for (int64_t step = first_step; step <= config.run.steps; ++step) {
     auto [x, y] = to_tensors(sampler.next(), device);
     const double lr = warmup_lr(config.optim.lr, step, config.optim.warmup_steps);
     window_nll += train_step(model, *optimizer, x, y, cache, lr, reducer.get()).nll;
     ++window_steps;
+    tokens_seen += tokens_per_step;
 
     if (step % config.run.log_every == 0 || step == config.run.steps) {
       const double window_s = std::chrono::duration<double>(Clock::now() - window_start).count();
@@ -293,10 +298,21 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
       progress.message(line);
       window_start = Clock::now();  // validation time is not training throughput
     }
+    if (config.run.checkpoint_every > 0 && (step % config.run.checkpoint_every == 0 || step == config.run.steps)) {
+      const Saved saved = checkpoints.save(live, step, tokens_seen);
+      log({{"event", "checkpoint"}, {"step", step}, {"path", saved.path}, {"seconds", saved.seconds},
+           {"bytes", saved.bytes}});
+      char line[160];
+      std::snprintf(line, sizeof(line), "step %lld checkpoint %s (%.1f MB, %.2f s)", static_cast<long long>(step),
+                    std::filesystem::path(saved.path).filename().c_str(), saved.bytes / 1e6, saved.seconds);
+      progress.message(line);
+      window_start = Clock::now();
+    }
   }
   progress.finish();
 
   result.steps = config.run.steps;
+  result.first_step = first_step;
   result.param_norm = model.parameter_norm();
   result.spans = model.spans();
   log({{"event", "done"},

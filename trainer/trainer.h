@@ -5,12 +5,15 @@
 #include "model/process_group.h"
 #include "trainer/train_config.h"
 
+#include <mpi.h>
+
 #include <vector>
 
 namespace adaspan::trainer {
 
 struct TrainResult {
-  int64_t steps = 0;
+  int64_t steps = 0;               // the last step (the run's --steps)
+  int64_t first_step = 1;          // > 1 when resumed
   double final_train_bpc = 0;     // over the last log window
   double param_norm = 0;
   std::vector<std::vector<double>> spans;  // [layer][head], bytes
@@ -25,6 +28,7 @@ void validate(const TrainConfig& config);
 struct DataParallel {
   model::ProcessGroup* group = nullptr;    // gradients and parameters (MPI or NCCL)
   model::ProcessGroup* control = nullptr;  // host scalars: metrics, agreement (MPI); default: group
+  MPI_Comm comm = MPI_COMM_NULL;           // the same ranks, for collective checkpoint writes
   int rank = 0, size = 1;
   int ranks_on_node = 1;  // CPU threads are shared among them
 };

@@ -1,0 +1,145 @@
+#include "checkpointing/checkpoint_file.h"
+
+#include "checkpointing/hdf5_file.h"
+
+#include <ATen/ATen.h>
+
+#include <optional>
+#include <stdexcept>
+
+namespace adaspan::checkpointing {
+namespace {
+
+at::Tensor matrix_of(const std::vector<std::vector<double>>& rows) {
+  const int64_t cols = rows.empty() ? 0 : static_cast<int64_t>(rows[0].size());
+  at::Tensor out = at::empty({static_cast<int64_t>(rows.size()), cols}, at::kDouble);
+  for (size_t r = 0; r < rows.size(); ++r) {
+    for (int64_t c = 0; c < cols; ++c) out[static_cast<int64_t>(r)][c] = rows[r][static_cast<size_t>(c)];
+  }
+  return out;
+}
+
+template <typename T>
+std::vector<std::vector<T>> rows_of(const at::Tensor& matrix) {
+  const at::Tensor m = matrix.to(std::is_same_v<T, double> ? at::kDouble : at::kLong).contiguous();
+  std::vector<std::vector<T>> out(static_cast<size_t>(m.size(0)));
+  for (int64_t r = 0; r < m.size(0); ++r) {
+    const T* row = m.data_ptr<T>() + r * m.size(1);
+    out[static_cast<size_t>(r)].assign(row, row + m.size(1));
+  }
+  return out;
+}
+
+void write_header(Hdf5File& f, const TrainingState& s, int writer_ranks, int64_t global_streams) {
+  f.write_attribute("format", std::string("adaspan checkpoint"));
+  f.write_attribute("format_version", kFormatVersion);
+  f.write_attribute("step", s.step);
+  f.write_attribute("tokens_seen", s.tokens_seen);
+  f.write_attribute("config", s.config_json);
+  f.write_attribute("optimizer", s.optimizer);
+  f.write_attribute("optimizer_steps", s.optimizer_steps);
+  f.write_attribute("writer_ranks", static_cast<int64_t>(writer_ranks));
+  f.write_attribute("global_streams", global_streams);
+}
+
+TrainingState read_header(const Hdf5File& f) {
+  if (!f.has_attribute("format_version") || !f.has_attribute("complete")) {
+    throw std::runtime_error("'" + f.path() + "' is not a complete adaspan checkpoint");
+  }
+  const int64_t version = f.read_int_attribute("format_version");
+  if (version > kFormatVersion) {
+    throw std::runtime_error("'" + f.path() + "' has checkpoint format " + std::to_string(version) +
+                             "; this adaspan reads up to " + std::to_string(kFormatVersion) + " (upgrade adaspan)");
+  }
+  TrainingState s;
+  s.step = f.read_int_attribute("step");
+  s.tokens_seen = f.read_int_attribute("tokens_seen");
+  s.config_json = f.read_string_attribute("config");
+  s.optimizer = f.read_string_attribute("optimizer");
+  s.optimizer_steps = f.read_int_attribute("optimizer_steps");
+  s.spans = rows_of<double>(f.read_native("spans"));
+  s.placement = rows_of<int64_t>(f.read_native("placement"));
+  return s;
+}
+
+}  // namespace
+
+void write_checkpoint(const std::string& path, const TrainingState& s, const WriterLayout& layout) {
+  std::optional<Hdf5File> file;
+  if (layout.comm == MPI_COMM_NULL) {
+    file.emplace(path, Hdf5File::Mode::truncate);
+  } else {
+    file.emplace(path, layout.comm);
+  }
+  Hdf5File& f = *file;
+  write_header(f, s, f.ranks(), layout.global_streams);
+  for (const auto& p : s.parameters) f.write_replicated("model/" + p.name, p.tensor);
+  for (const auto& t : s.optimizer_state) f.write_replicated("optimizer/" + t.name, t.tensor);
+  f.write_replicated("data/stream_positions", at::tensor(s.stream_positions, at::kLong));
+  f.write_replicated("spans", matrix_of(s.spans));
+  std::vector<std::vector<double>> placement;
+  for (const auto& layer : s.placement) placement.emplace_back(layer.begin(), layer.end());
+  f.write_replicated("placement", matrix_of(placement).to(at::kLong));
+
+  const RowShare streams = row_share(layout.global_streams, f.rank(), f.ranks());
+  for (const auto& c : s.cache) {
+    if (c.tensor.size(0) != streams.count) {
+      throw std::logic_error("cache '" + c.name + "' has " + std::to_string(c.tensor.size(0)) +
+                             " rows; this rank owns " + std::to_string(streams.count) + " streams");
+    }
+    if (c.tensor.numel() == 0) continue;  // same on every rank: shapes differ only in rows
+    std::vector<int64_t> shape = c.tensor.sizes().vec();
+    shape[0] = layout.global_streams;
+    f.write_shared_rows("cache/" + c.name, shape, c.tensor);
+  }
+  const auto write_rng = [&](const std::string& name, const at::Tensor& state) {
+    if (!state.defined()) return;
+    f.write_shared_rows(name, {f.ranks(), state.numel()}, state.to(at::kByte).reshape({1, -1}));
+  };
+  write_rng("rng/cpu", s.rng_cpu);
+  write_rng("rng/cuda", s.rng_cuda);
+  // Last: a file without it was never finished.
+  f.write_attribute("complete", int64_t{1});
+  f.flush();
+  f.close();
+}
+
+TrainingState read_checkpoint_header(const std::string& path) {
+  const Hdf5File f(path, Hdf5File::Mode::read);
+  return read_header(f);
+}
+
+TrainingState read_checkpoint(const std::string& path, const ReaderLayout& layout) {
+  const Hdf5File f(path, Hdf5File::Mode::read);
+  TrainingState s = read_header(f);
+  for (const auto& name : f.list("model")) s.parameters.push_back({name, f.read_native("model/" + name)});
+  if (f.exists("optimizer")) {
+    for (const auto& slot : f.list("optimizer")) {
+      for (const auto& name : f.list("optimizer/" + slot)) {
+        s.optimizer_state.push_back({slot + "/" + name, f.read_native("optimizer/" + slot + "/" + name)});
+      }
+    }
+  }
+  const at::Tensor positions = f.read_native("data/stream_positions").contiguous();
+  s.stream_positions.assign(positions.data_ptr<int64_t>(), positions.data_ptr<int64_t>() + positions.numel());
+  const int64_t streams = static_cast<int64_t>(s.stream_positions.size());
+  if (layout.first_stream + layout.local_streams > streams) {
+    throw std::runtime_error("'" + path + "' holds " + std::to_string(streams) + " streams; this rank reads streams up to " +
+                             std::to_string(layout.first_stream + layout.local_streams));
+  }
+  if (f.exists("cache")) {
+    for (const auto& layer : f.list("cache")) {
+      for (const auto& name : f.list("cache/" + layer)) {
+        s.cache.push_back({layer + "/" + name,
+                           f.read_rows("cache/" + layer + "/" + name, layout.first_stream, layout.local_streams)});
+      }
+    }
+  }
+  if (f.read_int_attribute("writer_ranks") == layout.ranks) {
+    if (f.exists("rng/cpu")) s.rng_cpu = f.read_rows("rng/cpu", layout.rank, 1).reshape({-1});
+    if (f.exists("rng/cuda")) s.rng_cuda = f.read_rows("rng/cuda", layout.rank, 1).reshape({-1});
+  }
+  return s;
+}
+
+}  // namespace adaspan::checkpointing

@@ -1,0 +1,42 @@
+#pragma once
+// Everything a training run needs to continue exactly where it stopped, as plain tensors and
+// numbers (no model or optimizer objects: trainer/ maps those to and from this).
+//
+// Logical, layout-independent content: parameters and optimizer state are whole tensors under
+// their canonical names; stream positions cover all B global streams; caches are rows of global
+// streams. Only the RNG states belong to the writer's layout (one per data-parallel rank).
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace adaspan::checkpointing {
+
+struct NamedTensor {
+  std::string name;
+  at::Tensor tensor;
+};
+
+struct TrainingState {
+  int64_t step = 0;         // optimizer updates done
+  int64_t tokens_seen = 0;  // bytes trained on, all ranks
+  std::string config_json;  // the run's whole configuration
+
+  std::vector<NamedTensor> parameters;  // whole tensors, e.g. "layers.0.attn.proj_query.weight"
+  std::string optimizer;                // "adagrad" | "adam"
+  int64_t optimizer_steps = 0;
+  std::vector<NamedTensor> optimizer_state;  // "SLOT/PARAMETER", whole tensors shaped as the parameter
+
+  std::vector<int64_t> stream_positions;  // [B] next byte of each global stream
+  // Rows of this rank's streams ([local_streams, ...]); names "layer.L/keys.H", "layer.L/values.H"
+  // (kv cache) or "layer.L/hidden" (hidden cache). Absent = empty cache.
+  std::vector<NamedTensor> cache;
+  at::Tensor rng_cpu;   // this rank's CPU generator state (uint8); undefined when not restorable
+  at::Tensor rng_cuda;  // this rank's CUDA generator state; undefined on CPU
+
+  std::vector<std::vector<double>> spans;       // [layer][head] learned span, bytes
+  std::vector<std::vector<int64_t>> placement;  // [layer][head] tensor-parallel rank holding the head
+};
+
+}  // namespace adaspan::checkpointing

@@ -1,0 +1,87 @@
+#include "trainer/config_json.h"
+
+#include <stdexcept>
+
+namespace adaspan::trainer {
+
+nlohmann::json to_json(const TrainConfig& c) {
+  return {
+      {"model",
+       {{"vocab", c.model.vocab},
+        {"layers", c.model.layers},
+        {"d-model", c.model.d_model},
+        {"heads", c.model.heads},
+        {"ff-size", c.model.ff_size},
+        {"attn-span", c.model.attn_span},
+        {"span-ramp", c.model.span_ramp},
+        {"span-init", c.model.span_init},
+        {"span-loss-coeff", c.model.span_loss_coeff},
+        {"dropout", c.model.dropout},
+        {"cache", model::to_string(c.model.cache)},
+        {"trim-hidden-cache", c.model.trim_hidden_cache}}},
+      {"data",
+       {{"data", c.data.train_files},
+        {"valid-data", c.data.valid_files},
+        {"batch-size", c.data.batch_size},
+        {"block-size", c.data.block_size}}},
+      {"optim",
+       {{"optimizer", c.optim.optimizer},
+        {"lr", c.optim.lr},
+        {"warmup-steps", c.optim.warmup_steps},
+        {"grad-clip", c.optim.grad_clip},
+        {"adam-beta1", c.optim.adam_beta1},
+        {"adam-beta2", c.optim.adam_beta2},
+        {"adam-eps", c.optim.adam_eps}}},
+      {"run",
+       {{"steps", c.run.steps},
+        {"seed", c.run.seed},
+        {"device", c.run.device},
+        {"tp", c.run.tp},
+        {"run-dir", c.run.run_dir},
+        {"checkpoint-every", c.run.checkpoint_every},
+        {"keep-checkpoints", c.run.keep_checkpoints}}},
+  };
+}
+
+model::ModelConfig model_config_from_json(const nlohmann::json& stored) {
+  try {
+    const nlohmann::json& m = stored.at("model");
+    model::ModelConfig c;
+    c.vocab = m.at("vocab").get<int64_t>();
+    c.layers = m.at("layers").get<int64_t>();
+    c.d_model = m.at("d-model").get<int64_t>();
+    c.heads = m.at("heads").get<int64_t>();
+    c.ff_size = m.at("ff-size").get<int64_t>();
+    c.attn_span = m.at("attn-span").get<int64_t>();
+    c.span_ramp = m.at("span-ramp").get<double>();
+    c.span_init = m.at("span-init").get<double>();
+    c.span_loss_coeff = m.at("span-loss-coeff").get<double>();
+    c.dropout = m.at("dropout").get<double>();
+    c.cache = model::parse_cache_mode(m.at("cache").get<std::string>());
+    c.trim_hidden_cache = m.at("trim-hidden-cache").get<bool>();
+    return c;
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(std::string("the checkpoint's stored config is incomplete: ") + e.what());
+  }
+}
+
+std::string resume_incompatibility(const TrainConfig& now, const nlohmann::json& stored) {
+  const nlohmann::json mine = to_json(now);
+  static const std::pair<const char*, const char*> kMustMatch[] = {
+      {"model", "vocab"},   {"model", "layers"},    {"model", "d-model"},    {"model", "heads"},
+      {"model", "ff-size"}, {"model", "attn-span"}, {"model", "cache"},      {"data", "batch-size"},
+      {"optim", "optimizer"}};
+  for (const auto& [group, key] : kMustMatch) {
+    if (!stored.contains(group) || !stored[group].contains(key)) {
+      return std::string("the checkpoint's config has no '") + key + "'";
+    }
+    const nlohmann::json& then = stored[group][key];
+    const nlohmann::json& here = mine[group][key];
+    if (then != here) {
+      return std::string("--") + key + " is " + then.dump() + " in the checkpoint, " + here.dump() + " here";
+    }
+  }
+  return "";
+}
+
+}  // namespace adaspan::trainer

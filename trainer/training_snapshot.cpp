@@ -1,0 +1,160 @@
+#include "trainer/training_snapshot.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Context.h>
+
+#include <map>
+#include <mutex>
+#include <stdexcept>
+
+namespace adaspan::trainer {
+namespace {
+
+std::string layer_prefix(size_t layer) { return "layer." + std::to_string(layer) + "/"; }
+
+// "layer.3/keys.12" -> {3, "keys", 12}; "layer.0/hidden" -> {0, "hidden", -1}
+struct CacheName {
+  size_t layer;
+  std::string kind;
+  int64_t head;
+};
+CacheName parse_cache_name(const std::string& name) {
+  const size_t slash = name.find('/');
+  const size_t dot = name.find('.', slash);
+  if (name.rfind("layer.", 0) != 0 || slash == std::string::npos) throw std::runtime_error("unknown cache entry '" + name + "'");
+  CacheName out{std::stoul(name.substr(6, slash - 6)), name.substr(slash + 1), -1};
+  if (dot != std::string::npos) {
+    out.kind = name.substr(slash + 1, dot - slash - 1);
+    out.head = std::stoll(name.substr(dot + 1));
+  }
+  return out;
+}
+
+at::Generator default_generator(const at::Device& device) { return at::globalContext().defaultGenerator(device); }
+
+at::Tensor generator_state(const at::Device& device) {
+  at::Generator gen = default_generator(device);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get_state();
+}
+
+void set_generator_state(const at::Device& device, const at::Tensor& state) {
+  at::Generator gen = default_generator(device);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state.to(at::kByte).contiguous());
+}
+
+}  // namespace
+
+checkpointing::TrainingState capture_state(const LiveTraining& live, int64_t step, int64_t tokens_seen,
+                                           const std::string& config_json) {
+  checkpointing::TrainingState s;
+  s.step = step;
+  s.tokens_seen = tokens_seen;
+  s.config_json = config_json;
+  const auto named = live.model.named_parameters();
+  std::vector<std::string> names;
+  for (const auto& p : named) {
+    names.push_back(p.key());
+    s.parameters.push_back({p.key(), p.value().detach()});
+  }
+  s.optimizer = live.optimizer.name();
+  s.optimizer_steps = live.optimizer.steps_taken();
+  for (const auto& slot : live.optimizer.slots()) {
+    const std::vector<at::Tensor>& tensors = live.optimizer.slot(slot);
+    for (size_t i = 0; i < tensors.size(); ++i) s.optimizer_state.push_back({slot + "/" + names[i], tensors[i]});
+  }
+  for (uint64_t p : live.sampler.positions()) s.stream_positions.push_back(static_cast<int64_t>(p));
+  for (size_t l = 0; l < live.cache.size(); ++l) {
+    const model::LayerCache& c = live.cache[l];
+    if (c.hidden.defined()) s.cache.push_back({layer_prefix(l) + "hidden", c.hidden});
+    for (size_t h = 0; h < c.keys.size(); ++h) {
+      s.cache.push_back({layer_prefix(l) + "keys." + std::to_string(h), c.keys[h]});
+      s.cache.push_back({layer_prefix(l) + "values." + std::to_string(h), c.values[h]});
+    }
+  }
+  s.rng_cpu = generator_state(at::kCPU);
+  const at::Device device = named.size() ? named[0].value().device() : at::Device(at::kCPU);
+  if (device.is_cuda()) s.rng_cuda = generator_state(device);
+  s.spans = live.model.spans();
+  for (const auto& layer : s.spans) s.placement.emplace_back(layer.size(), 0);  // one TP rank holds all heads
+  return s;
+}
+
+void restore_state(const checkpointing::TrainingState& s, const LiveTraining& live) {
+  // Check everything before changing anything.
+  std::map<std::string, at::Tensor> stored;
+  for (const auto& t : s.parameters) stored["model/" + t.name] = t.tensor;
+  for (const auto& t : s.optimizer_state) stored["optimizer/" + t.name] = t.tensor;
+  const auto find = [&](const std::string& key, const at::Tensor& like) -> const at::Tensor& {
+    auto it = stored.find(key);
+    if (it == stored.end()) throw std::runtime_error("the checkpoint has no dataset '" + key + "'");
+    if (it->second.sizes() != like.sizes()) {
+      throw std::runtime_error("dataset '" + key + "' has shape " + c10::str(it->second.sizes()) + ", the model needs " +
+                               c10::str(like.sizes()));
+    }
+    return it->second;
+  };
+  const auto named = live.model.named_parameters();
+  for (const auto& p : named) find("model/" + p.key(), p.value());
+  if (s.optimizer != live.optimizer.name()) {
+    throw std::runtime_error("the checkpoint's optimizer is " + s.optimizer + ", this run's " + live.optimizer.name());
+  }
+  for (const auto& slot : live.optimizer.slots()) {
+    const std::vector<at::Tensor>& tensors = live.optimizer.slot(slot);
+    for (size_t i = 0; i < tensors.size(); ++i) find("optimizer/" + slot + "/" + named[i].key(), tensors[i]);
+  }
+  if (s.stream_positions.size() != live.sampler.positions().size()) {
+    throw std::runtime_error("the checkpoint has " + std::to_string(s.stream_positions.size()) + " streams, this run " +
+                             std::to_string(live.sampler.positions().size()));
+  }
+  const int64_t layers = static_cast<int64_t>(live.model.config().layers);
+  const int64_t heads = live.model.config().heads;
+  for (const auto& c : s.cache) {
+    const CacheName n = parse_cache_name(c.name);
+    if (static_cast<int64_t>(n.layer) >= layers || n.head >= heads) {
+      throw std::runtime_error("cache entry '" + c.name + "' does not fit this model");
+    }
+  }
+
+  const at::Device device = named.size() ? named[0].value().device() : at::Device(at::kCPU);
+  const at::ScalarType dtype = named.size() ? named[0].value().scalar_type() : at::kFloat;
+  model::ModelCache cache(static_cast<size_t>(layers));
+  for (const auto& c : s.cache) {
+    const CacheName n = parse_cache_name(c.name);
+    model::LayerCache& layer = cache[n.layer];
+    const at::Tensor t = c.tensor.to(device, dtype);
+    if (n.kind == "hidden") {
+      layer.hidden = t;
+      continue;
+    }
+    std::vector<at::Tensor>& list = n.kind == "keys" ? layer.keys : layer.values;
+    if (n.kind != "keys" && n.kind != "values") throw std::runtime_error("unknown cache entry '" + c.name + "'");
+    if (list.size() < static_cast<size_t>(heads)) list.resize(static_cast<size_t>(heads));
+    list[static_cast<size_t>(n.head)] = t;
+  }
+  for (auto& layer : cache) {
+    for (size_t h = 0; h < layer.keys.size(); ++h) {
+      if (!layer.keys[h].defined() || h >= layer.values.size() || !layer.values[h].defined()) {
+        throw std::runtime_error("the checkpoint's cache lacks keys or values of a head");
+      }
+    }
+  }
+  at::NoGradGuard no_grad;
+  for (const auto& p : named) {
+    at::Tensor param = p.value();
+    param.copy_(stored["model/" + p.key()]);
+  }
+  for (const auto& slot : live.optimizer.slots()) {
+    std::vector<at::Tensor>& tensors = live.optimizer.slot(slot);
+    for (size_t i = 0; i < tensors.size(); ++i) tensors[i].copy_(stored["optimizer/" + slot + "/" + named[i].key()]);
+  }
+  live.optimizer.set_steps_taken(s.optimizer_steps);
+  live.sampler.set_positions(std::vector<uint64_t>(s.stream_positions.begin(), s.stream_positions.end()));
+
+  live.cache = std::move(cache);
+  if (s.rng_cpu.defined()) set_generator_state(at::kCPU, s.rng_cpu);
+  if (s.rng_cuda.defined() && device.is_cuda()) set_generator_state(device, s.rng_cuda);
+}
+
+}  // namespace adaspan::trainer

@@ -1,0 +1,27 @@
+#pragma once
+// Live training objects <-> checkpointing::TrainingState. Capturing shares the live tensors (no
+// copy); restoring checks every piece first and changes nothing if one is missing or misshapen.
+#include "checkpointing/training_state.h"
+#include "data/stream_sampler.h"
+#include "model/adaptive_span_lm.h"
+#include "trainer/optimizer.h"
+
+#include <ATen/core/Tensor.h>
+
+namespace adaspan::trainer {
+
+struct LiveTraining {
+  model::AdaptiveSpanLM& model;
+  Optimizer& optimizer;
+  data::StreamSampler& sampler;
+  model::ModelCache& cache;  // this rank's streams
+};
+
+checkpointing::TrainingState capture_state(const LiveTraining& live, int64_t step, int64_t tokens_seen,
+                                           const std::string& config_json);
+
+// Throws std::runtime_error naming the first missing or misshapen tensor; then nothing changed.
+// RNG states are restored when the state carries them (same data-parallel layout).
+void restore_state(const checkpointing::TrainingState& state, const LiveTraining& live);
+
+}  // namespace adaspan::trainer
