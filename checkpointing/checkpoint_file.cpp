@@ -109,6 +109,14 @@ TrainingState read_checkpoint_header(const std::string& path) {
   return read_header(f);
 }
 
+std::vector<NamedTensor> read_parameters(const std::string& path) {
+  const Hdf5File f(path, Hdf5File::Mode::read);
+  read_header(f);
+  std::vector<NamedTensor> out;
+  for (const auto& name : f.list("model")) out.push_back({name, f.read_native("model/" + name)});
+  return out;
+}
+
 TrainingState read_checkpoint(const std::string& path, const ReaderLayout& layout) {
   const Hdf5File f(path, Hdf5File::Mode::read);
   TrainingState s = read_header(f);

@@ -31,6 +31,9 @@ struct ReaderLayout {
 // the writer had another number of ranks.
 TrainingState read_checkpoint(const std::string& path, const ReaderLayout& layout);
 
+// Only the parameters (whole tensors, canonical names): what inference needs.
+std::vector<NamedTensor> read_parameters(const std::string& path);
+
 // The small part: step, tokens, config, optimizer name, spans, placement (no tensors).
 TrainingState read_checkpoint_header(const std::string& path);
 

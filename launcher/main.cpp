@@ -3,6 +3,7 @@
 #include "cluster/grid.h"
 #include "cluster/nccl_process_group.h"
 #include "cluster/world.h"
+#include "launcher/inference_commands.h"
 #include "launcher/prepare_command.h"
 #include "launcher/train_options.h"
 #include "trainer/trainer.h"
@@ -25,6 +26,9 @@ constexpr const char* kUsage =
     "\n"
     "commands:\n"
     "  train     train a model (mpirun -np N adaspan train ... for several ranks)\n"
+    "  eval      bits per byte of a checkpoint over whole files (any number of ranks)\n"
+    "  generate  sample bytes from a checkpoint\n"
+    "  inspect   show a checkpoint's config, step, learned spans and sizes\n"
     "  prepare   prepare a standard corpus (enwik8) as train/valid/test byte files\n"
     "\n"
     "`adaspan <command> --help` lists the command's options.\n";
@@ -133,6 +137,12 @@ int main(int argc, char** argv) {
   const std::string command = argv[1];
   const std::vector<std::string> args(argv + 2, argv + argc);
   if (command == "prepare") return adaspan::launcher::run_prepare(args);
+  if (command == "generate") return adaspan::launcher::run_generate(args);
+  if (command == "inspect") return adaspan::launcher::run_inspect(args);
+  if (command == "eval") {
+    adaspan::cluster::World world(&argc, &argv);
+    return adaspan::launcher::run_eval(args, world);
+  }
   if (command == "train") {
     adaspan::cluster::World world(&argc, &argv);
     return run_train(args, world);

@@ -1,0 +1,15 @@
+#pragma once
+// The commands that read checkpoints: `adaspan eval`, `adaspan generate`, `adaspan inspect`.
+// Each returns the process exit code (0 ok, 1 failure, 2 bad usage).
+#include "cluster/world.h"
+
+#include <string>
+#include <vector>
+
+namespace adaspan::launcher {
+
+int run_eval(const std::vector<std::string>& args, const cluster::World& world);
+int run_generate(const std::vector<std::string>& args);
+int run_inspect(const std::vector<std::string>& args);
+
+}  // namespace adaspan::launcher

@@ -1,0 +1,59 @@
+#include "trainer/file_evaluation.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <stdexcept>
+#include <vector>
+
+namespace adaspan::trainer {
+
+EvalSums evaluate_file(model::AdaptiveSpanLM& model, const data::ByteCorpus& corpus, const FileEvalOptions& o,
+                       const at::Device& device, const std::function<void(int64_t, int64_t)>& on_block) {
+  const uint64_t n = corpus.size();
+  if (o.streams <= 0 || static_cast<uint64_t>(o.streams) * 2 > n) {
+    throw std::invalid_argument("evaluation needs at least 2 bytes per stream: " + std::to_string(n) + " bytes, " +
+                                std::to_string(o.streams) + " streams");
+  }
+  const auto stream_begin = [&](int64_t k) { return static_cast<uint64_t>(k) * n / static_cast<uint64_t>(o.streams); };
+  int64_t longest = 0;  // bytes in this rank's longest stream
+  for (int64_t k = o.first_stream; k < o.first_stream + o.local_streams; ++k) {
+    longest = std::max<int64_t>(longest, static_cast<int64_t>(stream_begin(k + 1) - stream_begin(k)));
+  }
+  const int64_t M = o.block_size, rows = o.local_streams;
+  const int64_t blocks = (longest - 1 + M - 1) / M;
+
+  at::NoGradGuard no_grad;
+  model.eval();
+  model::ModelCache cache;
+  EvalSums sums;
+  std::vector<uint8_t> bytes(static_cast<size_t>(M + 1));
+  for (int64_t b = 0; b < blocks; ++b) {
+    // x: [rows, M] inputs; y: [rows, M] next bytes, -1 past a stream's end (ignored).
+    at::Tensor x = at::zeros({rows, M}, at::kLong), y = at::full({rows, M}, -1, at::kLong);
+    int64_t* xs = x.data_ptr<int64_t>();
+    int64_t* ys = y.data_ptr<int64_t>();
+    for (int64_t r = 0; r < rows; ++r) {
+      const uint64_t begin = stream_begin(o.first_stream + r), end = stream_begin(o.first_stream + r + 1);
+      const uint64_t from = begin + static_cast<uint64_t>(b * M);
+      if (from + 1 >= end) continue;
+      const int64_t count = std::min<int64_t>(M + 1, static_cast<int64_t>(end - from));
+      corpus.read_wrapped(from, static_cast<uint64_t>(count), bytes.data());
+      for (int64_t i = 0; i < count; ++i) {
+        if (i < M) xs[r * M + i] = bytes[static_cast<size_t>(i)];
+        if (i > 0) ys[r * M + i - 1] = bytes[static_cast<size_t>(i)];
+      }
+    }
+    model::LMOutput out = model.forward(x.to(device), cache);
+    const at::Tensor targets = y.to(device).reshape({-1});
+    sums.nll_nats += at::nll_loss(out.log_probs.reshape({-1, out.log_probs.size(-1)}), targets, {},
+                                  at::Reduction::Sum, -1)
+                         .item<double>();
+    sums.predicted += (targets >= 0).sum().item<int64_t>();
+    cache = std::move(out.next_cache);
+    if (on_block) on_block(b + 1, blocks);
+  }
+  return sums;
+}
+
+}  // namespace adaspan::trainer

@@ -1,0 +1,30 @@
+#pragma once
+// Bits per byte of a whole file, as the reference evaluates: the file is cut into B contiguous
+// streams (stream k = bytes [k*N/B, (k+1)*N/B)), each read in blocks of M with the cache carried
+// across blocks, so every byte but a stream's first is predicted from everything before it in its
+// stream (as far as the learned spans reach). The B streams are split over ranks; the sums add up.
+#include "data/byte_corpus.h"
+#include "model/adaptive_span_lm.h"
+
+#include <c10/core/Device.h>
+
+#include <functional>
+
+namespace adaspan::trainer {
+
+struct EvalSums {
+  double nll_nats = 0;    // summed over predicted bytes
+  int64_t predicted = 0;  // bytes predicted
+};
+
+struct FileEvalOptions {
+  int64_t streams = 16;      // B, all ranks
+  int64_t block_size = 128;  // M
+  int64_t first_stream = 0, local_streams = 16;  // this rank's streams
+};
+
+// `on_block(done, total)` after each block (progress).
+EvalSums evaluate_file(model::AdaptiveSpanLM& model, const data::ByteCorpus& corpus, const FileEvalOptions& options,
+                       const at::Device& device, const std::function<void(int64_t, int64_t)>& on_block = {});
+
+}  // namespace adaspan::trainer
