@@ -45,11 +45,12 @@ EvalSums evaluate_file(model::AdaptiveSpanLM& model, const data::ByteCorpus& cor
       }
     }
     model::LMOutput out = model.forward(x.to(device), cache);
-    const at::Tensor targets = y.to(device).reshape({-1});
-    sums.nll_nats += at::nll_loss(out.log_probs.reshape({-1, out.log_probs.size(-1)}), targets, {},
-                                  at::Reduction::Sum, -1)
-                         .item<double>();
-    sums.predicted += (targets >= 0).sum().item<int64_t>();
+    // Summed in double: a file has millions of bytes.
+    const at::Tensor targets = y.to(device).reshape({-1, 1});
+    const at::Tensor valid = targets >= 0;
+    const at::Tensor nll = -out.log_probs.reshape({-1, out.log_probs.size(-1)}).gather(1, targets.clamp_min(0));
+    sums.nll_nats += nll.masked_select(valid).to(at::kDouble).sum().item<double>();
+    sums.predicted += valid.sum().item<int64_t>();
     cache = std::move(out.next_cache);
     if (on_block) on_block(b + 1, blocks);
   }
