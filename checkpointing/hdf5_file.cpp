@@ -137,7 +137,14 @@ at::Tensor Hdf5File::read_tensor(const std::string& dataset) const {
 
 at::Tensor Hdf5File::read_native(const std::string& dataset) const {
   const std::vector<int64_t> dims = shape(dataset);
-  return read_rows(dataset, 0, dims.empty() ? 1 : dims[0]);
+  if (!dims.empty()) return read_rows(dataset, 0, dims[0]);
+  Handle d{H5Dopen2(file_, dataset.c_str(), H5P_DEFAULT), H5Dclose};
+  Handle type{H5Dget_type(d.id), H5Tclose};
+  at::Tensor out = at::empty({}, tensor_type(type.id));
+  if (H5Dread(d.id, memory_type(out.scalar_type()), H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data_ptr()) < 0) {
+    fail(path_, "cannot read dataset '" + dataset + "'");
+  }
+  return out;
 }
 
 at::Tensor Hdf5File::read_rows(const std::string& dataset, int64_t begin, int64_t count) const {
