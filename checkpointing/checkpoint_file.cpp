@@ -96,6 +96,9 @@ void write_checkpoint(const std::string& path, const TrainingState& s, const Wri
     if (!state.defined()) return;
     f.write_shared_rows(name, {f.ranks(), state.numel()}, state.to(at::kByte).reshape({1, -1}));
   };
+  if (s.metrics_window.defined()) {
+    f.write_shared_rows("metrics/window", {f.ranks(), 2}, s.metrics_window.to(at::kDouble).reshape({1, 2}));
+  }
   write_rng("rng/cpu", s.rng_cpu);
   write_rng("rng/cuda", s.rng_cuda);
   // Last: a file without it was never finished.
@@ -143,6 +146,7 @@ TrainingState read_checkpoint(const std::string& path, const ReaderLayout& layou
       }
     }
   }
+  if (f.exists("metrics/window")) s.metrics_window = f.read_native("metrics/window");
   if (f.read_int_attribute("writer_ranks") == layout.ranks) {
     if (f.exists("rng/cpu")) s.rng_cpu = f.read_rows("rng/cpu", layout.rank, 1).reshape({-1});
     if (f.exists("rng/cuda")) s.rng_cuda = f.read_rows("rng/cuda", layout.rank, 1).reshape({-1});

@@ -34,6 +34,9 @@ struct TrainingState {
   std::vector<NamedTensor> cache;
   at::Tensor rng_cpu;   // this rank's CPU generator state (uint8); undefined when not restorable
   at::Tensor rng_cuda;  // this rank's CUDA generator state; undefined on CPU
+  // The open metrics window (float64 [nll sum, steps]): this rank's when written; when read, every
+  // writer rank's ([writer_ranks, 2]), so metrics continue exactly on the same layout.
+  at::Tensor metrics_window;
 
   std::vector<std::vector<double>> spans;       // [layer][head] learned span, bytes
   std::vector<std::vector<int64_t>> placement;  // [layer][head] tensor-parallel rank holding the head

@@ -1,5 +1,6 @@
 #include "cluster/nccl_process_group.h"
 
+#include <atomic>
 #include <stdexcept>
 #include <string>
 
@@ -84,7 +85,13 @@ class NcclProcessGroup final : public model::ProcessGroup {
     c10::cuda::CUDAGuard guard(device_);
     NCCL_CHECK(ncclCommInitRank(&comm_, size_, id, rank_));
   }
-  ~NcclProcessGroup() override { ncclCommDestroy(comm_); }
+  ~NcclProcessGroup() override {
+    if (!aborted_) ncclCommDestroy(comm_);
+  }
+  void abort_in_flight() override {
+    aborted_ = true;
+    ncclCommAbort(comm_);
+  }
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -130,6 +137,7 @@ class NcclProcessGroup final : public model::ProcessGroup {
   int device_, rank_ = 0, size_ = 1;
   c10::cuda::CUDAStream side_;
   ncclComm_t comm_ = nullptr;
+  std::atomic<bool> aborted_{false};
 };
 
 }  // namespace

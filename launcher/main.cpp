@@ -5,6 +5,8 @@
 #include "cluster/world.h"
 #include "launcher/inference_commands.h"
 #include "launcher/prepare_command.h"
+#include "launcher/supervisor.h"
+#include "cluster/stop_signals.h"
 #include "launcher/train_options.h"
 #include "trainer/trainer.h"
 
@@ -29,6 +31,7 @@ constexpr const char* kUsage =
     "  eval      bits per byte of a checkpoint over whole files (any number of ranks)\n"
     "  generate  sample bytes from a checkpoint\n"
     "  inspect   show a checkpoint's config, step, learned spans and sizes\n"
+    "  launch    run a training command, restarting it from its newest checkpoint when it fails\n"
     "  prepare   prepare a standard corpus (enwik8) as train/valid/test byte files\n"
     "\n"
     "`adaspan <command> --help` lists the command's options.\n";
@@ -100,12 +103,21 @@ int run_train(const std::vector<std::string>& args, const adaspan::cluster::Worl
     dp.rank = grid.dp_rank();
     dp.size = grid.dp_size();
     dp.ranks_on_node = world.local_size();
+    if (nccl) dp.abort_collectives = [group = nccl.get()] { group->abort_in_flight(); };
+    adaspan::cluster::install_stop_signals();
     if (!nccl && on_gpu && !world.serialized_threads() && config.run.overlap) {
       // Hooks would call MPI from autograd's CUDA threads, which this MPI does not allow.
       if (world.is_root()) std::fprintf(stderr, "adaspan train: note: MPI lacks MPI_THREAD_SERIALIZED; reducing gradients after backward\n");
       config.run.overlap = false;
     }
     const adaspan::trainer::TrainResult result = adaspan::trainer::train(config, dp);
+    if (result.preempted) {
+      if (world.is_root()) {
+        std::printf("stopped on signal %d after step %lld with a checkpoint; resume with --resume auto\n",
+                    result.stop_signal, static_cast<long long>(result.steps));
+      }
+      return adaspan::trainer::kExitPreempted;
+    }
     if (world.is_root()) {
       std::printf("done: %lld steps on %d ranks, train bpc %.4f, param_norm %.6f\nlearned spans (bytes):\n",
                   static_cast<long long>(result.steps), world.size(), result.final_train_bpc, result.param_norm);
@@ -137,6 +149,7 @@ int main(int argc, char** argv) {
   const std::string command = argv[1];
   const std::vector<std::string> args(argv + 2, argv + argc);
   if (command == "prepare") return adaspan::launcher::run_prepare(args);
+  if (command == "launch") return adaspan::launcher::run_launch(args);
   if (command == "generate") return adaspan::launcher::run_generate(args);
   if (command == "inspect") return adaspan::launcher::run_inspect(args);
   if (command == "eval") {

@@ -94,6 +94,23 @@ ParsedTrain parse_train_options(const std::vector<std::string>& args) {
        "a fresh start when there is none) or a checkpoint path. Model shape, --batch-size, --optimizer and --cache "
        "must match the checkpoint; --steps is the step to stop at. Any number of ranks may resume any checkpoint.");
 
+  po::options_description faults("Fault tolerance (see also `adaspan launch --help`)");
+  faults.add_options()
+      ("step-timeout", po::value(&c.run.step_timeout)->default_value(c.run.step_timeout),
+       "Seconds a training step, validation pass or checkpoint may take before this rank's watchdog aborts "
+       "the job (exit 86) with the rank and the operation named, so that a supervisor restarts it. 0 = off.")
+      ("max-bad-steps", po::value(&c.run.max_bad_steps)->default_value(c.run.max_bad_steps),
+       "Steps with a non-finite loss or gradient are skipped (counted in metrics); more than this many in "
+       "a row roll back to the newest checkpoint and halve the learning rate for max(--checkpoint-every, 100) steps.")
+      ("fail-at-step", po::value(&c.fault.at_step)->default_value(c.fault.at_step),
+       "Testing: plant a failure at this step (0 = none), on the first attempt only (ADASPAN_ATTEMPT <= 1).")
+      ("fail-rank", po::value(&c.fault.rank)->default_value(c.fault.rank), "Testing: the rank that fails.")
+      ("fail-mode", po::value(&c.fault.mode)->default_value(c.fault.mode),
+       "Testing: crash (the rank exits), hang (stops; the watchdog's case), nan (NaN loss), signal (SIGUSR1), "
+       "checkpoint (the job dies between writing a checkpoint and committing it).")
+      ("fail-count", po::value(&c.fault.count)->default_value(c.fault.count),
+       "Testing: with --fail-mode nan, the number of consecutive NaN steps.");
+
   bool no_overlap = false;
   po::options_description parallel("Parallelism (launch with mpirun -np N or srun)");
   parallel.add_options()
@@ -109,7 +126,7 @@ ParsedTrain parse_train_options(const std::vector<std::string>& args) {
        "Reduce gradients after the backward pass instead of during it (for measurements).");
 
   po::options_description all("adaspan train: train an adaptive-span byte-level transformer\n\nOptions");
-  all.add(general).add(data).add(model).add(optim).add(run).add(ckpt).add(parallel);
+  all.add(general).add(data).add(model).add(optim).add(run).add(ckpt).add(faults).add(parallel);
 
   std::ostringstream help;
   help << all;

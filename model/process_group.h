@@ -32,6 +32,9 @@ class ProcessGroup {
   virtual void all_gather(const at::Tensor& in, at::Tensor& out) = 0;
   virtual void broadcast(at::Tensor& tensor, int root) = 0;
   virtual void barrier() = 0;
+  // Unblocks collectives that will never complete (a peer died or hung) before the process
+  // exits; the group is unusable afterwards. Called from another thread by the watchdog.
+  virtual void abort_in_flight() {}
 };
 
 }  // namespace adaspan::model

@@ -128,7 +128,7 @@ TEST(CheckpointRuns, AutoSkipsADamagedNewestCheckpoint) {
 TEST(CheckpointRuns, CrashBetweenWriteAndRenameLosesOnlyTheStepsSince) {
   const fs::path straight = fresh_dir("crash_straight"), dir = fresh_dir("crash");
   ASSERT_EQ(run_adaspan(run_args(straight, 10), 2).exit_code, 0);
-  const auto crashed = run_adaspan(run_args(dir, 10, "--checkpoint-every 5"), 2, "ADASPAN_CRASH_BEFORE_COMMIT=10");
+  const auto crashed = run_adaspan(run_args(dir, 10, "--checkpoint-every 5 --fail-mode checkpoint --fail-at-step 10"), 2);
   EXPECT_NE(crashed.exit_code, 0);
   EXPECT_TRUE(fs::exists(dir / "ckpt-5.h5"));
   EXPECT_TRUE(fs::exists(dir / "ckpt-10.h5.tmp"));
@@ -138,7 +138,7 @@ TEST(CheckpointRuns, CrashBetweenWriteAndRenameLosesOnlyTheStepsSince) {
   latest >> name;
   EXPECT_EQ(name, "ckpt-5.h5");
 
-  const auto r = run_adaspan(run_args(dir, 10, "--checkpoint-every 5 --resume auto"), 2);
+  const auto r = run_adaspan(run_args(dir, 10, "--checkpoint-every 5 --resume auto"), 2, "ADASPAN_ATTEMPT=2");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const Curve a = curve(straight), b = curve(dir);
   EXPECT_EQ(b.resumed_at, 5);

@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <filesystem>
 #include <sstream>
 #include <stdexcept>
@@ -70,6 +69,16 @@ std::optional<Resumed> CheckpointSession::resume(const LiveTraining& live) {
     if (!error.empty()) throw std::runtime_error("--resume '" + what + "': " + error);
     return resumed;
   }
+  std::optional<Resumed> newest = load_newest(live);
+  if (!newest && warnings_) {
+    std::fprintf(warnings_, "adaspan train: note: --resume auto: no usable checkpoint in '%s'; starting at step 0\n",
+                 config_.run.run_dir.c_str());
+  }
+  return newest;
+}
+
+std::optional<Resumed> CheckpointSession::load_newest(const LiveTraining& live) {
+  Resumed resumed;
   // Rank 0's listing is everyone's (a shared file system may show new files late on some nodes).
   std::string listing;
   if (rank_ == 0) {
@@ -79,10 +88,6 @@ std::optional<Resumed> CheckpointSession::resume(const LiveTraining& live) {
     const std::string error = try_load(path, live, resumed);
     if (error.empty()) return resumed;
     if (warnings_) std::fprintf(warnings_, "adaspan train: warning: skipping checkpoint '%s': %s\n", path.c_str(), error.c_str());
-  }
-  if (warnings_) {
-    std::fprintf(warnings_, "adaspan train: note: --resume auto: no usable checkpoint in '%s'; starting at step 0\n",
-                 config_.run.run_dir.c_str());
   }
   return std::nullopt;
 }
@@ -101,9 +106,11 @@ Saved CheckpointSession::save(const LiveTraining& live, int64_t step, int64_t to
     throw std::runtime_error("checkpoint at step " + std::to_string(step) + " failed: " +
                              (error.empty() ? "another rank could not write it" : error));
   }
-  // Fault injection for tests: die after the write, before the commit.
-  if (const char* crash = std::getenv("ADASPAN_CRASH_BEFORE_COMMIT"); crash && std::atoll(crash) == step) {
-    if (rank_ == 0) std::fprintf(stderr, "adaspan train: ADASPAN_CRASH_BEFORE_COMMIT=%lld: exiting\n", static_cast<long long>(step));
+  if (step == crash_before_commit_) {
+    if (rank_ == 0) {
+      std::fprintf(stderr, "adaspan train: --fail-mode checkpoint: exiting before committing step %lld\n",
+                   static_cast<long long>(step));
+    }
     std::fflush(stderr);
     ::_exit(3);
   }

@@ -38,7 +38,14 @@ class CheckpointSession {
   // path that cannot be read, or an incompatible config, throws std::runtime_error.
   std::optional<Resumed> resume(const LiveTraining& live);
 
+  // The newest valid checkpoint of the run dir, whatever --resume says (rollback after repeated
+  // non-finite steps); nullopt when there is none.
+  std::optional<Resumed> load_newest(const LiveTraining& live);
+
   Saved save(const LiveTraining& live, int64_t step, int64_t tokens_seen);
+
+  // Fault injection: exit (status 3) after writing step `step`'s checkpoint, before committing it.
+  void crash_before_commit_at(int64_t step) { crash_before_commit_ = step; }
 
  private:
   // Empty when every rank loaded `path` into `live`, else the reason (nothing changed then).
@@ -49,6 +56,7 @@ class CheckpointSession {
   const GroupScalars& group_;
   int rank_, ranks_;
   FILE* warnings_;
+  int64_t crash_before_commit_ = -1;
 };
 
 }  // namespace adaspan::trainer

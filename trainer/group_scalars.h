@@ -20,6 +20,12 @@ class GroupScalars {
     group_->all_reduce(t, op);
     return t.item<double>();
   }
+  std::vector<double> reduce(const std::vector<double>& values, model::ReduceOp op) const {
+    if (!group_) return values;
+    at::Tensor t = at::tensor(values, at::kDouble);
+    group_->all_reduce(t, op);
+    return {t.data_ptr<double>(), t.data_ptr<double>() + t.numel()};
+  }
   std::vector<double> gather(double value) const {
     if (!group_) return {value};
     at::Tensor out = at::zeros({group_->size()}, at::kDouble);

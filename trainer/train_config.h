@@ -40,6 +40,16 @@ struct RunConfig {
   int64_t checkpoint_every = 0;    // steps between checkpoints (and one at the last step); 0 = none
   int64_t keep_checkpoints = 3;    // newest checkpoints kept; 0 = all
   std::string resume;              // "" (fresh run) | "auto" | a checkpoint path
+  double step_timeout = 0;         // seconds a step (or checkpoint, validation) may take; 0 = no watchdog
+  int64_t max_bad_steps = 3;       // non-finite steps in a row tolerated (skipped); more: roll back
+};
+
+// Planted failures for tests (see trainer/fault_injection.h). at_step 0: none.
+struct FaultConfig {
+  int64_t at_step = 0;
+  int rank = 0;
+  std::string mode = "crash";  // crash | hang | nan | signal | checkpoint
+  int64_t count = 1;           // nan: consecutive steps
 };
 
 struct TrainConfig {
@@ -47,6 +57,7 @@ struct TrainConfig {
   DataConfig data;
   OptimConfig optim;
   RunConfig run;
+  FaultConfig fault;
 };
 
 }  // namespace adaspan::trainer

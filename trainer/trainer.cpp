@@ -1,12 +1,15 @@
 #include "trainer/trainer.h"
 
 #include "cluster/device_memory.h"
+#include "cluster/stop_signals.h"
 #include "cluster/thread_config.h"
+#include "cluster/watchdog.h"
 #include "data/byte_corpus.h"
 #include "data/stream_sampler.h"
 #include "data/synthetic_corpus.h"
 #include "model/adaptive_span_lm.h"
 #include "trainer/checkpoint_session.h"
+#include "trainer/fault_injection.h"
 #include "trainer/gradient_reducer.h"
 #include "trainer/group_scalars.h"
 #include "trainer/metrics_log.h"
@@ -23,6 +26,7 @@
 #include <cmath>
 #include <filesystem>
 #include <optional>
+#include <set>
 #include <stdexcept>
 
 namespace adaspan::trainer {
@@ -137,6 +141,14 @@ void validate(const TrainConfig& c) {
   if (c.run.checkpoint_every < 0) throw std::invalid_argument("--checkpoint-every must be >= 0 (0 = never)");
   if (c.run.keep_checkpoints < 0) throw std::invalid_argument("--keep-checkpoints must be >= 0 (0 = keep all)");
   if (!c.run.resume.empty() && c.run.resume != "auto") require_readable({c.run.resume}, "resume");
+  if (c.run.step_timeout < 0) throw std::invalid_argument("--step-timeout must be >= 0 (0 = no watchdog)");
+  if (c.run.max_bad_steps < 0) throw std::invalid_argument("--max-bad-steps must be >= 0");
+  if (c.fault.at_step < 0) throw std::invalid_argument("--fail-at-step must be >= 0 (0 = none)");
+  if (c.fault.count < 1) throw std::invalid_argument("--fail-count must be >= 1");
+  static const std::set<std::string> kModes{"crash", "hang", "nan", "signal", "checkpoint"};
+  if (!kModes.count(c.fault.mode)) {
+    throw std::invalid_argument("--fail-mode '" + c.fault.mode + "' is not crash, hang, nan, signal or checkpoint");
+  }
 }
 
 namespace {
@@ -208,7 +220,9 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
           : make_adagrad(params, config.optim.grad_clip);
 
   model::ModelCache cache;
-  const LiveTraining live{model, *optimizer, sampler, cache};
+  double window_nll = 0;  // this rank's NLL sum over the steps since the last metrics record
+  int64_t window_steps = 0;
+  const LiveTraining live{model, *optimizer, sampler, cache, window_nll, window_steps, dp.rank, dp.size};
   CheckpointSession checkpoints(config, dp.comm, group, dp.rank, dp.size, root && !quiet ? stderr : nullptr);
   const std::optional<Resumed> resumed = checkpoints.resume(live);
   const int64_t first_step = resumed ? resumed->step + 1 : 1;
@@ -246,19 +260,64 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
   }
   const int64_t tokens_per_step = config.data.batch_size * config.data.block_size;  // all ranks
   TrainResult result;
-  double window_nll = 0;
-  int64_t window_steps = 0;
   const auto start = Clock::now();
   auto window_start = start;
 
-  for (int64_t step = first_step; step <= config.run.steps; ++step) {
-    auto [x, y] = to_tensors(sampler.next(), device);
-    const double lr = warmup_lr(config.optim.lr, step, config.optim.warmup_steps);
-    window_nll += train_step(model, *optimizer, x, y, cache, lr, reducer.get()).nll;
-    ++window_steps;
-    tokens_seen += tokens_per_step;
+  cluster::Watchdog watchdog(config.run.step_timeout, dp.rank, kExitWatchdog, dp.abort_collectives);
+  FaultInjector faults(config.fault, dp.rank);
+  if (faults.crash_before_commit(config.fault.at_step)) checkpoints.crash_before_commit_at(config.fault.at_step);
+  int64_t bad_in_a_row = 0, last_checkpoint = resumed ? resumed->step : 0;
+  int64_t halved_lr_until = 0;  // after a rollback: half the LR until this step
+  int stop = 0;                 // a stop signal every rank has agreed on
 
-    if (step % config.run.log_every == 0 || step == config.run.steps) {
+  for (int64_t step = first_step; step <= config.run.steps; ++step) {
+    watchdog.enter("training step", step);
+    faults.at_step_start(step);
+    auto [x, y] = to_tensors(sampler.next(), device);
+    const double lr = warmup_lr(config.optim.lr, step, config.optim.warmup_steps) * (step <= halved_lr_until ? 0.5 : 1.0);
+    // One small collective per step: skip together on a non-finite step; stop together on a signal.
+    const auto agree = [&](bool finite) {
+      const std::vector<double> flags =
+          group.reduce({finite ? 0.0 : 1.0, static_cast<double>(cluster::stop_signal())}, model::ReduceOp::max);
+      stop = static_cast<int>(flags[1]);
+      return flags[0] == 0;
+    };
+    const StepOutput out = train_step(model, *optimizer, x, y, cache, lr, reducer.get(), agree, faults.loss_factor(step));
+    tokens_seen += tokens_per_step;
+    if (out.applied) {
+      bad_in_a_row = 0;
+      window_nll += out.nll;
+      ++window_steps;
+    } else {
+      ++result.skipped_steps;
+      ++bad_in_a_row;
+      log({{"event", "skipped_step"}, {"step", step}, {"reason", "non-finite loss or gradient"},
+           {"in_a_row", bad_in_a_row}, {"skipped_total", result.skipped_steps}});
+      progress.message(("step " + std::to_string(step) + ": non-finite loss or gradient, update skipped").c_str());
+      if (bad_in_a_row > config.run.max_bad_steps) {
+        watchdog.enter("rollback", step);
+        const std::optional<Resumed> back = checkpoints.load_newest(live);
+        if (!back) {
+          throw std::runtime_error(std::to_string(bad_in_a_row) + " non-finite steps in a row at step " + std::to_string(step) +
+                                   " and no checkpoint to roll back to (use --checkpoint-every)");
+        }
+        ++result.rollbacks;
+        halved_lr_until = step + std::max<int64_t>(config.run.checkpoint_every, 100);
+        log({{"event", "rollback"}, {"step", step}, {"to_step", back->step}, {"path", back->path},
+             {"lr_scale", 0.5}, {"until_step", halved_lr_until}});
+        progress.message(("rolled back to " + back->path + "; half the learning rate until step " +
+                          std::to_string(halved_lr_until)).c_str());
+        step = back->step;  // the loop's ++ continues after it
+        tokens_seen = back->tokens_seen;
+        last_checkpoint = back->step;
+        bad_in_a_row = 0;  // the metrics window is the checkpoint's again
+        window_start = Clock::now();
+        continue;
+      }
+    }
+
+    if ((step % config.run.log_every == 0 || step == config.run.steps) && window_steps > 0) {
+      watchdog.enter("metrics reduction", step);
       const double window_s = std::chrono::duration<double>(Clock::now() - window_start).count();
       const double comm_s = reducer ? reducer->take_wait_seconds() : 0.0;
       // Each rank's mean over its equal share of the streams: their mean is the global mean.
@@ -281,6 +340,7 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
            {"step_time_min_s", fastest / steps},
            {"comm_wait_s", comm_max / steps},
            {"peak_memory_mb", peak_mb},
+           {"skipped_steps", result.skipped_steps},
            {"spans", spans_json(model.spans())}});
       progress.update(step, bpc, tokens_per_s, elapsed_s);
       result.final_train_bpc = bpc;
@@ -290,6 +350,7 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
     }
     if (valid_sampler && config.run.eval_every > 0 &&
         (step % config.run.eval_every == 0 || step == config.run.steps)) {
+      watchdog.enter("validation", step);
       const double local = evaluate(model, *valid_sampler, config.run.eval_steps, device);
       const double bpc = group.reduce(local, model::ReduceOp::sum) / dp.size / kLn2;
       log({{"step", step}, {"split", "valid"}, {"bpc", bpc}});
@@ -298,8 +359,13 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
       progress.message(line);
       window_start = Clock::now();  // validation time is not training throughput
     }
-    if (config.run.checkpoint_every > 0 && (step % config.run.checkpoint_every == 0 || step == config.run.steps)) {
+    // A stop signal also writes a checkpoint, whatever --checkpoint-every says: that is its point.
+    const bool scheduled = config.run.checkpoint_every > 0 &&
+                           (step % config.run.checkpoint_every == 0 || step == config.run.steps);
+    if (scheduled || (stop && last_checkpoint != step)) {
+      watchdog.enter("checkpoint", step);
       const Saved saved = checkpoints.save(live, step, tokens_seen);
+      last_checkpoint = step;
       log({{"event", "checkpoint"}, {"step", step}, {"path", saved.path}, {"seconds", saved.seconds},
            {"bytes", saved.bytes}});
       char line[160];
@@ -308,11 +374,22 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
       progress.message(line);
       window_start = Clock::now();
     }
+    if (stop) {
+      result.preempted = true;
+      result.stop_signal = stop;
+      result.steps = step;
+      log({{"event", "preempted"}, {"step", step}, {"signal", stop}, {"checkpoint", last_checkpoint}});
+      progress.message(("stopping on signal " + std::to_string(stop) + " after step " + std::to_string(step) +
+                        "; resume with --resume auto").c_str());
+      break;
+    }
   }
+  watchdog.idle();
   progress.finish();
 
-  result.steps = config.run.steps;
   result.first_step = first_step;
+  if (result.preempted) return result;  // no "done": the run is not finished
+  result.steps = config.run.steps;
   result.param_norm = model.parameter_norm();
   result.spans = model.spans();
   log({{"event", "done"},

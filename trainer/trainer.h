@@ -7,9 +7,14 @@
 
 #include <mpi.h>
 
+#include <functional>
 #include <vector>
 
 namespace adaspan::trainer {
+
+// Exit statuses of `adaspan train` besides 0 (done), 1 (error) and 2 (bad usage).
+constexpr int kExitPreempted = 75;  // stopped by SIGUSR1/SIGTERM/SIGINT after a checkpoint: resume with --resume auto
+constexpr int kExitWatchdog = 86;   // a step or collective exceeded --step-timeout; the job was aborted
 
 struct TrainResult {
   int64_t steps = 0;               // the last step (the run's --steps)
@@ -17,6 +22,10 @@ struct TrainResult {
   double final_train_bpc = 0;     // over the last log window
   double param_norm = 0;
   std::vector<std::vector<double>> spans;  // [layer][head], bytes
+  int64_t skipped_steps = 0;       // non-finite steps skipped
+  int64_t rollbacks = 0;           // returns to the last checkpoint after too many in a row
+  bool preempted = false;          // stopped by a signal after checkpointing step `steps`
+  int stop_signal = 0;
 };
 
 // Checks what can be checked before anything is written: sizes, divisibility, data files. The
@@ -31,6 +40,7 @@ struct DataParallel {
   MPI_Comm comm = MPI_COMM_NULL;           // the same ranks, for collective checkpoint writes
   int rank = 0, size = 1;
   int ranks_on_node = 1;  // CPU threads are shared among them
+  std::function<void()> abort_collectives;  // the watchdog's last act (e.g. ncclCommAbort); may be empty
 };
 
 // Trains; rank 0 writes RUN_DIR/metrics.jsonl and progress on stdout. `quiet` silences stdout.

@@ -73,6 +73,7 @@ checkpointing::TrainingState capture_state(const LiveTraining& live, int64_t ste
       s.cache.push_back({layer_prefix(l) + "values." + std::to_string(h), c.values[h]});
     }
   }
+  s.metrics_window = at::tensor(std::vector<double>{live.window_nll, static_cast<double>(live.window_steps)}, at::kDouble);
   s.rng_cpu = generator_state(at::kCPU);
   const at::Device device = named.size() ? named[0].value().device() : at::Device(at::kCPU);
   if (device.is_cuda()) s.rng_cuda = generator_state(device);
@@ -153,6 +154,21 @@ void restore_state(const checkpointing::TrainingState& s, const LiveTraining& li
   live.sampler.set_positions(std::vector<uint64_t>(s.stream_positions.begin(), s.stream_positions.end()));
 
   live.cache = std::move(cache);
+  // Metrics: each rank's own window on the same layout; else the mean so far, carried by rank 0
+  // (the logged value is sum over ranks / ranks).
+  live.window_nll = 0;
+  live.window_steps = 0;
+  if (s.metrics_window.defined() && s.metrics_window.dim() == 2 && s.metrics_window.size(1) == 2) {
+    const at::Tensor w = s.metrics_window.to(at::kDouble).contiguous();
+    const int64_t writers = w.size(0);
+    if (writers == live.ranks) {
+      live.window_nll = w[live.rank][0].item<double>();
+      live.window_steps = static_cast<int64_t>(w[live.rank][1].item<double>());
+    } else if (live.rank == 0) {
+      live.window_nll = w.select(1, 0).sum().item<double>() / static_cast<double>(writers) * live.ranks;
+      live.window_steps = static_cast<int64_t>(w[0][1].item<double>());
+    }
+  }
   if (s.rng_cpu.defined()) set_generator_state(at::kCPU, s.rng_cpu);
   if (s.rng_cuda.defined() && device.is_cuda()) set_generator_state(device, s.rng_cuda);
 }

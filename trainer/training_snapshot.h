@@ -15,6 +15,10 @@ struct LiveTraining {
   Optimizer& optimizer;
   data::StreamSampler& sampler;
   model::ModelCache& cache;  // this rank's streams
+  // The metrics window open at the checkpoint: this rank's sum of block NLLs and their count.
+  double& window_nll;
+  int64_t& window_steps;
+  int rank = 0, ranks = 1;
 };
 
 checkpointing::TrainingState capture_state(const LiveTraining& live, int64_t step, int64_t tokens_seen,

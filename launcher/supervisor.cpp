@@ -1,0 +1,205 @@
+#include "launcher/supervisor.h"
+
+#include "trainer/trainer.h"
+
+#include <boost/program_options.hpp>
+#include <nlohmann/json.hpp>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+namespace adaspan::launcher {
+namespace {
+
+namespace fs = std::filesystem;
+
+volatile sig_atomic_t g_child = 0;
+
+// Signals for the job (Slurm's warning, scancel, Ctrl-C) go to the running attempt.
+extern "C" void forward_signal(int sig) {
+  if (g_child > 0) ::kill(static_cast<pid_t>(g_child), sig);
+}
+
+std::string now_iso() {
+  const std::time_t t = std::time(nullptr);
+  char text[32];
+  std::strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return text;
+}
+
+std::string joined(const std::vector<std::string>& words) {
+  std::string out;
+  for (const auto& w : words) out += (out.empty() ? "" : " ") + w;
+  return out;
+}
+
+struct AttemptResult {
+  int exit_code = -1;  // -1 when killed by a signal
+  int signal = 0;
+  double seconds = 0;
+  std::string cause;
+};
+
+AttemptResult run_attempt(const std::vector<std::string>& command, int attempt) {
+  AttemptResult r;
+  const auto start = std::chrono::steady_clock::now();
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    r.cause = std::string("fork failed: ") + std::strerror(errno);
+    return r;
+  }
+  if (pid == 0) {
+    ::setenv("ADASPAN_ATTEMPT", std::to_string(attempt).c_str(), 1);
+    std::vector<char*> argv;
+    for (const auto& word : command) argv.push_back(const_cast<char*>(word.c_str()));
+    argv.push_back(nullptr);
+    ::execvp(argv[0], argv.data());
+    std::fprintf(stderr, "adaspan launch: cannot run '%s': %s\n", argv[0], std::strerror(errno));
+    ::_exit(127);
+  }
+  g_child = pid;
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  g_child = 0;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (WIFEXITED(status)) {
+    r.exit_code = WEXITSTATUS(status);
+    if (r.exit_code == 0) r.cause = "finished";
+    else if (r.exit_code == trainer::kExitPreempted) r.cause = "preempted (checkpointed on a signal)";
+    else if (r.exit_code == trainer::kExitWatchdog) r.cause = "watchdog: a step or collective hung";
+    else if (r.exit_code == 127) r.cause = "command not found";
+    else r.cause = "exit status " + std::to_string(r.exit_code);
+  } else if (WIFSIGNALED(status)) {
+    r.signal = WTERMSIG(status);
+    r.cause = std::string("killed by signal ") + std::to_string(r.signal) + " (" + strsignal(r.signal) + ")";
+  }
+  return r;
+}
+
+}  // namespace
+
+std::vector<std::string> attempt_command(const std::vector<std::string>& command, int attempt) {
+  if (attempt <= 1) return command;
+  std::vector<std::string> out;
+  for (size_t i = 0; i < command.size(); ++i) {
+    if (command[i] == "--resume" && i + 1 < command.size()) {
+      ++i;  // replaced below
+      continue;
+    }
+    if (command[i].rfind("--resume=", 0) == 0) continue;
+    out.push_back(command[i]);
+  }
+  out.push_back("--resume");
+  out.push_back("auto");
+  return out;
+}
+
+std::string run_dir_of(const std::vector<std::string>& command) {
+  std::string dir = "runs/latest";
+  for (size_t i = 0; i < command.size(); ++i) {
+    if (command[i] == "--run-dir" && i + 1 < command.size()) dir = command[i + 1];
+    if (command[i].rfind("--run-dir=", 0) == 0) dir = command[i].substr(10);
+  }
+  return dir;
+}
+
+int supervise(const LaunchOptions& o) {
+  const std::string run_dir = run_dir_of(o.command);
+  std::error_code ec;
+  fs::create_directories(run_dir, ec);
+  const fs::path log_path = fs::path(run_dir) / "attempts.jsonl";
+  struct sigaction action {};
+  action.sa_handler = forward_signal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  for (int sig : {SIGUSR1, SIGTERM, SIGINT}) sigaction(sig, &action, nullptr);
+
+  std::vector<std::string> summary;
+  for (int attempt = 1;; ++attempt) {
+    const std::vector<std::string> command = attempt_command(o.command, attempt);
+    std::fprintf(stderr, "adaspan launch: attempt %d: %s\n", attempt, joined(command).c_str());
+    const std::string started = now_iso();
+    const AttemptResult r = run_attempt(command, attempt);
+    nlohmann::json record = {{"attempt", attempt}, {"started", started},     {"seconds", r.seconds},
+                             {"cause", r.cause},   {"command", joined(command)}};
+    record["exit_code"] = r.exit_code >= 0 ? nlohmann::json(r.exit_code) : nlohmann::json(nullptr);
+    record["signal"] = r.signal ? nlohmann::json(r.signal) : nlohmann::json(nullptr);
+    std::ofstream(log_path, std::ios::app) << record.dump() << "\n";
+    char line[256];
+    std::snprintf(line, sizeof(line), "attempt %d: %s after %.1f s", attempt, r.cause.c_str(), r.seconds);
+    summary.emplace_back(line);
+    std::fprintf(stderr, "adaspan launch: %s\n", line);
+
+    if (r.exit_code == 0) return 0;
+    if (r.exit_code == trainer::kExitPreempted) return trainer::kExitPreempted;
+    if (attempt > o.max_restarts) {
+      std::fprintf(stderr, "adaspan launch: giving up after %d attempts (--max-restarts %d):\n", attempt, o.max_restarts);
+      for (const auto& s : summary) std::fprintf(stderr, "  %s\n", s.c_str());
+      std::fprintf(stderr, "  (details in %s)\n", log_path.c_str());
+      return 1;
+    }
+    const double wait = std::min(600.0, o.backoff_s * std::pow(2.0, attempt - 1));
+    if (wait > 0) {
+      std::fprintf(stderr, "adaspan launch: restarting with --resume auto in %.0f s\n", wait);
+      std::this_thread::sleep_for(std::chrono::duration<double>(wait));
+    }
+  }
+}
+
+int run_launch(const std::vector<std::string>& args) {
+  namespace po = boost::program_options;
+  LaunchOptions o;
+  po::options_description options(
+      "adaspan launch [options] -- COMMAND...: run a training command and restart it from its newest checkpoint\n"
+      "when it fails.\n\n"
+      "  adaspan launch --max-restarts 5 -- mpirun -np 8 build/adaspan train --checkpoint-every 500 --run-dir runs/x ...\n\n"
+      "Attempt 2 onwards runs COMMAND with --resume auto (replacing any --resume). Each attempt is logged to\n"
+      "RUN_DIR/attempts.jsonl (RUN_DIR from COMMAND's --run-dir). Exit: 0 when an attempt finished; 75 when it\n"
+      "was preempted (it checkpointed on SIGUSR1/SIGTERM; requeue the job); 1 when every attempt failed.\n"
+      "SIGUSR1, SIGTERM and SIGINT received by launch are passed to the running attempt.\n\nOptions");
+  options.add_options()
+      ("help,h", "Show this help and exit.")
+      ("max-restarts", po::value(&o.max_restarts)->default_value(o.max_restarts),
+       "Restarts after the first attempt; then give up with a summary of the attempts.")
+      ("backoff", po::value(&o.backoff_s)->default_value(o.backoff_s),
+       "Seconds before the first restart, doubling for each further one (at most 600).");
+  const auto separator = std::find(args.begin(), args.end(), "--");
+  const std::vector<std::string> own(args.begin(), separator);
+  if (separator != args.end()) o.command.assign(separator + 1, args.end());
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(own).options(options).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::fprintf(stderr, "adaspan launch: error: %s\n", e.what());
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << options << "\n";
+    return 0;
+  }
+  if (o.command.empty()) {
+    std::fprintf(stderr, "adaspan launch: error: give the command after --, e.g. adaspan launch -- mpirun -np 2 adaspan train ...\n");
+    return 2;
+  }
+  if (o.max_restarts < 0 || o.backoff_s < 0) {
+    std::fprintf(stderr, "adaspan launch: error: --max-restarts and --backoff must be >= 0\n");
+    return 2;
+  }
+  return supervise(o);
+}
+
+}  // namespace adaspan::launcher
