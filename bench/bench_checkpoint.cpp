@@ -90,10 +90,10 @@ int main(int argc, char** argv) {
   const data::ByteCorpus corpus = data::ByteCorpus::from_bytes(std::string(1 << 16, 'x'), "bench");
   const int64_t streams = 8 * world.size();
   data::StreamSampler sampler(corpus, streams, 128, world.rank() * 8, 8);
-  model::ModelCache cache;
+  std::vector<model::ModelCache> caches(1);
   double window_nll = 0;
   int64_t window_steps = 0;
-  const trainer::LiveTraining live{lm, *optimizer, sampler, cache, window_nll, window_steps, world.rank(), world.size()};
+  const trainer::LiveTraining live{lm, *optimizer, sampler, caches, window_nll, window_steps, world.rank(), world.size()};
   const checkpointing::TrainingState state = trainer::capture_state(live, 1, 0, "{}");
   int64_t params = 0;
   for (const auto& p : lm.parameters()) params += p.numel();

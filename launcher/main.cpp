@@ -46,6 +46,12 @@ int run_train(const std::vector<std::string>& args, const adaspan::cluster::Worl
       const std::string grid_error =
           adaspan::cluster::check_grid({world.size(), parsed.config.run.tp}, parsed.config.data.batch_size);
       if (!grid_error.empty()) throw std::invalid_argument(grid_error);
+      const int64_t per_rank = parsed.config.data.batch_size / std::max(1, world.size() / parsed.config.run.tp);
+      if (per_rank % parsed.config.optim.grad_accum != 0) {
+        throw std::invalid_argument("--grad-accum " + std::to_string(parsed.config.optim.grad_accum) +
+                                    " does not divide the " + std::to_string(per_rank) +
+                                    " streams of each rank (--batch-size / data-parallel ranks)");
+      }
       if (parsed.config.run.dp_backend == "nccl" && !adaspan::cluster::nccl_available()) {
         throw std::invalid_argument("--dp-backend nccl: this build has no NCCL backend (LibTorch without CUDA)");
       }

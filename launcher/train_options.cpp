@@ -63,7 +63,11 @@ ParsedTrain parse_train_options(const std::vector<std::string>& args) {
       ("warmup-steps", po::value(&c.optim.warmup_steps)->default_value(c.optim.warmup_steps),
        "Linear warmup: step n uses lr*min(1, n/warmup). 0 = none.")
       ("grad-clip", po::value(&c.optim.grad_clip)->default_value(c.optim.grad_clip, "0.03"),
-       "Gradient clipping threshold (L2); 0 = off.");
+       "Gradient clipping threshold (L2); 0 = off.")
+      ("grad-accum", po::value(&c.optim.grad_accum)->default_value(c.optim.grad_accum),
+       "K: each step accumulates K micro-batches of (--batch-size / ranks) / K streams (each with its own "
+       "cache) before one update, which equals the update of the whole batch; activation memory / K. "
+       "The reference's --batch-split.");
 
   po::options_description run("Run");
   run.add_options()

@@ -29,6 +29,7 @@ nlohmann::json to_json(const TrainConfig& c) {
         {"lr", c.optim.lr},
         {"warmup-steps", c.optim.warmup_steps},
         {"grad-clip", c.optim.grad_clip},
+        {"grad-accum", c.optim.grad_accum},
         {"adam-beta1", c.optim.adam_beta1},
         {"adam-beta2", c.optim.adam_beta2},
         {"adam-eps", c.optim.adam_eps}}},

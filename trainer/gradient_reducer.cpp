@@ -12,7 +12,7 @@ GradientReducer::GradientReducer(std::vector<at::Tensor> params, model::ProcessG
     : params_(std::move(params)), group_(group), overlap_(overlap) {
   slices_.resize(params_.size());
   bucket_of_.resize(params_.size());
-  filled_.assign(params_.size(), false);
+  filled_.assign(params_.size(), 0);
   // Reverse registration order approximates the order in which backward produces gradients.
   std::vector<std::vector<size_t>> groups(1);
   int64_t bytes = 0;
@@ -48,7 +48,8 @@ GradientReducer::~GradientReducer() {
   for (size_t i = 0; i < params_.size(); ++i) params_[i].remove_hook(hooks_[i]);
 }
 
-void GradientReducer::prepare() {
+void GradientReducer::prepare(int64_t micro_batches) {
+  micro_batches_ = micro_batches;
   // Gradients are views into the buckets (set by finish()); drop them so that backward hands
   // each parameter a fresh gradient instead of accumulating into the bucket.
   for (auto& p : params_) p.mutable_grad() = at::Tensor();
@@ -56,19 +57,22 @@ void GradientReducer::prepare() {
     bucket.pending = static_cast<int64_t>(bucket.params.size());
     bucket.work.reset();
   }
-  filled_.assign(params_.size(), false);
+  filled_.assign(params_.size(), 0);
   next_launch_ = 0;
   active_ = true;
 }
 
 void GradientReducer::on_gradient(size_t param, const at::Tensor& grad) {
-  // One backward per prepare()/finish(): a second gradient would race with a running all-reduce
-  // (accumulation over micro-batches is a separate feature, --grad-accum).
-  if (!active_ || filled_[param]) {
-    throw std::logic_error("GradientReducer: a gradient outside prepare()/finish() or twice in one step");
+  // More gradients than micro-batches would race with a running all-reduce.
+  if (!active_ || filled_[param] >= micro_batches_) {
+    throw std::logic_error("GradientReducer: a gradient outside prepare()/finish() or more than one per micro-batch");
   }
-  slices_[param].copy_(grad);
-  filled_[param] = true;
+  if (filled_[param] == 0) {
+    slices_[param].copy_(grad);
+  } else {
+    slices_[param].add_(grad);
+  }
+  if (++filled_[param] < micro_batches_) return;
   --buckets_[bucket_of_[param]].pending;
   if (!overlap_) return;
   launch_ready();
@@ -86,9 +90,9 @@ void GradientReducer::launch_ready() {
 void GradientReducer::finish() {
   // Parameters that got no gradient this step contribute zeros.
   for (size_t i = 0; i < params_.size(); ++i) {
-    if (!filled_[i]) {
-      slices_[i].zero_();
-      filled_[i] = true;
+    if (filled_[i] == 0) slices_[i].zero_();
+    if (filled_[i] < micro_batches_) {
+      filled_[i] = micro_batches_;
       --buckets_[bucket_of_[i]].pending;
     }
   }

@@ -22,8 +22,11 @@ class GradientReducer {
   GradientReducer(const GradientReducer&) = delete;
   GradientReducer& operator=(const GradientReducer&) = delete;
 
-  void prepare();  // before backward (clears the .grad() views)
-  void finish();   // after backward: every .grad() holds the DP average
+  // Before the step's first backward (clears the .grad() views). With `micro_batches` K > 1 the
+  // gradients of K backward passes are summed into the buckets, and a bucket is reduced once its
+  // parameters have all K: during the last backward, which the communication overlaps.
+  void prepare(int64_t micro_batches = 1);
+  void finish();   // after the last backward: every .grad() holds the DP average
 
   // Seconds finish() spent blocked on communication since the last call of this function.
   double take_wait_seconds();
@@ -44,7 +47,8 @@ class GradientReducer {
   bool active_ = false;                  // between prepare() and finish()
   std::vector<at::Tensor> slices_;       // per parameter: its view in its bucket's flat buffer
   std::vector<size_t> bucket_of_;        // per parameter
-  std::vector<bool> filled_;             // per parameter, this step
+  std::vector<int64_t> filled_;          // per parameter: gradients received this step
+  int64_t micro_batches_ = 1;
   std::vector<Bucket> buckets_;
   size_t next_launch_ = 0;
   model::ProcessGroup& group_;

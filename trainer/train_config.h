@@ -21,6 +21,7 @@ struct OptimConfig {
   double lr = 0.07;
   int64_t warmup_steps = 100;
   double grad_clip = 0.03;            // adagrad: per tensor; adam: global norm. 0 = off
+  int64_t grad_accum = 1;             // micro-batches per step (the reference's --batch-split)
   double adam_beta1 = 0.9, adam_beta2 = 0.999, adam_eps = 1e-8;
 };
 

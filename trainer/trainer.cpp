@@ -114,6 +114,7 @@ void validate(const TrainConfig& c) {
   require_positive(c.model.attn_span, "attn-span");
   require_positive(c.run.log_every, "log-every");
   require_positive(c.run.eval_steps, "eval-steps");
+  require_positive(c.optim.grad_accum, "grad-accum");
   if (c.run.eval_every < 0) throw std::invalid_argument("--eval-every must be >= 0 (0 = never)");
   if (c.model.d_model % c.model.heads != 0) {
     throw std::invalid_argument("--d-model " + std::to_string(c.model.d_model) + " is not divisible by --heads " +
@@ -219,10 +220,16 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
                       config.optim.adam_eps)
           : make_adagrad(params, config.optim.grad_clip);
 
-  model::ModelCache cache;
+  // --grad-accum K: this rank's streams in K micro-batches of equal rows, a cache each.
+  const int64_t micro_batches = config.optim.grad_accum;
+  if (local_streams % micro_batches != 0) {
+    throw std::invalid_argument("--grad-accum " + std::to_string(micro_batches) + " does not divide the " +
+                                std::to_string(local_streams) + " streams of each rank (--batch-size / ranks)");
+  }
+  std::vector<model::ModelCache> caches(static_cast<size_t>(micro_batches));
   double window_nll = 0;  // this rank's NLL sum over the steps since the last metrics record
   int64_t window_steps = 0;
-  const LiveTraining live{model, *optimizer, sampler, cache, window_nll, window_steps, dp.rank, dp.size};
+  const LiveTraining live{model, *optimizer, sampler, caches, window_nll, window_steps, dp.rank, dp.size};
   CheckpointSession checkpoints(config, dp.comm, group, dp.rank, dp.size, root && !quiet ? stderr : nullptr);
   const std::optional<Resumed> resumed = checkpoints.resume(live);
   const int64_t first_step = resumed ? resumed->step + 1 : 1;
@@ -274,6 +281,9 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
     watchdog.enter("training step", step);
     faults.at_step_start(step);
     auto [x, y] = to_tensors(sampler.next(), device);
+    std::vector<MicroBatch> micro;
+    const std::vector<at::Tensor> xs = x.chunk(micro_batches, 0), ys = y.chunk(micro_batches, 0);
+    for (int64_t k = 0; k < micro_batches; ++k) micro.push_back({xs[static_cast<size_t>(k)], ys[static_cast<size_t>(k)]});
     const double lr = warmup_lr(config.optim.lr, step, config.optim.warmup_steps) * (step <= halved_lr_until ? 0.5 : 1.0);
     // One small collective per step: skip together on a non-finite step; stop together on a signal.
     const auto agree = [&](bool finite) {
@@ -282,7 +292,7 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
       stop = static_cast<int>(flags[1]);
       return flags[0] == 0;
     };
-    const StepOutput out = train_step(model, *optimizer, x, y, cache, lr, reducer.get(), agree, faults.loss_factor(step));
+    const StepOutput out = train_step(model, *optimizer, micro, caches, lr, reducer.get(), agree, faults.loss_factor(step));
     tokens_seen += tokens_per_step;
     if (out.applied) {
       bad_in_a_row = 0;

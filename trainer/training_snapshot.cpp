@@ -1,5 +1,7 @@
 #include "trainer/training_snapshot.h"
 
+#include "model/cache_rows.h"
+
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 
@@ -65,8 +67,9 @@ checkpointing::TrainingState capture_state(const LiveTraining& live, int64_t ste
     for (size_t i = 0; i < tensors.size(); ++i) s.optimizer_state.push_back({slot + "/" + names[i], tensors[i]});
   }
   for (uint64_t p : live.sampler.positions()) s.stream_positions.push_back(static_cast<int64_t>(p));
-  for (size_t l = 0; l < live.cache.size(); ++l) {
-    const model::LayerCache& c = live.cache[l];
+  const model::ModelCache stacked = model::concat_rows(live.caches);
+  for (size_t l = 0; l < stacked.size(); ++l) {
+    const model::LayerCache& c = stacked[l];
     if (c.hidden.defined()) s.cache.push_back({layer_prefix(l) + "hidden", c.hidden});
     for (size_t h = 0; h < c.keys.size(); ++h) {
       s.cache.push_back({layer_prefix(l) + "keys." + std::to_string(h), c.keys[h]});
@@ -153,7 +156,7 @@ void restore_state(const checkpointing::TrainingState& s, const LiveTraining& li
   live.optimizer.set_steps_taken(s.optimizer_steps);
   live.sampler.set_positions(std::vector<uint64_t>(s.stream_positions.begin(), s.stream_positions.end()));
 
-  live.cache = std::move(cache);
+  live.caches = model::split_rows(cache, static_cast<int64_t>(live.caches.size()));
   // Metrics: each rank's own window on the same layout; else the mean so far, carried by rank 0
   // (the logged value is sum over ranks / ranks).
   live.window_nll = 0;

@@ -14,7 +14,9 @@ struct LiveTraining {
   model::AdaptiveSpanLM& model;
   Optimizer& optimizer;
   data::StreamSampler& sampler;
-  model::ModelCache& cache;  // this rank's streams
+  // This rank's streams' caches, one per micro-batch (--grad-accum) of equal row ranges; the
+  // checkpoint holds them stacked, so any number of micro-batches can resume.
+  std::vector<model::ModelCache>& caches;
   // The metrics window open at the checkpoint: this rank's sum of block NLLs and their count.
   double& window_nll;
   int64_t& window_steps;
