@@ -86,7 +86,9 @@ int main(int argc, char** argv) {
   at::manual_seed(1);
   model::AdaptiveSpanLM lm(mc);
   auto optimizer = trainer::make_adagrad(lm.parameters(), 0.03);
-  for (auto& sum : optimizer->slot("sum")) sum.uniform_();  // state with content, as after training
+  std::vector<at::Tensor> sums;
+  for (const auto& p : lm.parameters()) sums.push_back(at::rand_like(p));  // state with content, as after training
+  optimizer->import_slot("sum", sums);
   const data::ByteCorpus corpus = data::ByteCorpus::from_bytes(std::string(1 << 16, 'x'), "bench");
   const int64_t streams = 8 * world.size();
   data::StreamSampler sampler(corpus, streams, 128, world.rank() * 8, 8);

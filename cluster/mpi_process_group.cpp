@@ -41,8 +41,9 @@ MPI_Op mpi_op(model::ReduceOp op) {
 // A non-blocking MPI_Iallreduce on host memory; for CUDA tensors, the host copy is copied back.
 class MpiWork final : public model::CollectiveWork {
  public:
-  MpiWork(at::Tensor target, at::Tensor host, MPI_Request request)
-      : target_(std::move(target)), host_(std::move(host)), request_(request) {}
+  // `input`: a host buffer MPI reads until completion (kept alive here).
+  MpiWork(at::Tensor target, at::Tensor host, MPI_Request request, at::Tensor input = {})
+      : target_(std::move(target)), host_(std::move(host)), input_(std::move(input)), request_(request) {}
   // MPI may still write into host_: never free it under a pending request.
   ~MpiWork() override {
     if (request_ != MPI_REQUEST_NULL) MPI_Wait(&request_, MPI_STATUS_IGNORE);
@@ -59,7 +60,7 @@ class MpiWork final : public model::CollectiveWork {
   }
 
  private:
-  at::Tensor target_, host_;
+  at::Tensor target_, host_, input_;
   MPI_Request request_;
 };
 
@@ -87,6 +88,17 @@ std::unique_ptr<model::CollectiveWork> MpiProcessGroup::all_reduce_async(at::Ten
                        comm_, &request),
         "all-reduce");
   return std::make_unique<MpiWork>(tensor, host, request);
+}
+
+std::unique_ptr<model::CollectiveWork> MpiProcessGroup::reduce_scatter_async(const at::Tensor& in, at::Tensor& out) {
+  if (in.numel() != out.numel() * size_) throw std::invalid_argument("reduce-scatter: input is not size * output");
+  const at::Tensor host_in = host_view(in);
+  at::Tensor host_out = host_view(out);
+  MPI_Request request;
+  check(MPI_Ireduce_scatter_block(host_in.data_ptr(), host_out.data_ptr(), count_of(host_out), mpi_type(host_out), MPI_SUM,
+                                  comm_, &request),
+        "reduce-scatter");
+  return std::make_unique<MpiWork>(out, host_out, request, host_in);
 }
 
 void MpiProcessGroup::all_gather(const at::Tensor& in, at::Tensor& out) {

@@ -14,6 +14,7 @@ class MpiProcessGroup final : public model::ProcessGroup {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::unique_ptr<model::CollectiveWork> all_reduce_async(at::Tensor& tensor, model::ReduceOp op) override;
+  std::unique_ptr<model::CollectiveWork> reduce_scatter_async(const at::Tensor& in, at::Tensor& out) override;
   void all_gather(const at::Tensor& in, at::Tensor& out) override;
   void broadcast(at::Tensor& tensor, int root) override;
   void barrier() override;

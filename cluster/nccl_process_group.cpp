@@ -112,6 +112,23 @@ class NcclProcessGroup final : public model::ProcessGroup {
     return std::make_unique<NcclWork>(done, device_);
   }
 
+  std::unique_ptr<model::CollectiveWork> reduce_scatter_async(const at::Tensor& in, at::Tensor& out) override {
+    require_cuda(in);
+    require_cuda(out);
+    c10::cuda::CUDAGuard guard(device_);
+    const cudaStream_t compute = c10::cuda::getCurrentCUDAStream(device_).stream();
+    cudaEvent_t ready, done;
+    CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventRecord(ready, compute));
+    CUDA_CHECK(cudaStreamWaitEvent(side_.stream(), ready, 0));
+    cudaEventDestroy(ready);
+    NCCL_CHECK(ncclReduceScatter(in.data_ptr(), out.data_ptr(), static_cast<size_t>(out.numel()), nccl_type(out), ncclSum,
+                                 comm_, side_.stream()));
+    CUDA_CHECK(cudaEventRecord(done, side_.stream()));
+    return std::make_unique<NcclWork>(done, device_);
+  }
+
   void all_gather(const at::Tensor& in, at::Tensor& out) override {
     require_cuda(in);
     require_cuda(out);

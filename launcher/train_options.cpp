@@ -126,6 +126,10 @@ ParsedTrain parse_train_options(const std::vector<std::string>& args) {
        "with NCCL, else mpi).")
       ("bucket-mb", po::value(&c.run.bucket_mb)->default_value(c.run.bucket_mb),
        "Size (MiB) of the gradient buckets all-reduced as one message.")
+      ("zero", po::value(&c.run.zero)->default_value(c.run.zero),
+       "1: ZeRO stage 1, the optimizer state sharded over the data-parallel ranks (gradients reduce-scattered, "
+       "each rank updates its shard, parameters all-gathered): optimizer memory / ranks. 0: replicated. "
+       "Checkpoints are the same either way, so a run may resume with the other setting.")
       ("no-overlap", po::bool_switch(&no_overlap),
        "Reduce gradients after the backward pass instead of during it (for measurements).");
 

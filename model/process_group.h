@@ -28,6 +28,9 @@ class ProcessGroup {
   // In place; `tensor` must be contiguous and stay alive until wait() returns.
   virtual std::unique_ptr<CollectiveWork> all_reduce_async(at::Tensor& tensor, ReduceOp op) = 0;
   void all_reduce(at::Tensor& tensor, ReduceOp op = ReduceOp::sum) { all_reduce_async(tensor, op)->wait(); }
+  // in: [size * n]; out: [n], this rank's slice (rank r: elements [r*n, (r+1)*n)) of the sum over
+  // ranks of `in`. Both contiguous and alive until wait() returns.
+  virtual std::unique_ptr<CollectiveWork> reduce_scatter_async(const at::Tensor& in, at::Tensor& out) = 0;
   // out: [size * n] from each rank's `in` ([n]), in rank order.
   virtual void all_gather(const at::Tensor& in, at::Tensor& out) = 0;
   virtual void broadcast(at::Tensor& tensor, int root) = 0;

@@ -38,6 +38,7 @@ nlohmann::json to_json(const TrainConfig& c) {
         {"seed", c.run.seed},
         {"device", c.run.device},
         {"tp", c.run.tp},
+        {"zero", c.run.zero},
         {"run-dir", c.run.run_dir},
         {"checkpoint-every", c.run.checkpoint_every},
         {"keep-checkpoints", c.run.keep_checkpoints}}},

@@ -8,8 +8,8 @@
 namespace adaspan::trainer {
 
 GradientReducer::GradientReducer(std::vector<at::Tensor> params, model::ProcessGroup& group, int64_t bucket_bytes,
-                                 bool overlap)
-    : params_(std::move(params)), group_(group), overlap_(overlap) {
+                                 bool overlap, Reduction reduction)
+    : params_(std::move(params)), group_(group), overlap_(overlap), reduction_(reduction) {
   slices_.resize(params_.size());
   bucket_of_.resize(params_.size());
   filled_.assign(params_.size(), 0);
@@ -30,9 +30,16 @@ GradientReducer::GradientReducer(std::vector<at::Tensor> params, model::ProcessG
     bucket.params = members;
     int64_t numel = 0;
     for (size_t i : members) numel += params_[i].numel();
-    bucket.flat = at::zeros({numel}, params_[members.front()].options().requires_grad(false));
+    if (reduction_ == Reduction::scatter) {
+      const int64_t ranks = group_.size();
+      numel = (numel + ranks - 1) / ranks * ranks;  // equal chunks; the padding stays zero
+    }
+    const at::TensorOptions options = params_[members.front()].options().requires_grad(false);
+    bucket.flat = at::zeros({numel}, options);
+    if (reduction_ == Reduction::scatter) bucket.owned = at::zeros({numel / group_.size()}, options);
     int64_t offset = 0;
     for (size_t i : members) {
+      bucket.members.push_back({i, offset});
       slices_[i] = bucket.flat.narrow(0, offset, params_[i].numel()).view(params_[i].sizes());
       bucket_of_[i] = buckets_.size();
       offset += params_[i].numel();
@@ -80,7 +87,8 @@ void GradientReducer::on_gradient(size_t param, const at::Tensor& grad) {
 }
 
 void GradientReducer::launch(Bucket& bucket) {
-  bucket.work = group_.all_reduce_async(bucket.flat, model::ReduceOp::sum);
+  bucket.work = reduction_ == Reduction::scatter ? group_.reduce_scatter_async(bucket.flat, bucket.owned)
+                                                 : group_.all_reduce_async(bucket.flat, model::ReduceOp::sum);
 }
 
 void GradientReducer::launch_ready() {
@@ -100,8 +108,13 @@ void GradientReducer::finish() {
   const auto start = std::chrono::steady_clock::now();
   for (auto& bucket : buckets_) bucket.work->wait();
   wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  // The averages stay in the buckets: each .grad() becomes a view of its slice (no copy back).
   at::NoGradGuard no_grad;
+  if (reduction_ == Reduction::scatter) {
+    for (auto& bucket : buckets_) bucket.owned.mul_(1.0 / static_cast<double>(group_.size()));
+    active_ = false;
+    return;
+  }
+  // The averages stay in the buckets: each .grad() becomes a view of its slice (no copy back).
   for (auto& bucket : buckets_) bucket.flat.mul_(1.0 / static_cast<double>(group_.size()));
   for (size_t i = 0; i < params_.size(); ++i) params_[i].mutable_grad() = slices_[i];
   active_ = false;

@@ -14,10 +14,17 @@
 
 namespace adaspan::trainer {
 
+// With Reduction::scatter (ZeRO-1) each bucket is padded to a multiple of the group size and
+// reduce-scattered instead: rank r receives the average of chunk r of every bucket (its
+// owned_gradient), the optimizer updates those elements and all-gathers them; .grad() keeps this
+// rank's own, unreduced gradient.
+enum class Reduction { all_reduce, scatter };
+
 class GradientReducer {
  public:
   // overlap = false: every bucket is reduced in finish(), after backward (for measurements).
-  GradientReducer(std::vector<at::Tensor> params, model::ProcessGroup& group, int64_t bucket_bytes, bool overlap);
+  GradientReducer(std::vector<at::Tensor> params, model::ProcessGroup& group, int64_t bucket_bytes, bool overlap,
+                  Reduction reduction = Reduction::all_reduce);
   ~GradientReducer();
   GradientReducer(const GradientReducer&) = delete;
   GradientReducer& operator=(const GradientReducer&) = delete;
@@ -31,10 +38,25 @@ class GradientReducer {
   // Seconds finish() spent blocked on communication since the last call of this function.
   double take_wait_seconds();
 
+  // Bucket layout (for the sharded optimizer): parameters (index, offset in the bucket's flat
+  // buffer) and the padded size of each bucket.
+  struct Member {
+    size_t param;
+    int64_t offset;
+  };
+  size_t bucket_count() const { return buckets_.size(); }
+  const std::vector<Member>& bucket_members(size_t bucket) const { return buckets_[bucket].members; }
+  int64_t bucket_size(size_t bucket) const { return buckets_[bucket].flat.numel(); }
+  // Reduction::scatter, after finish(): the averaged gradient of this rank's chunk of `bucket`.
+  const at::Tensor& owned_gradient(size_t bucket) const { return buckets_[bucket].owned; }
+  model::ProcessGroup& group() { return group_; }
+
  private:
   struct Bucket {
     std::vector<size_t> params;  // indices into params_
+    std::vector<Member> members;
     at::Tensor flat;
+    at::Tensor owned;            // scatter: this rank's chunk of the reduced flat
     int64_t pending = 0;
     std::unique_ptr<model::CollectiveWork> work;
   };
@@ -53,6 +75,7 @@ class GradientReducer {
   size_t next_launch_ = 0;
   model::ProcessGroup& group_;
   bool overlap_;
+  Reduction reduction_;
   double wait_seconds_ = 0;
 };
 

@@ -9,6 +9,18 @@
 namespace adaspan::trainer {
 namespace {
 
+void copy_into(std::vector<at::Tensor>& state, const std::vector<at::Tensor>& whole) {
+  if (whole.size() != state.size()) throw std::invalid_argument("optimizer state: wrong number of tensors");
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < state.size(); ++i) state[i].copy_(whole[i]);
+}
+
+int64_t bytes_of(const std::vector<at::Tensor>& tensors) {
+  int64_t bytes = 0;
+  for (const auto& t : tensors) bytes += t.numel() * static_cast<int64_t>(t.element_size());
+  return bytes;
+}
+
 class Adagrad final : public Optimizer {
  public:
   Adagrad(std::vector<at::Tensor> params, double clip) : params_(std::move(params)), clip_(clip) {
@@ -33,14 +45,19 @@ class Adagrad final : public Optimizer {
 
   std::string name() const override { return "adagrad"; }
   std::vector<std::string> slots() const override { return {"sum"}; }
-  std::vector<at::Tensor>& slot(const std::string& name) override {
-    if (name != "sum") throw std::invalid_argument("adagrad has no state '" + name + "'");
-    return sums_;
+  std::vector<at::Tensor> export_slot(const std::string& name) override { return slot(name); }
+  void import_slot(const std::string& name, const std::vector<at::Tensor>& whole) override {
+    copy_into(slot(name), whole);
   }
+  int64_t state_bytes() const override { return bytes_of(sums_); }
   int64_t steps_taken() const override { return t_; }
   void set_steps_taken(int64_t steps) override { t_ = steps; }
 
  private:
+  std::vector<at::Tensor>& slot(const std::string& name) {
+    if (name != "sum") throw std::invalid_argument("adagrad has no state '" + name + "'");
+    return sums_;
+  }
   std::vector<at::Tensor> params_, sums_;
   double clip_;
   int64_t t_ = 0;
@@ -82,15 +99,20 @@ class Adam final : public Optimizer {
 
   std::string name() const override { return "adam"; }
   std::vector<std::string> slots() const override { return {"exp_avg", "exp_avg_sq"}; }
-  std::vector<at::Tensor>& slot(const std::string& name) override {
-    if (name == "exp_avg") return m_;
-    if (name == "exp_avg_sq") return v_;
-    throw std::invalid_argument("adam has no state '" + name + "'");
+  std::vector<at::Tensor> export_slot(const std::string& name) override { return slot(name); }
+  void import_slot(const std::string& name, const std::vector<at::Tensor>& whole) override {
+    copy_into(slot(name), whole);
   }
+  int64_t state_bytes() const override { return bytes_of(m_) + bytes_of(v_); }
   int64_t steps_taken() const override { return t_; }
   void set_steps_taken(int64_t steps) override { t_ = steps; }
 
  private:
+  std::vector<at::Tensor>& slot(const std::string& name) {
+    if (name == "exp_avg") return m_;
+    if (name == "exp_avg_sq") return v_;
+    throw std::invalid_argument("adam has no state '" + name + "'");
+  }
   std::vector<at::Tensor> params_, m_, v_;
   double clip_, beta1_, beta2_, eps_;
   int64_t t_ = 0;

@@ -20,10 +20,14 @@ class Optimizer {
   // One update with learning rate lr from the .grad() of each parameter.
   virtual void step(double lr) = 0;
   virtual std::string name() const = 0;  // "adagrad" | "adam"
-  // State per parameter, by slot ("sum"; "exp_avg", "exp_avg_sq"): slot(s)[i] belongs to
-  // parameter i. Checkpoints copy into these tensors in place.
+  // State per parameter, by slot ("sum"; "exp_avg", "exp_avg_sq"), as whole tensors shaped as the
+  // parameters: export_slot(s)[i] belongs to parameter i. A sharded optimizer assembles them
+  // (collective: every rank calls it) and keeps only its shard on import.
   virtual std::vector<std::string> slots() const = 0;
-  virtual std::vector<at::Tensor>& slot(const std::string& name) = 0;
+  virtual std::vector<at::Tensor> export_slot(const std::string& name) = 0;
+  virtual void import_slot(const std::string& name, const std::vector<at::Tensor>& whole) = 0;
+  // Bytes of state this rank holds.
+  virtual int64_t state_bytes() const = 0;
   // Updates done so far (Adam's bias correction depends on it).
   virtual int64_t steps_taken() const = 0;
   virtual void set_steps_taken(int64_t steps) = 0;

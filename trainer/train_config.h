@@ -34,6 +34,7 @@ struct RunConfig {
   std::string dp_backend = "auto"; // auto | mpi | nccl
   int64_t bucket_mb = 25;          // gradient all-reduce bucket size
   bool overlap = true;             // reduce buckets during backward
+  int zero = 0;                    // 1: ZeRO stage 1, optimizer state sharded over data parallelism
   std::string run_dir = "runs/latest";
   int64_t log_every = 10;
   int64_t eval_every = 100;        // 0 = never

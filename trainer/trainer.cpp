@@ -16,6 +16,7 @@
 #include "trainer/optimizer.h"
 #include "trainer/progress_display.h"
 #include "trainer/train_step.h"
+#include "trainer/zero_optimizer.h"
 
 #include <ATen/ATen.h>
 #include <sys/stat.h>
@@ -133,6 +134,7 @@ void validate(const TrainConfig& c) {
   if (c.run.threads < 0) throw std::invalid_argument("--threads must be >= 0 (0 = all cores)");
   if (c.run.tp != 1) throw std::invalid_argument("--tp " + std::to_string(c.run.tp) + ": tensor parallelism is not built yet; use --tp 1");
   if (c.run.bucket_mb <= 0) throw std::invalid_argument("--bucket-mb must be positive");
+  if (c.run.zero != 0 && c.run.zero != 1) throw std::invalid_argument("--zero must be 0 or 1");
   if (c.run.dp_backend != "auto" && c.run.dp_backend != "mpi" && c.run.dp_backend != "nccl") {
     throw std::invalid_argument("--dp-backend '" + c.run.dp_backend + "' is not auto, mpi or nccl");
   }
@@ -211,14 +213,21 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
   if (dp.group && dp.size > 1) {
     at::NoGradGuard no_grad;
     for (auto& p : params) dp.group->broadcast(p, 0);  // one model, whatever each rank's RNG did
-    reducer = std::make_unique<GradientReducer>(params, *dp.group, config.run.bucket_mb << 20, config.run.overlap);
+    reducer = std::make_unique<GradientReducer>(params, *dp.group, config.run.bucket_mb << 20, config.run.overlap,
+                                                config.run.zero ? Reduction::scatter : Reduction::all_reduce);
   }
   at::manual_seed(config.run.seed + 7919 * static_cast<uint64_t>(dp.rank));  // dropout: a stream per rank
-  std::unique_ptr<Optimizer> optimizer =
-      config.optim.optimizer == "adam"
-          ? make_adam(params, config.optim.grad_clip, config.optim.adam_beta1, config.optim.adam_beta2,
-                      config.optim.adam_eps)
-          : make_adagrad(params, config.optim.grad_clip);
+  std::unique_ptr<Optimizer> optimizer;
+  if (config.run.zero && reducer) {  // one rank: nothing to shard
+    optimizer = make_zero_optimizer(params, *reducer,
+                                    {config.optim.optimizer, config.optim.grad_clip, config.optim.adam_beta1,
+                                     config.optim.adam_beta2, config.optim.adam_eps});
+  } else if (config.optim.optimizer == "adam") {
+    optimizer = make_adam(params, config.optim.grad_clip, config.optim.adam_beta1, config.optim.adam_beta2,
+                          config.optim.adam_eps);
+  } else {
+    optimizer = make_adagrad(params, config.optim.grad_clip);
+  }
 
   // --grad-accum K: this rank's streams in K micro-batches of equal rows, a cache each.
   const int64_t micro_batches = config.optim.grad_accum;
@@ -350,6 +359,7 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
            {"step_time_min_s", fastest / steps},
            {"comm_wait_s", comm_max / steps},
            {"peak_memory_mb", peak_mb},
+           {"optimizer_state_mb", group.gather(static_cast<double>(optimizer->state_bytes()) / 1e6)},
            {"skipped_steps", result.skipped_steps},
            {"spans", spans_json(model.spans())}});
       progress.update(step, bpc, tokens_per_s, elapsed_s);

@@ -63,7 +63,7 @@ checkpointing::TrainingState capture_state(const LiveTraining& live, int64_t ste
   s.optimizer = live.optimizer.name();
   s.optimizer_steps = live.optimizer.steps_taken();
   for (const auto& slot : live.optimizer.slots()) {
-    const std::vector<at::Tensor>& tensors = live.optimizer.slot(slot);
+    const std::vector<at::Tensor> tensors = live.optimizer.export_slot(slot);  // collective when sharded
     for (size_t i = 0; i < tensors.size(); ++i) s.optimizer_state.push_back({slot + "/" + names[i], tensors[i]});
   }
   for (uint64_t p : live.sampler.positions()) s.stream_positions.push_back(static_cast<int64_t>(p));
@@ -105,8 +105,7 @@ void restore_state(const checkpointing::TrainingState& s, const LiveTraining& li
     throw std::runtime_error("the checkpoint's optimizer is " + s.optimizer + ", this run's " + live.optimizer.name());
   }
   for (const auto& slot : live.optimizer.slots()) {
-    const std::vector<at::Tensor>& tensors = live.optimizer.slot(slot);
-    for (size_t i = 0; i < tensors.size(); ++i) find("optimizer/" + slot + "/" + named[i].key(), tensors[i]);
+    for (const auto& p : named) find("optimizer/" + slot + "/" + p.key(), p.value());  // shaped as the parameter
   }
   if (s.stream_positions.size() != live.sampler.positions().size()) {
     throw std::runtime_error("the checkpoint has " + std::to_string(s.stream_positions.size()) + " streams, this run " +
@@ -150,8 +149,9 @@ void restore_state(const checkpointing::TrainingState& s, const LiveTraining& li
     param.copy_(stored["model/" + p.key()]);
   }
   for (const auto& slot : live.optimizer.slots()) {
-    std::vector<at::Tensor>& tensors = live.optimizer.slot(slot);
-    for (size_t i = 0; i < tensors.size(); ++i) tensors[i].copy_(stored["optimizer/" + slot + "/" + named[i].key()]);
+    std::vector<at::Tensor> whole;
+    for (const auto& p : named) whole.push_back(stored["optimizer/" + slot + "/" + p.key()]);
+    live.optimizer.import_slot(slot, whole);
   }
   live.optimizer.set_steps_taken(s.optimizer_steps);
   live.sampler.set_positions(std::vector<uint64_t>(s.stream_positions.begin(), s.stream_positions.end()));
