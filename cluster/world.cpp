@@ -14,18 +14,19 @@ int env_int(const char* name, int fallback) {
 
 }  // namespace
 
-World::World(int* argc, char*** argv) {
+World::World(int* argc, char*** argv, bool thread_multiple) {
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (!initialized) {
     // SERIALIZED: gradient hooks may run on autograd's device threads (never two at once).
     int provided = 0;
-    MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided);
+    MPI_Init_thread(argc, argv, thread_multiple ? MPI_THREAD_MULTIPLE : MPI_THREAD_SERIALIZED, &provided);
     finalize_ = true;
   }
   int level = MPI_THREAD_SINGLE;
   MPI_Query_thread(&level);
   serialized_threads_ = level >= MPI_THREAD_SERIALIZED;
+  multiple_threads_ = level >= MPI_THREAD_MULTIPLE;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &size_);
   MPI_Comm node;

@@ -7,7 +7,9 @@ namespace adaspan::cluster {
 
 class World {
  public:
-  World(int* argc, char*** argv);
+  // thread_multiple: ask for MPI_THREAD_MULTIPLE (a background thread doing collectives, e.g.
+  // asynchronous checkpoint writes); otherwise MPI_THREAD_SERIALIZED.
+  World(int* argc, char*** argv, bool thread_multiple = false);
   ~World();
   World(const World&) = delete;
   World& operator=(const World&) = delete;
@@ -24,6 +26,8 @@ class World {
   // Whether MPI may be called from a thread other than main (one at a time): needed to reduce
   // gradients from autograd's CUDA threads during backward.
   bool serialized_threads() const { return serialized_threads_; }
+  // Whether two threads may call MPI at the same time.
+  bool multiple_threads() const { return multiple_threads_; }
   // The lowest rank whose `ok` is false, or -1 when every rank is ok (collective).
   int first_failing_rank(bool ok) const;
 
@@ -31,6 +35,7 @@ class World {
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
   bool finalize_ = false;
   bool serialized_threads_ = true;
+  bool multiple_threads_ = false;
 };
 
 }  // namespace adaspan::cluster

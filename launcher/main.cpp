@@ -109,6 +109,7 @@ int run_train(const std::vector<std::string>& args, const adaspan::cluster::Worl
     dp.rank = grid.dp_rank();
     dp.size = grid.dp_size();
     dp.ranks_on_node = world.local_size();
+    dp.mpi_thread_multiple = world.multiple_threads();
     if (nccl) dp.abort_collectives = [group = nccl.get()] { group->abort_in_flight(); };
     adaspan::cluster::install_stop_signals();
     if (!nccl && on_gpu && !world.serialized_threads() && config.run.overlap) {
@@ -163,7 +164,8 @@ int main(int argc, char** argv) {
     return adaspan::launcher::run_eval(args, world);
   }
   if (command == "train") {
-    adaspan::cluster::World world(&argc, &argv);
+    const bool async = std::find(args.begin(), args.end(), "--async-checkpoint") != args.end();
+    adaspan::cluster::World world(&argc, &argv, async);
     return run_train(args, world);
   }
   std::fprintf(stderr, "adaspan: error: unknown command '%s'\n%s", command.c_str(), kUsage);

@@ -93,6 +93,10 @@ ParsedTrain parse_train_options(const std::vector<std::string>& args) {
        "collectively by all ranks, atomically (a .tmp file renamed when complete; RUN_DIR/latest names the newest).")
       ("keep-checkpoints", po::value(&c.run.keep_checkpoints)->default_value(c.run.keep_checkpoints),
        "Newest checkpoints kept in RUN_DIR; older ones are deleted. 0 = keep all.")
+      ("async-checkpoint", po::bool_switch(&c.run.async_checkpoint),
+       "Copy the state to host memory at the step boundary and write the checkpoint in a background thread while "
+       "training goes on; it is committed (renamed, `latest`) once complete on every rank. The last step's "
+       "checkpoint and one written on a stop signal are synchronous. Needs MPI_THREAD_MULTIPLE (else synchronous).")
       ("resume", po::value(&c.run.resume),
        "Continue a run: `auto` (the newest valid checkpoint in --run-dir, skipping damaged ones with a warning; "
        "a fresh start when there is none) or a checkpoint path. Model shape, --batch-size, --optimizer and --cache "

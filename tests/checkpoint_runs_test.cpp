@@ -1,6 +1,9 @@
 // Checkpoints as users meet them: real `mpirun` runs of the binary that stop, crash and resume on
 // other rank counts, and the eval / generate / inspect commands.
+#include "checkpointing/checkpoint_file.h"
 #include "tests/command_runner.h"
+
+#include <ATen/ATen.h>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -147,6 +150,49 @@ TEST(CheckpointRuns, CrashBetweenWriteAndRenameLosesOnlyTheStepsSince) {
   EXPECT_TRUE(fs::exists(dir / "ckpt-10.h5"));
   fs::remove_all(straight);
   fs::remove_all(dir);
+}
+
+TEST(CheckpointRuns, AsynchronousCheckpointsTrainTheSameAndCommitWhenComplete) {
+  const fs::path sync = fresh_dir("sync"), async = fresh_dir("async");
+  ASSERT_EQ(run_adaspan(run_args(sync, 20, "--checkpoint-every 5"), 2).exit_code, 0);
+  const auto r = run_adaspan(run_args(async, 20, "--checkpoint-every 5 --keep-checkpoints 0 --async-checkpoint"), 2);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Curve a = curve(sync), b = curve(async);
+  EXPECT_EQ(a.bpc, b.bpc);
+  EXPECT_EQ(a.param_norm, b.param_norm);
+  int logged = 0;
+  for (const auto& rec : records(async)) {
+    if (rec.value("event", "") != "checkpoint") continue;
+    ++logged;
+    EXPECT_TRUE(fs::exists(rec["path"].get<std::string>())) << rec.dump();
+    EXPECT_LE(rec["stall_seconds"].get<double>(), rec["seconds"].get<double>());
+  }
+  EXPECT_EQ(logged, 4);
+  EXPECT_FALSE(fs::exists(async / "ckpt-5.h5.tmp"));
+  // Same content as the synchronous checkpoint of the same step.
+  const auto x = checkpointing::read_checkpoint((sync / "ckpt-20.h5").string(), {0, 1, 0, 4});
+  const auto y = checkpointing::read_checkpoint((async / "ckpt-20.h5").string(), {0, 1, 0, 4});
+  ASSERT_EQ(x.parameters.size(), y.parameters.size());
+  for (size_t i = 0; i < x.parameters.size(); ++i) EXPECT_TRUE(at::equal(x.parameters[i].tensor, y.parameters[i].tensor));
+
+  // A crash while the background write runs leaves the previous checkpoint, and nothing is lost
+  // beyond the steps since it.
+  const fs::path crash = fresh_dir("async_crash");
+  const auto crashed =
+      run_adaspan(run_args(crash, 20, "--checkpoint-every 5 --async-checkpoint --fail-mode checkpoint --fail-at-step 10"), 2);
+  EXPECT_NE(crashed.exit_code, 0);
+  EXPECT_TRUE(fs::exists(crash / "ckpt-5.h5"));
+  EXPECT_FALSE(fs::exists(crash / "ckpt-10.h5"));
+  const auto resumed = run_adaspan(run_args(crash, 20, "--checkpoint-every 5 --async-checkpoint --resume auto"), 2,
+                                   "ADASPAN_ATTEMPT=2");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  const Curve c = curve(crash);
+  EXPECT_EQ(c.resumed_at, 5);
+  EXPECT_EQ(c.bpc, a.bpc);
+  EXPECT_EQ(c.param_norm, a.param_norm);
+  fs::remove_all(sync);
+  fs::remove_all(async);
+  fs::remove_all(crash);
 }
 
 TEST(CheckpointRuns, IncompatibleCheckpointIsRefused) {

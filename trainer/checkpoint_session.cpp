@@ -3,6 +3,9 @@
 #include "checkpointing/checkpoint_file.h"
 #include "checkpointing/checkpoint_store.h"
 #include "trainer/config_json.h"
+#include "cluster/mpi_process_group.h"
+
+#include <ATen/ATen.h>
 
 #include <unistd.h>
 
@@ -26,8 +29,24 @@ std::vector<std::string> split_lines(const std::string& text) {
 }  // namespace
 
 CheckpointSession::CheckpointSession(const TrainConfig& config, MPI_Comm comm, const GroupScalars& group, int rank,
-                                     int ranks, FILE* warnings)
-    : config_(config), comm_(comm), group_(group), rank_(rank), ranks_(ranks), warnings_(warnings) {}
+                                     int ranks, FILE* warnings, bool async)
+    : config_(config), comm_(comm), group_(group), rank_(rank), ranks_(ranks), warnings_(warnings) {
+  if (async && comm_ != MPI_COMM_NULL) {
+    MPI_Comm_dup(comm_, &async_comm_);  // collective
+    async_group_ = std::make_unique<cluster::MpiProcessGroup>(async_comm_);
+  }
+  async_scalars_ = std::make_unique<GroupScalars>(async_group_.get());
+}
+
+CheckpointSession::~CheckpointSession() {
+  try {
+    wait();
+  } catch (const std::exception& e) {
+    if (warnings_) std::fprintf(warnings_, "adaspan train: warning: %s\n", e.what());
+  }
+  async_group_.reset();
+  if (async_comm_ != MPI_COMM_NULL) MPI_Comm_free(&async_comm_);
+}
 
 std::string CheckpointSession::try_load(const std::string& path, const LiveTraining& live, Resumed& out) {
   // 1. Every rank reads what it needs; nothing changes yet.
@@ -78,6 +97,7 @@ std::optional<Resumed> CheckpointSession::resume(const LiveTraining& live) {
 }
 
 std::optional<Resumed> CheckpointSession::load_newest(const LiveTraining& live) {
+  if (std::optional<Saved> done = wait()) finished_.push_back(*done);  // the newest may be in flight
   Resumed resumed;
   // Rank 0's listing is everyone's (a shared file system may show new files late on some nodes).
   std::string listing;
@@ -92,17 +112,17 @@ std::optional<Resumed> CheckpointSession::load_newest(const LiveTraining& live) 
   return std::nullopt;
 }
 
-Saved CheckpointSession::save(const LiveTraining& live, int64_t step, int64_t tokens_seen) {
+Saved CheckpointSession::write_and_commit(const checkpointing::TrainingState& state, int64_t step, MPI_Comm comm,
+                                          const GroupScalars& group) {
   const auto start = std::chrono::steady_clock::now();
   const std::string tmp = checkpointing::temporary_path(config_.run.run_dir, step);
   std::string error;
   try {
-    checkpointing::write_checkpoint(tmp, capture_state(live, step, tokens_seen, to_json(config_).dump()),
-                                    {comm_, config_.data.batch_size});
+    checkpointing::write_checkpoint(tmp, state, {comm, config_.data.batch_size});
   } catch (const std::exception& e) {
     error = e.what();
   }
-  if (!group_.all_ok(error.empty())) {
+  if (!group.all_ok(error.empty())) {
     throw std::runtime_error("checkpoint at step " + std::to_string(step) + " failed: " +
                              (error.empty() ? "another rank could not write it" : error));
   }
@@ -115,6 +135,7 @@ Saved CheckpointSession::save(const LiveTraining& live, int64_t step, int64_t to
     ::_exit(3);
   }
   Saved saved;
+  saved.step = step;
   if (rank_ == 0) {
     try {
       saved.path = checkpointing::commit_checkpoint(config_.run.run_dir, step, config_.run.keep_checkpoints);
@@ -123,12 +144,68 @@ Saved CheckpointSession::save(const LiveTraining& live, int64_t step, int64_t to
       error = e.what();
     }
   }
-  if (!group_.all_ok(error.empty())) {
+  if (!group.all_ok(error.empty())) {
     throw std::runtime_error("checkpoint at step " + std::to_string(step) + " could not be committed: " +
                              (error.empty() ? "see rank 0" : error));
   }
+  if (saved.path.empty()) saved.path = checkpointing::checkpoint_path(config_.run.run_dir, step);
   saved.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return saved;
+}
+
+Saved CheckpointSession::save(const LiveTraining& live, int64_t step, int64_t tokens_seen) {
+  if (std::optional<Saved> previous = wait()) finished_.push_back(*previous);
+  Saved saved = write_and_commit(capture_state(live, step, tokens_seen, to_json(config_).dump()), step, comm_, group_);
+  saved.stall_seconds = saved.seconds;
+  return saved;
+}
+
+namespace {
+
+// A copy of every tensor in host memory, so that training can change the live ones meanwhile.
+checkpointing::TrainingState on_host(checkpointing::TrainingState state) {
+  const auto copy = [](at::Tensor& t) {
+    if (t.defined()) t = t.detach().to(at::kCPU).clone().contiguous();
+  };
+  for (auto* list : {&state.parameters, &state.optimizer_state, &state.cache}) {
+    for (auto& named : *list) copy(named.tensor);
+  }
+  copy(state.rng_cpu);
+  copy(state.rng_cuda);
+  copy(state.metrics_window);
+  return state;
+}
+
+}  // namespace
+
+void CheckpointSession::save_async(const LiveTraining& live, int64_t step, int64_t tokens_seen) {
+  const auto start = std::chrono::steady_clock::now();
+  std::optional<Saved> previous = wait();
+  if (previous) finished_.push_back(*previous);
+  auto state = std::make_shared<checkpointing::TrainingState>(
+      on_host(capture_state(live, step, tokens_seen, to_json(config_).dump())));
+  const double stall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  pending_ = std::async(std::launch::async, [this, state, step, stall, start] {
+    Saved saved = write_and_commit(*state, step, async_comm_, *async_scalars_);
+    saved.stall_seconds = stall;
+    saved.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return saved;
+  });
+}
+
+std::optional<Saved> CheckpointSession::take_finished() {
+  if (!finished_.empty()) {
+    const Saved saved = finished_.front();
+    finished_.erase(finished_.begin());
+    return saved;
+  }
+  if (!pending_.valid() || pending_.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return std::nullopt;
+  return pending_.get();  // rethrows the writer's error
+}
+
+std::optional<Saved> CheckpointSession::wait() {
+  if (!pending_.valid()) return std::nullopt;
+  return pending_.get();
 }
 
 }  // namespace adaspan::trainer

@@ -9,8 +9,11 @@
 #include <mpi.h>
 
 #include <cstdio>
+#include <future>
+#include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace adaspan::trainer {
 
@@ -21,8 +24,10 @@ struct Resumed {
 };
 
 struct Saved {
+  int64_t step = 0;
   std::string path;
-  double seconds = 0;
+  double seconds = 0;        // from the snapshot to the commit
+  double stall_seconds = 0;  // of those, the training loop waited (all of it when synchronous)
   int64_t bytes = 0;
 };
 
@@ -30,8 +35,11 @@ class CheckpointSession {
  public:
   // comm: the data-parallel ranks' communicator (MPI_COMM_NULL for one rank); `warnings` gets
   // one line per skipped checkpoint (rank 0 only; nullptr = silent).
+  // async: save_async may be used; needs MPI_THREAD_MULTIPLE when comm is not MPI_COMM_NULL (the
+  // background writer talks to the other ranks' writers on its own duplicate of comm).
   CheckpointSession(const TrainConfig& config, MPI_Comm comm, const GroupScalars& group, int rank, int ranks,
-                    FILE* warnings);
+                    FILE* warnings, bool async = false);
+  ~CheckpointSession();  // waits for a background write
 
   // Restores `live` from the checkpoint --resume names; nullopt for a fresh run (no --resume, or
   // auto with no valid checkpoint). auto skips damaged checkpoints with a warning; an explicit
@@ -42,7 +50,17 @@ class CheckpointSession {
   // non-finite steps); nullopt when there is none.
   std::optional<Resumed> load_newest(const LiveTraining& live);
 
+  // Writes and commits now (after waiting for a background write, if any).
   Saved save(const LiveTraining& live, int64_t step, int64_t tokens_seen);
+  // Copies the state to host memory now and writes it in a background thread while training
+  // goes on; the commit (rename, `latest`) happens when every rank's write is complete, so a crash
+  // meanwhile leaves the previous checkpoint as it was. Waits for the previous write first.
+  void save_async(const LiveTraining& live, int64_t step, int64_t tokens_seen);
+  // The background write, once it has committed (nullopt while running or when there is none).
+  // Throws std::runtime_error if it failed.
+  std::optional<Saved> take_finished();
+  // Waits for the background write, if any.
+  std::optional<Saved> wait();
 
   // Fault injection: exit (status 3) after writing step `step`'s checkpoint, before committing it.
   void crash_before_commit_at(int64_t step) { crash_before_commit_ = step; }
@@ -50,6 +68,9 @@ class CheckpointSession {
  private:
   // Empty when every rank loaded `path` into `live`, else the reason (nothing changed then).
   std::string try_load(const std::string& path, const LiveTraining& live, Resumed& out);
+  // Writes `state` to the temporary file and commits it; collective over comm / group.
+  Saved write_and_commit(const checkpointing::TrainingState& state, int64_t step, MPI_Comm comm,
+                         const GroupScalars& group);
 
   const TrainConfig& config_;
   MPI_Comm comm_;
@@ -57,6 +78,12 @@ class CheckpointSession {
   int rank_, ranks_;
   FILE* warnings_;
   int64_t crash_before_commit_ = -1;
+  // Asynchronous writes: a duplicate communicator and its group, used only by the writer thread.
+  MPI_Comm async_comm_ = MPI_COMM_NULL;
+  std::unique_ptr<model::ProcessGroup> async_group_;
+  std::unique_ptr<GroupScalars> async_scalars_;
+  std::future<Saved> pending_;
+  std::vector<Saved> finished_;  // waited for by save_async, not yet taken
 };
 
 }  // namespace adaspan::trainer

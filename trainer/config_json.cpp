@@ -41,7 +41,8 @@ nlohmann::json to_json(const TrainConfig& c) {
         {"zero", c.run.zero},
         {"run-dir", c.run.run_dir},
         {"checkpoint-every", c.run.checkpoint_every},
-        {"keep-checkpoints", c.run.keep_checkpoints}}},
+        {"keep-checkpoints", c.run.keep_checkpoints},
+        {"async-checkpoint", c.run.async_checkpoint}}},
   };
 }
 

@@ -41,6 +41,7 @@ struct RunConfig {
   int64_t eval_steps = 20;         // blocks per validation pass
   int64_t checkpoint_every = 0;    // steps between checkpoints (and one at the last step); 0 = none
   int64_t keep_checkpoints = 3;    // newest checkpoints kept; 0 = all
+  bool async_checkpoint = false;   // write checkpoints in a background thread
   std::string resume;              // "" (fresh run) | "auto" | a checkpoint path
   double step_timeout = 0;         // seconds a step (or checkpoint, validation) may take; 0 = no watchdog
   int64_t max_bad_steps = 3;       // non-finite steps in a row tolerated (skipped); more: roll back

@@ -239,7 +239,12 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
   double window_nll = 0;  // this rank's NLL sum over the steps since the last metrics record
   int64_t window_steps = 0;
   const LiveTraining live{model, *optimizer, sampler, caches, window_nll, window_steps, dp.rank, dp.size};
-  CheckpointSession checkpoints(config, dp.comm, group, dp.rank, dp.size, root && !quiet ? stderr : nullptr);
+  const bool async_checkpoints = config.run.async_checkpoint && (dp.size == 1 || dp.mpi_thread_multiple);
+  if (config.run.async_checkpoint && !async_checkpoints && root && !quiet) {
+    std::fprintf(stderr, "adaspan train: note: MPI lacks MPI_THREAD_MULTIPLE; checkpoints are written synchronously\n");
+  }
+  CheckpointSession checkpoints(config, dp.comm, group, dp.rank, dp.size, root && !quiet ? stderr : nullptr,
+                                async_checkpoints);
   const std::optional<Resumed> resumed = checkpoints.resume(live);
   const int64_t first_step = resumed ? resumed->step + 1 : 1;
   int64_t tokens_seen = resumed ? resumed->tokens_seen : 0;
@@ -285,6 +290,18 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
   int64_t bad_in_a_row = 0, last_checkpoint = resumed ? resumed->step : 0;
   int64_t halved_lr_until = 0;  // after a rollback: half the LR until this step
   int stop = 0;                 // a stop signal every rank has agreed on
+  const auto log_checkpoint = [&](const Saved& saved) {
+    log({{"event", "checkpoint"}, {"step", saved.step}, {"path", saved.path}, {"seconds", saved.seconds},
+         {"stall_seconds", saved.stall_seconds}, {"bytes", saved.bytes}});
+    char line[200];
+    std::snprintf(line, sizeof(line), "step %lld checkpoint %s (%.1f MB, %.2f s, training stalled %.2f s)",
+                  static_cast<long long>(saved.step), std::filesystem::path(saved.path).filename().c_str(),
+                  saved.bytes / 1e6, saved.seconds, saved.stall_seconds);
+    progress.message(line);
+  };
+  const auto log_finished_checkpoints = [&] {
+    while (const std::optional<Saved> saved = checkpoints.take_finished()) log_checkpoint(*saved);
+  };
 
   for (int64_t step = first_step; step <= config.run.steps; ++step) {
     watchdog.enter("training step", step);
@@ -384,16 +401,18 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
                            (step % config.run.checkpoint_every == 0 || step == config.run.steps);
     if (scheduled || (stop && last_checkpoint != step)) {
       watchdog.enter("checkpoint", step);
-      const Saved saved = checkpoints.save(live, step, tokens_seen);
+      // The last step's and a stopping run's checkpoints are synchronous: nothing may be lost.
+      if (async_checkpoints && !stop && step != config.run.steps) {
+        checkpoints.save_async(live, step, tokens_seen);
+      } else {
+        const Saved saved = checkpoints.save(live, step, tokens_seen);
+        log_finished_checkpoints();
+        log_checkpoint(saved);
+      }
       last_checkpoint = step;
-      log({{"event", "checkpoint"}, {"step", step}, {"path", saved.path}, {"seconds", saved.seconds},
-           {"bytes", saved.bytes}});
-      char line[160];
-      std::snprintf(line, sizeof(line), "step %lld checkpoint %s (%.1f MB, %.2f s)", static_cast<long long>(step),
-                    std::filesystem::path(saved.path).filename().c_str(), saved.bytes / 1e6, saved.seconds);
-      progress.message(line);
       window_start = Clock::now();
     }
+    log_finished_checkpoints();
     if (stop) {
       result.preempted = true;
       result.stop_signal = stop;
@@ -404,6 +423,9 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
       break;
     }
   }
+  watchdog.enter("checkpoint", config.run.steps);
+  if (const std::optional<Saved> saved = checkpoints.wait()) log_checkpoint(*saved);
+  log_finished_checkpoints();
   watchdog.idle();
   progress.finish();
 

@@ -41,6 +41,7 @@ struct DataParallel {
   int rank = 0, size = 1;
   int ranks_on_node = 1;  // CPU threads are shared among them
   std::function<void()> abort_collectives;  // the watchdog's last act (e.g. ncclCommAbort); may be empty
+  bool mpi_thread_multiple = false;         // MPI allows a background thread's collectives (async checkpoints)
 };
 
 // Trains; rank 0 writes RUN_DIR/metrics.jsonl and progress on stdout. `quiet` silences stdout.
