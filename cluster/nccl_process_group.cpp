@@ -98,35 +98,19 @@ class NcclProcessGroup final : public model::ProcessGroup {
 
   std::unique_ptr<model::CollectiveWork> all_reduce_async(at::Tensor& t, model::ReduceOp op) override {
     require_cuda(t);
-    c10::cuda::CUDAGuard guard(device_);
-    const cudaStream_t compute = c10::cuda::getCurrentCUDAStream(device_).stream();
-    cudaEvent_t ready, done;
-    CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
-    CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
-    CUDA_CHECK(cudaEventRecord(ready, compute));
-    CUDA_CHECK(cudaStreamWaitEvent(side_.stream(), ready, 0));
-    cudaEventDestroy(ready);
-    NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type(t), nccl_op(op),
-                             comm_, side_.stream()));
-    CUDA_CHECK(cudaEventRecord(done, side_.stream()));
-    return std::make_unique<NcclWork>(done, device_);
+    return on_side_stream([&](cudaStream_t side) {
+      NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type(t), nccl_op(op),
+                               comm_, side));
+    });
   }
 
   std::unique_ptr<model::CollectiveWork> reduce_scatter_async(const at::Tensor& in, at::Tensor& out) override {
     require_cuda(in);
     require_cuda(out);
-    c10::cuda::CUDAGuard guard(device_);
-    const cudaStream_t compute = c10::cuda::getCurrentCUDAStream(device_).stream();
-    cudaEvent_t ready, done;
-    CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
-    CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
-    CUDA_CHECK(cudaEventRecord(ready, compute));
-    CUDA_CHECK(cudaStreamWaitEvent(side_.stream(), ready, 0));
-    cudaEventDestroy(ready);
-    NCCL_CHECK(ncclReduceScatter(in.data_ptr(), out.data_ptr(), static_cast<size_t>(out.numel()), nccl_type(out), ncclSum,
-                                 comm_, side_.stream()));
-    CUDA_CHECK(cudaEventRecord(done, side_.stream()));
-    return std::make_unique<NcclWork>(done, device_);
+    return on_side_stream([&](cudaStream_t side) {
+      NCCL_CHECK(ncclReduceScatter(in.data_ptr(), out.data_ptr(), static_cast<size_t>(out.numel()), nccl_type(out),
+                                   ncclSum, comm_, side));
+    });
   }
 
   void all_gather(const at::Tensor& in, at::Tensor& out) override {
@@ -151,6 +135,23 @@ class NcclProcessGroup final : public model::ProcessGroup {
   }
 
  private:
+  // Runs `enqueue(side stream)` after the work queued so far on the compute stream, without a host
+  // sync; the returned work makes its waiter's stream wait for it.
+  template <typename Enqueue>
+  std::unique_ptr<model::CollectiveWork> on_side_stream(Enqueue&& enqueue) {
+    c10::cuda::CUDAGuard guard(device_);
+    const cudaStream_t compute = c10::cuda::getCurrentCUDAStream(device_).stream();
+    cudaEvent_t ready, done;
+    CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventRecord(ready, compute));
+    CUDA_CHECK(cudaStreamWaitEvent(side_.stream(), ready, 0));
+    cudaEventDestroy(ready);
+    enqueue(side_.stream());
+    CUDA_CHECK(cudaEventRecord(done, side_.stream()));
+    return std::make_unique<NcclWork>(done, device_);
+  }
+
   int device_, rank_ = 0, size_ = 1;
   c10::cuda::CUDAStream side_;
   ncclComm_t comm_ = nullptr;

@@ -2,6 +2,7 @@
 // atomic commit and retention, and the documented layout read with the plain HDF5 C API.
 #include "checkpointing/checkpoint_file.h"
 #include "checkpointing/checkpoint_store.h"
+#include "tests/small_configs.h"
 #include "trainer/trainer.h"
 
 #include <ATen/ATen.h>
@@ -25,23 +26,7 @@ fs::path fresh_dir(const std::string& name) {
   return dir;
 }
 
-trainer::TrainConfig tiny_run(const fs::path& dir, int64_t steps) {
-  trainer::TrainConfig c;
-  c.model.layers = 2;
-  c.model.d_model = 32;
-  c.model.heads = 2;
-  c.model.ff_size = 64;
-  c.model.attn_span = 64;
-  c.data.batch_size = 4;
-  c.data.block_size = 32;
-  c.optim.warmup_steps = 4;
-  c.run.steps = steps;
-  c.run.threads = 1;
-  c.run.log_every = 5;
-  c.run.eval_every = 0;
-  c.run.run_dir = dir.string();
-  return c;
-}
+trainer::TrainConfig tiny_run(const fs::path& dir, int64_t steps) { return testing::small_train_config(dir, steps); }
 
 std::vector<nlohmann::json> read_metrics(const fs::path& dir) {
   std::vector<nlohmann::json> out;

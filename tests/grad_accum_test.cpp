@@ -1,6 +1,7 @@
 // --grad-accum K: K micro-batches per step compute the update of the whole batch; the data-parallel
 // reduction runs once per step, during the last micro-batch's backward.
 #include "tests/command_runner.h"
+#include "tests/small_configs.h"
 #include "trainer/gradient_reducer.h"
 #include "trainer/optimizer.h"
 #include "trainer/train_step.h"
@@ -19,22 +20,12 @@ namespace {
 namespace fs = std::filesystem;
 
 trainer::TrainConfig run_config(const std::string& name, int64_t accum) {
-  trainer::TrainConfig c;
-  c.model.layers = 2;
-  c.model.d_model = 32;
-  c.model.heads = 2;
-  c.model.ff_size = 64;
-  c.model.attn_span = 64;
+  const fs::path dir = fs::temp_directory_path() / ("adaspan_accum_" + std::to_string(::getpid()) + "_" + name);
+  fs::remove_all(dir);
+  trainer::TrainConfig c = testing::small_train_config(dir, 12);
   c.data.batch_size = 8;
-  c.data.block_size = 32;
-  c.optim.warmup_steps = 4;
   c.optim.grad_accum = accum;
-  c.run.steps = 12;
-  c.run.threads = 1;
   c.run.log_every = 4;
-  c.run.eval_every = 0;
-  c.run.run_dir = (fs::temp_directory_path() / ("adaspan_accum_" + std::to_string(::getpid()) + "_" + name)).string();
-  fs::remove_all(c.run.run_dir);
   return c;
 }
 
@@ -114,12 +105,7 @@ class RecordingGroup final : public model::ProcessGroup {
 };
 
 TEST(GradAccum, ReductionRunsOnceDuringTheLastMicroBatch) {
-  model::ModelConfig mc;
-  mc.layers = 2;
-  mc.d_model = 32;
-  mc.heads = 2;
-  mc.ff_size = 64;
-  mc.attn_span = 64;
+  const model::ModelConfig mc = testing::small_model_config();
   at::manual_seed(4);
   model::AdaptiveSpanLM lm(mc);
   const at::Tensor x = at::randint(0, 256, {4, 16}, at::kLong);
@@ -154,12 +140,7 @@ TEST(GradAccum, ReductionRunsOnceDuringTheLastMicroBatch) {
 
 // In double precision the K micro-batch update is the whole-batch update to rounding.
 TEST(GradAccum, UpdatesEqualTheWholeBatchInDouble) {
-  model::ModelConfig mc;
-  mc.layers = 2;
-  mc.d_model = 32;
-  mc.heads = 2;
-  mc.ff_size = 64;
-  mc.attn_span = 64;
+  model::ModelConfig mc = testing::small_model_config();
   mc.span_init = 0.3;
   std::map<int64_t, std::vector<at::Tensor>> final_params;
   for (int64_t k : {1, 2, 4}) {

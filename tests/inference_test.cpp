@@ -4,6 +4,7 @@
 #include "model/adaptive_span_lm.h"
 #include "trainer/file_evaluation.h"
 #include "trainer/generation.h"
+#include "tests/small_configs.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -12,12 +13,7 @@ namespace adaspan {
 namespace {
 
 model::ModelConfig small_model(model::CacheMode cache) {
-  model::ModelConfig c;
-  c.layers = 2;
-  c.d_model = 32;
-  c.heads = 2;
-  c.ff_size = 64;
-  c.attn_span = 64;
+  model::ModelConfig c = testing::small_model_config();
   c.span_ramp = 16;
   c.span_init = 0.6;  // spans of ~38 bytes: blocks of 16 need the cache
   c.cache = cache;
