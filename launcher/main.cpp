@@ -89,7 +89,11 @@ int run_train(const std::vector<std::string>& args, const adaspan::cluster::Worl
   try {
     adaspan::cluster::Grid grid(MPI_COMM_WORLD, config.run.tp);
     adaspan::trainer::DataParallel dp;
-    dp.group = dp.control = &grid.dp_group();
+    adaspan::cluster::MpiProcessGroup world_group(MPI_COMM_WORLD);
+    dp.group = &grid.dp_group();
+    dp.control = &world_group;
+    dp.world_rank = world.rank();
+    if (grid.tp_size() > 1) dp.tp = {&grid.tp_group(), grid.tp_rank(), grid.tp_size()};
     dp.comm = grid.dp_comm();
     std::unique_ptr<adaspan::model::ProcessGroup> nccl;
     const bool on_gpu = config.run.device.rfind("cuda", 0) == 0;

@@ -123,7 +123,9 @@ ParsedTrain parse_train_options(const std::vector<std::string>& args) {
   po::options_description parallel("Parallelism (launch with mpirun -np N or srun)");
   parallel.add_options()
       ("tp", po::value(&c.run.tp)->default_value(c.run.tp),
-       "Tensor-parallel ranks per model replica; data parallelism uses world size / tp. Only 1 for now.")
+       "Tensor-parallel ranks per model replica (consecutive ranks): each holds --heads / tp heads and "
+       "--ff-size / tp feed-forward units of every layer (Megatron-style); data parallelism uses world size / tp. "
+       "Checkpoints and span-aware head rebalancing with tp > 1 are not built yet.")
       ("dp-backend", po::value(&c.run.dp_backend)->default_value(c.run.dp_backend),
        "Gradient averaging: mpi (CPU tensors, or CUDA tensors staged through the host; works with "
        "several ranks on one GPU), nccl (CUDA tensors), or auto (nccl for --device cuda when built "

@@ -21,13 +21,33 @@ AdaptiveSpanLM::AdaptiveSpanLM(const ModelConfig& config) : config_(config) {
   out_emb_ = register_module("out_emb", std::make_shared<LinearParams>(config.d_model, config.vocab, true));
 }
 
+void AdaptiveSpanLM::shard(const TensorParallel& tp) {
+  if (!tp.active()) return;
+  for (auto& layer : layers_) layer->shard(tp, contiguous_heads(config_.heads, tp.rank, tp.size));
+  tp_ = tp;
+}
+
+bool AdaptiveSpanLM::is_sharded(const std::string& name) {
+  for (const char* part : {".attn.proj_", ".attn.span.", ".ff.fc1.", ".ff.fc2.weight"}) {
+    if (name.find(part) != std::string::npos) return true;
+  }
+  return false;
+}
+
+std::vector<std::vector<int64_t>> AdaptiveSpanLM::heads() const {
+  std::vector<std::vector<int64_t>> out;
+  for (const auto& layer : layers_) out.push_back(layer->attention().heads());
+  return out;
+}
+
 LMOutput AdaptiveSpanLM::forward(const at::Tensor& x, const ModelCache& cache) {
   LMOutput result;
   at::Tensor h = at::embedding(in_emb_->weight, x);  // [B, M, d_model]
+  const at::Tensor key_pe = copy_to_tp_region(key_pe_, tp_);  // every rank's heads add to its gradient
   result.span_loss = at::zeros({}, h.options());
   const LayerCache empty;
   for (size_t l = 0; l < layers_.size(); ++l) {
-    LayerOutput out = layers_[l]->forward(h, l < cache.size() ? cache[l] : empty, key_pe_);
+    LayerOutput out = layers_[l]->forward(h, l < cache.size() ? cache[l] : empty, key_pe);
     h = out.hidden;
     result.next_cache.push_back(std::move(out.next_cache));
     result.span_loss = result.span_loss + layers_[l]->attention().span_loss();
@@ -47,9 +67,17 @@ void AdaptiveSpanLM::clamp_spans() {
 }
 
 double AdaptiveSpanLM::parameter_norm() const {
-  double sum = 0;
-  for (const auto& p : parameters()) sum += p.detach().to(at::kDouble).pow(2).sum().item<double>();
-  return std::sqrt(sum);
+  double replicated = 0, sharded = 0;
+  for (const auto& p : named_parameters()) {
+    const double sq = p.value().detach().to(at::kDouble).pow(2).sum().item<double>();
+    (tp_.active() && is_sharded(p.key()) ? sharded : replicated) += sq;
+  }
+  if (tp_.active()) {
+    at::Tensor total = at::full({1}, sharded, at::kDouble);
+    tp_.group->all_reduce(total, ReduceOp::sum);
+    sharded = total.item<double>();
+  }
+  return std::sqrt(replicated + sharded);
 }
 
 }  // namespace adaspan::model

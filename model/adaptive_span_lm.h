@@ -23,14 +23,23 @@ class AdaptiveSpanLM : public torch::nn::Module {
   LMOutput forward(const at::Tensor& x, const ModelCache& cache);
 
   const ModelConfig& config() const { return config_; }
-  // spans[layer][head] in bytes.
+  // Tensor parallelism: keep rank tp.rank's heads (a contiguous range of H / tp.size) and
+  // feed-forward units of every layer; the model is built whole first (same initialisation as
+  // without sharding), then cut. See model/tensor_parallel.h.
+  void shard(const TensorParallel& tp);
+  const TensorParallel& tensor_parallel() const { return tp_; }
+  // spans[layer][i] in bytes, for this rank's heads; heads()[layer][i] is the canonical index.
   std::vector<std::vector<double>> spans() const;
+  std::vector<std::vector<int64_t>> heads() const;
   void clamp_spans();
-  // L2 norm of all parameters, accumulated in double.
+  // L2 norm of all parameters (of the whole model when sharded: collective), accumulated in double.
   double parameter_norm() const;
+  // Whether a parameter (by name) is cut by sharding, i.e. differs between tensor-parallel ranks.
+  static bool is_sharded(const std::string& name);
 
  private:
   ModelConfig config_;
+  TensorParallel tp_;
   std::shared_ptr<LinearParams> in_emb_, out_emb_;
   at::Tensor key_pe_;
   std::vector<std::shared_ptr<TransformerLayer>> layers_;

@@ -33,6 +33,25 @@ SpanAttentionLayer::SpanAttentionLayer(const ModelConfig& config) : config_(conf
   proj_out_ = register_module("proj_out", std::make_shared<LinearParams>(d, d, false));
   auto span = register_module("span", std::make_shared<torch::nn::Module>());
   current_val_ = span->register_parameter("current_val", at::full({config.heads}, config.span_init));
+  for (int64_t h = 0; h < config.heads; ++h) heads_.push_back(h);
+}
+
+void SpanAttentionLayer::shard(const TensorParallel& tp, const std::vector<int64_t>& heads) {
+  at::NoGradGuard no_grad;
+  const int64_t dh = config_.head_dim();
+  std::vector<int64_t> rows;
+  for (int64_t h : heads) {
+    for (int64_t i = 0; i < dh; ++i) rows.push_back(h * dh + i);
+  }
+  const at::Tensor row_index = at::tensor(rows, at::kLong).to(current_val_.device());
+  const at::Tensor head_index = at::tensor(heads, at::kLong).to(current_val_.device());
+  for (auto* proj : {&proj_query_, &proj_key_, &proj_val_}) {
+    (*proj)->weight.set_data((*proj)->weight.index_select(0, row_index));
+  }
+  proj_out_->weight.set_data(proj_out_->weight.index_select(1, row_index).contiguous());
+  current_val_.set_data(current_val_.index_select(0, head_index));
+  tp_ = tp;
+  heads_ = heads;
 }
 
 std::vector<double> SpanAttentionLayer::spans() const {
@@ -52,7 +71,9 @@ std::vector<int64_t> SpanAttentionLayer::head_windows() const {
 }
 
 at::Tensor SpanAttentionLayer::span_loss() const {
-  return config_.span_loss_coeff * static_cast<double>(config_.attn_span) * current_val_.mean();
+  const double lambda_s = config_.span_loss_coeff * static_cast<double>(config_.attn_span);
+  if (local_heads() == config_.heads) return lambda_s * current_val_.mean();
+  return lambda_s * current_val_.sum() / static_cast<double>(config_.heads);
 }
 
 void SpanAttentionLayer::clamp_spans() {
@@ -84,19 +105,21 @@ at::Tensor SpanAttentionLayer::attend_heads(const at::Tensor& q, const std::vect
   options.training = is_training();
   const at::Tensor z = current_val_ * static_cast<double>(config_.attn_span);
   std::vector<at::Tensor> heads;
-  for (int64_t h = 0; h < config_.heads; ++h) {
+  for (int64_t h = 0; h < local_heads(); ++h) {
     options.window = windows[h];
     heads.push_back(
         kernels::span_attention(q.select(1, h), keys[h], values[h], key_pe, z.select(0, h), options));
   }
-  const at::Tensor out = at::stack(heads, 2);  // [B, M, H, d_head]
-  return proj_out_->forward(out.reshape({q.size(0), q.size(2), config_.d_model}));
+  const at::Tensor out = at::stack(heads, 2);  // [B, M, H_local, d_head]
+  const at::Tensor partial = proj_out_->forward(out.reshape({q.size(0), q.size(2), local_heads() * config_.head_dim()}));
+  return reduce_from_tp_region(partial, tp_);  // row parallel: the heads' contributions summed
 }
 
 AttentionOutput SpanAttentionLayer::forward(const at::Tensor& h, const LayerCache& cache,
                                             const at::Tensor& key_pe) {
-  return config_.cache == CacheMode::hidden ? forward_hidden(h, cache, key_pe)
-                                            : forward_kv(h, cache, key_pe);
+  const at::Tensor x = copy_to_tp_region(h, tp_);  // column parallel: each rank's heads see all of h
+  return config_.cache == CacheMode::hidden ? forward_hidden(x, cache, key_pe)
+                                            : forward_kv(x, cache, key_pe);
 }
 
 AttentionOutput SpanAttentionLayer::forward_hidden(const at::Tensor& h, const LayerCache& cache,
@@ -108,9 +131,9 @@ AttentionOutput SpanAttentionLayer::forward_hidden(const at::Tensor& h, const La
 
   // Only the cached rows some head can see are projected (the kernel zero-pads the rest).
   at::Tensor h_all = cache_rows > 0 ? at::cat({last_rows(cache.hidden, cache_rows), h}, 1) : h;
-  const at::Tensor q = split_heads(proj_query_->forward(h), config_.heads);
-  const at::Tensor k = split_heads(proj_key_->forward(h_all), config_.heads);
-  const at::Tensor v = split_heads(proj_val_->forward(h_all), config_.heads);
+  const at::Tensor q = split_heads(proj_query_->forward(h), local_heads());
+  const at::Tensor k = split_heads(proj_key_->forward(h_all), local_heads());
+  const at::Tensor v = split_heads(proj_val_->forward(h_all), local_heads());
 
   AttentionOutput result;
   result.out = attend_heads(q, k.unbind(1), v.unbind(1), key_pe, windows);
@@ -128,13 +151,13 @@ AttentionOutput SpanAttentionLayer::forward_hidden(const at::Tensor& h, const La
 AttentionOutput SpanAttentionLayer::forward_kv(const at::Tensor& h, const LayerCache& cache,
                                                const at::Tensor& key_pe) {
   const std::vector<int64_t> windows = head_windows();
-  const at::Tensor q = split_heads(proj_query_->forward(h), config_.heads);  // [B, H, M, dh]
-  const at::Tensor k_new = split_heads(proj_key_->forward(h), config_.heads);
-  const at::Tensor v_new = split_heads(proj_val_->forward(h), config_.heads);
+  const at::Tensor q = split_heads(proj_query_->forward(h), local_heads());  // [B, H_local, M, dh]
+  const at::Tensor k_new = split_heads(proj_key_->forward(h), local_heads());
+  const at::Tensor v_new = split_heads(proj_val_->forward(h), local_heads());
 
   std::vector<at::Tensor> keys = k_new.unbind(1), values = v_new.unbind(1);  // [B, M, dh] each
   AttentionOutput result;
-  for (int64_t head = 0; head < config_.heads; ++head) {
+  for (int64_t head = 0; head < local_heads(); ++head) {
     if (!cache.keys.empty() && cache.keys[head].size(1) > 0) {
       keys[head] = at::cat({cache.keys[head], keys[head]}, 1);
       values[head] = at::cat({cache.values[head], values[head]}, 1);

@@ -7,6 +7,7 @@
 #include "model/layer_cache.h"
 #include "model/model_config.h"
 #include "model/parameter_modules.h"
+#include "model/tensor_parallel.h"
 
 #include <torch/nn/module.h>
 
@@ -21,12 +22,19 @@ class SpanAttentionLayer : public torch::nn::Module {
  public:
   explicit SpanAttentionLayer(const ModelConfig& config);
 
+  // Keeps only `heads` (canonical indices): their rows of W_q, W_k, W_v, their columns of W_o,
+  // their spans; the output is then summed over the tensor-parallel group.
+  void shard(const TensorParallel& tp, const std::vector<int64_t>& heads);
+  // The canonical indices of the heads this layer computes (all of them without sharding).
+  const std::vector<int64_t>& heads() const { return heads_; }
+
   // h: [B, M, d_model]; key_pe: [d_head, S].
   AttentionOutput forward(const at::Tensor& h, const LayerCache& cache, const at::Tensor& key_pe);
 
-  // Current spans z_h = S * current_val[h], in bytes.
+  // Current spans z_h = S * current_val[h] of this layer's heads (heads()), in bytes.
   std::vector<double> spans() const;
-  // lambda * S * mean_h(current_val): this layer's L1 span term.
+  // lambda * S * mean_h(current_val): this layer's L1 span term (with sharding, this rank's heads'
+  // share of it: the sum over its heads / H).
   at::Tensor span_loss() const;
   // current_val <- clamp(current_val, 0, 1), after every optimizer step (as the reference).
   void clamp_spans();
@@ -42,7 +50,11 @@ class SpanAttentionLayer : public torch::nn::Module {
   AttentionOutput forward_kv(const at::Tensor& h, const LayerCache& cache, const at::Tensor& key_pe);
   std::vector<int64_t> head_windows() const;
 
+  int64_t local_heads() const { return static_cast<int64_t>(heads_.size()); }
+
   ModelConfig config_;
+  TensorParallel tp_;
+  std::vector<int64_t> heads_;
   std::shared_ptr<LinearParams> proj_query_, proj_key_, proj_val_, proj_out_;
   at::Tensor current_val_;  // [H], span / S
 };

@@ -17,9 +17,21 @@ LayerOutput TransformerLayer::forward(const at::Tensor& h, const LayerCache& cac
                                       const at::Tensor& key_pe) {
   AttentionOutput attn = attn_->forward(h, cache, key_pe);
   at::Tensor x = norm1_->forward(h + attn.out);
-  at::Tensor inner = at::relu(fc1_->forward(x));
+  at::Tensor inner = at::relu(fc1_->forward(copy_to_tp_region(x, tp_)));  // [B, M, ff / TP]
   if (dropout_ > 0 && is_training()) inner = at::dropout(inner, dropout_, true);
-  return {norm2_->forward(x + fc2_->forward(inner)), std::move(attn.next_cache)};
+  const at::Tensor ff = tp_.active() ? reduce_from_tp_region(at::linear(inner, fc2_->weight), tp_) + fc2_->bias
+                                     : fc2_->forward(inner);
+  return {norm2_->forward(x + ff), std::move(attn.next_cache)};
+}
+
+void TransformerLayer::shard(const TensorParallel& tp, const std::vector<int64_t>& heads) {
+  attn_->shard(tp, heads);
+  tp_ = tp;
+  at::NoGradGuard no_grad;
+  const int64_t units = fc1_->weight.size(0) / tp.size, first = tp.rank * units;
+  fc1_->weight.set_data(fc1_->weight.narrow(0, first, units).clone());
+  fc1_->bias.set_data(fc1_->bias.narrow(0, first, units).clone());
+  fc2_->weight.set_data(fc2_->weight.narrow(1, first, units).contiguous());
 }
 
 }  // namespace adaspan::model

@@ -14,11 +14,15 @@ class TransformerLayer : public torch::nn::Module {
  public:
   explicit TransformerLayer(const ModelConfig& config);
   LayerOutput forward(const at::Tensor& h, const LayerCache& cache, const at::Tensor& key_pe);
+  // Tensor parallelism: `heads` of the attention, rank tp.rank's ff / tp.size units of the
+  // feed-forward (rows of fc1, columns of fc2; fc2's bias is added once, after the sum).
+  void shard(const TensorParallel& tp, const std::vector<int64_t>& heads);
   SpanAttentionLayer& attention() { return *attn_; }
   const SpanAttentionLayer& attention() const { return *attn_; }
 
  private:
   double dropout_;
+  TensorParallel tp_;
   std::shared_ptr<SpanAttentionLayer> attn_;
   std::shared_ptr<LayerNormParams> norm1_, norm2_;
   std::shared_ptr<LinearParams> fc1_, fc2_;

@@ -23,22 +23,32 @@ int64_t bytes_of(const std::vector<at::Tensor>& tensors) {
 
 class Adagrad final : public Optimizer {
  public:
-  Adagrad(std::vector<at::Tensor> params, double clip) : params_(std::move(params)), clip_(clip) {
+  Adagrad(std::vector<at::Tensor> params, double clip, CompleteSquares complete)
+      : params_(std::move(params)), clip_(clip), complete_(std::move(complete)) {
     for (const auto& p : params_) sums_.push_back(at::zeros_like(p));
   }
 
   void step(double lr) override {
     at::NoGradGuard no_grad;
     ++t_;
+    std::vector<double> norms(params_.size(), 0.0);
+    if (clip_ > 0) {
+      for (size_t i = 0; i < params_.size(); ++i) {
+        if (params_[i].grad().defined()) norms[i] = params_[i].grad().norm().item<double>();
+      }
+      if (complete_) {
+        std::vector<double> squares(norms.size());
+        for (size_t i = 0; i < norms.size(); ++i) squares[i] = norms[i] * norms[i];
+        complete_(squares);
+        for (size_t i = 0; i < norms.size(); ++i) norms[i] = std::sqrt(squares[i]);
+      }
+    }
     for (size_t i = 0; i < params_.size(); ++i) {
       const at::Tensor& g = params_[i].grad();
       if (!g.defined()) continue;
       sums_[i].addcmul_(g, g);
       double clr = lr;
-      if (clip_ > 0) {
-        const double norm = g.norm().item<double>();
-        if (norm > clip_) clr *= clip_ / (norm + 1e-10);
-      }
+      if (clip_ > 0 && norms[i] > clip_) clr *= clip_ / (norms[i] + 1e-10);
       params_[i].addcdiv_(g, sums_[i].sqrt().add_(1e-10), -clr);
     }
   }
@@ -60,13 +70,14 @@ class Adagrad final : public Optimizer {
   }
   std::vector<at::Tensor> params_, sums_;
   double clip_;
+  CompleteSquares complete_;
   int64_t t_ = 0;
 };
 
 class Adam final : public Optimizer {
  public:
-  Adam(std::vector<at::Tensor> params, double clip, double beta1, double beta2, double eps)
-      : params_(std::move(params)), clip_(clip), beta1_(beta1), beta2_(beta2), eps_(eps) {
+  Adam(std::vector<at::Tensor> params, double clip, double beta1, double beta2, double eps, CompleteSquares complete)
+      : params_(std::move(params)), clip_(clip), beta1_(beta1), beta2_(beta2), eps_(eps), complete_(std::move(complete)) {
     for (const auto& p : params_) {
       m_.push_back(at::zeros_like(p));
       v_.push_back(at::zeros_like(p));
@@ -78,10 +89,13 @@ class Adam final : public Optimizer {
     ++t_;
     double scale = 1.0;
     if (clip_ > 0) {
-      double sq = 0;
+      std::vector<double> squares;
       for (const auto& p : params_) {
-        if (p.grad().defined()) sq += p.grad().to(at::kDouble).pow(2).sum().item<double>();
+        squares.push_back(p.grad().defined() ? p.grad().to(at::kDouble).pow(2).sum().item<double>() : 0.0);
       }
+      if (complete_) complete_(squares);
+      double sq = 0;
+      for (double s : squares) sq += s;
       const double norm = std::sqrt(sq);
       if (norm > clip_) scale = clip_ / (norm + 1e-6);
     }
@@ -115,18 +129,19 @@ class Adam final : public Optimizer {
   }
   std::vector<at::Tensor> params_, m_, v_;
   double clip_, beta1_, beta2_, eps_;
+  CompleteSquares complete_;
   int64_t t_ = 0;
 };
 
 }  // namespace
 
-std::unique_ptr<Optimizer> make_adagrad(std::vector<at::Tensor> params, double clip) {
-  return std::make_unique<Adagrad>(std::move(params), clip);
+std::unique_ptr<Optimizer> make_adagrad(std::vector<at::Tensor> params, double clip, CompleteSquares complete) {
+  return std::make_unique<Adagrad>(std::move(params), clip, std::move(complete));
 }
 
 std::unique_ptr<Optimizer> make_adam(std::vector<at::Tensor> params, double clip, double beta1,
-                                     double beta2, double eps) {
-  return std::make_unique<Adam>(std::move(params), clip, beta1, beta2, eps);
+                                     double beta2, double eps, CompleteSquares complete) {
+  return std::make_unique<Adam>(std::move(params), clip, beta1, beta2, eps, std::move(complete));
 }
 
 double warmup_lr(double lr, int64_t step, int64_t warmup_steps) {

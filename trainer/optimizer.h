@@ -8,6 +8,7 @@
 // Adam (Kingma & Ba 2015) with bias correction, after a global gradient-norm clip.
 #include <ATen/core/Tensor.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,9 +34,14 @@ class Optimizer {
   virtual void set_steps_taken(int64_t steps) = 0;
 };
 
-std::unique_ptr<Optimizer> make_adagrad(std::vector<at::Tensor> params, double clip);
+// With tensor parallelism a rank holds slices of some parameters, so its squared gradient norms of
+// those are partial: `complete(squares)` (one entry per parameter, in place) sums them over the
+// group. Empty: every parameter is whole.
+using CompleteSquares = std::function<void(std::vector<double>& squares)>;
+
+std::unique_ptr<Optimizer> make_adagrad(std::vector<at::Tensor> params, double clip, CompleteSquares complete = {});
 std::unique_ptr<Optimizer> make_adam(std::vector<at::Tensor> params, double clip, double beta1,
-                                     double beta2, double eps);
+                                     double beta2, double eps, CompleteSquares complete = {});
 
 // Reference warmup: update n (1-based) uses lr * min(1, n / warmup).
 double warmup_lr(double lr, int64_t step, int64_t warmup_steps);

@@ -87,6 +87,27 @@ double evaluate(model::AdaptiveSpanLM& model, data::StreamSampler& sampler, int6
   return nll_sum / static_cast<double>(blocks);
 }
 
+// spans[layer][head] of every head in canonical order: with tensor parallelism each rank holds
+// some heads of each layer, so the group gathers them (collective).
+std::vector<std::vector<double>> canonical_spans(const model::AdaptiveSpanLM& lm) {
+  const std::vector<std::vector<double>> local = lm.spans();
+  const model::TensorParallel& tp = lm.tensor_parallel();
+  if (!tp.active()) return local;
+  const std::vector<std::vector<int64_t>> heads = lm.heads();
+  std::vector<double> mine;  // (layer, head, span) triples
+  for (size_t l = 0; l < local.size(); ++l) {
+    for (size_t i = 0; i < local[l].size(); ++i) {
+      mine.insert(mine.end(), {static_cast<double>(l), static_cast<double>(heads[l][i]), local[l][i]});
+    }
+  }
+  at::Tensor all = at::zeros({static_cast<int64_t>(mine.size()) * tp.size}, at::kDouble);
+  tp.group->all_gather(at::tensor(mine, at::kDouble), all);
+  std::vector<std::vector<double>> out(local.size(), std::vector<double>(static_cast<size_t>(lm.config().heads)));
+  const double* v = all.data_ptr<double>();
+  for (int64_t i = 0; i < all.numel(); i += 3) out[static_cast<size_t>(v[i])][static_cast<size_t>(v[i + 1])] = v[i + 2];
+  return out;
+}
+
 // "cpu", "cuda", "cuda:N"; refuses CUDA when this LibTorch or machine has none.
 at::Device parse_device(const std::string& name) {
   std::optional<at::Device> device;
@@ -132,7 +153,18 @@ void validate(const TrainConfig& c) {
     throw std::invalid_argument("--optimizer '" + c.optim.optimizer + "' is not adagrad or adam");
   }
   if (c.run.threads < 0) throw std::invalid_argument("--threads must be >= 0 (0 = all cores)");
-  if (c.run.tp != 1) throw std::invalid_argument("--tp " + std::to_string(c.run.tp) + ": tensor parallelism is not built yet; use --tp 1");
+  if (c.run.tp < 1) throw std::invalid_argument("--tp must be >= 1");
+  if (c.model.heads % c.run.tp != 0) {
+    throw std::invalid_argument("--heads " + std::to_string(c.model.heads) + " is not divisible by --tp " + std::to_string(c.run.tp));
+  }
+  if (c.model.ff_size % c.run.tp != 0) {
+    throw std::invalid_argument("--ff-size " + std::to_string(c.model.ff_size) + " is not divisible by --tp " +
+                                std::to_string(c.run.tp));
+  }
+  if (c.run.tp > 1 && (c.run.checkpoint_every > 0 || !c.run.resume.empty())) {
+    throw std::invalid_argument("--tp " + std::to_string(c.run.tp) +
+                                " with checkpoints (--checkpoint-every, --resume) is not built yet; use --tp 1 to checkpoint");
+  }
   if (c.run.bucket_mb <= 0) throw std::invalid_argument("--bucket-mb must be positive");
   if (c.run.zero != 0 && c.run.zero != 1) throw std::invalid_argument("--zero must be 0 or 1");
   if (c.run.dp_backend != "auto" && c.run.dp_backend != "mpi" && c.run.dp_backend != "nccl") {
@@ -172,7 +204,10 @@ TrainResult train(const TrainConfig& config, bool quiet) { return train(config, 
 TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet) {
   validate(config);
   const GroupScalars group(dp.control ? dp.control : dp.group);
-  const bool root = dp.rank == 0;
+  const bool root = dp.world_rank == 0;
+  // Scalars (metrics, agreement) go over every rank; tensor-parallel ranks of one replica hold the
+  // same loss, so means over all ranks are means over the data-parallel replicas.
+  const int all_ranks = (dp.control ? dp.control : dp.group) ? (dp.control ? dp.control : dp.group)->size() : 1;
   cluster::configure_threads(config.run.threads, dp.ranks_on_node);
   at::manual_seed(config.run.seed);
 
@@ -206,6 +241,7 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
 
   const at::Device device = parse_device(config.run.device);
   model::AdaptiveSpanLM model(config.model);
+  model.shard(dp.tp);
   model.to(device);
   model.train();
   std::vector<at::Tensor> params = model.parameters();
@@ -216,17 +252,33 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
     reducer = std::make_unique<GradientReducer>(params, *dp.group, config.run.bucket_mb << 20, config.run.overlap,
                                                 config.run.zero ? Reduction::scatter : Reduction::all_reduce);
   }
-  at::manual_seed(config.run.seed + 7919 * static_cast<uint64_t>(dp.rank));  // dropout: a stream per rank
+  at::manual_seed(config.run.seed + 7919 * static_cast<uint64_t>(dp.world_rank));  // dropout: a stream per rank
+  // Gradient norms of tensor-parallel slices are summed over the TP group (clipping sees whole tensors).
+  CompleteSquares complete_squares;
+  if (dp.tp.active()) {
+    std::vector<bool> sharded;
+    for (const auto& p : model.named_parameters()) sharded.push_back(model::AdaptiveSpanLM::is_sharded(p.key()));
+    complete_squares = [sharded, tp = dp.tp](std::vector<double>& squares) {
+      at::Tensor partial = at::zeros({static_cast<int64_t>(squares.size())}, at::kDouble);
+      for (size_t i = 0; i < squares.size(); ++i) {
+        if (sharded[i]) partial[static_cast<int64_t>(i)] = squares[i];
+      }
+      tp.group->all_reduce(partial, model::ReduceOp::sum);
+      for (size_t i = 0; i < squares.size(); ++i) {
+        if (sharded[i]) squares[i] = partial[static_cast<int64_t>(i)].item<double>();
+      }
+    };
+  }
   std::unique_ptr<Optimizer> optimizer;
   if (config.run.zero && reducer) {  // one rank: nothing to shard
     optimizer = make_zero_optimizer(params, *reducer,
                                     {config.optim.optimizer, config.optim.grad_clip, config.optim.adam_beta1,
-                                     config.optim.adam_beta2, config.optim.adam_eps});
+                                     config.optim.adam_beta2, config.optim.adam_eps, complete_squares});
   } else if (config.optim.optimizer == "adam") {
     optimizer = make_adam(params, config.optim.grad_clip, config.optim.adam_beta1, config.optim.adam_beta2,
-                          config.optim.adam_eps);
+                          config.optim.adam_eps, complete_squares);
   } else {
-    optimizer = make_adagrad(params, config.optim.grad_clip);
+    optimizer = make_adagrad(params, config.optim.grad_clip, complete_squares);
   }
 
   // --grad-accum K: this rank's streams in K micro-batches of equal rows, a cache each.
@@ -284,8 +336,8 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
   const auto start = Clock::now();
   auto window_start = start;
 
-  cluster::Watchdog watchdog(config.run.step_timeout, dp.rank, kExitWatchdog, dp.abort_collectives);
-  FaultInjector faults(config.fault, dp.rank);
+  cluster::Watchdog watchdog(config.run.step_timeout, dp.world_rank, kExitWatchdog, dp.abort_collectives);
+  FaultInjector faults(config.fault, dp.world_rank);
   if (faults.crash_before_commit(config.fault.at_step)) checkpoints.crash_before_commit_at(config.fault.at_step);
   int64_t bad_in_a_row = 0, last_checkpoint = resumed ? resumed->step : 0;
   int64_t halved_lr_until = 0;  // after a rollback: half the LR until this step
@@ -357,7 +409,7 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
       const double window_s = std::chrono::duration<double>(Clock::now() - window_start).count();
       const double comm_s = reducer ? reducer->take_wait_seconds() : 0.0;
       // Each rank's mean over its equal share of the streams: their mean is the global mean.
-      const double nll = group.reduce(window_nll, model::ReduceOp::sum) / dp.size;
+      const double nll = group.reduce(window_nll, model::ReduceOp::sum) / all_ranks;
       const double slowest = group.reduce(window_s, model::ReduceOp::max);
       const double fastest = group.reduce(window_s, model::ReduceOp::min);
       const double comm_max = group.reduce(comm_s, model::ReduceOp::max);
@@ -371,14 +423,14 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
            {"lr", lr},
            {"tokens_per_s", tokens_per_s},
            {"elapsed_s", elapsed_s},
-           {"ranks", dp.size},
+           {"ranks", all_ranks},
            {"step_time_max_s", slowest / steps},
            {"step_time_min_s", fastest / steps},
            {"comm_wait_s", comm_max / steps},
            {"peak_memory_mb", peak_mb},
            {"optimizer_state_mb", group.gather(static_cast<double>(optimizer->state_bytes()) / 1e6)},
            {"skipped_steps", result.skipped_steps},
-           {"spans", spans_json(model.spans())}});
+           {"spans", spans_json(canonical_spans(model))}});
       progress.update(step, bpc, tokens_per_s, elapsed_s);
       result.final_train_bpc = bpc;
       window_nll = 0;
@@ -389,7 +441,7 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
         (step % config.run.eval_every == 0 || step == config.run.steps)) {
       watchdog.enter("validation", step);
       const double local = evaluate(model, *valid_sampler, config.run.eval_steps, device);
-      const double bpc = group.reduce(local, model::ReduceOp::sum) / dp.size / kLn2;
+      const double bpc = group.reduce(local, model::ReduceOp::sum) / all_ranks / kLn2;
       log({{"step", step}, {"split", "valid"}, {"bpc", bpc}});
       char line[96];
       std::snprintf(line, sizeof(line), "step %lld valid bpc %.4f", static_cast<long long>(step), bpc);
@@ -433,10 +485,10 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
   if (result.preempted) return result;  // no "done": the run is not finished
   result.steps = config.run.steps;
   result.param_norm = model.parameter_norm();
-  result.spans = model.spans();
+  result.spans = canonical_spans(model);
   log({{"event", "done"},
        {"step", result.steps},
-       {"ranks", dp.size},
+       {"ranks", all_ranks},
        {"param_norm", result.param_norm},
        {"spans", spans_json(result.spans)}});
   return result;

@@ -3,6 +3,7 @@
 // warmup LR -> optimizer -> clamp spans -> metrics. One rank for now; caches carried across
 // blocks, per stream.
 #include "model/process_group.h"
+#include "model/tensor_parallel.h"
 #include "trainer/train_config.h"
 
 #include <mpi.h>
@@ -36,9 +37,11 @@ void validate(const TrainConfig& config);
 // This rank's place in data parallelism. group == nullptr: a single rank.
 struct DataParallel {
   model::ProcessGroup* group = nullptr;    // gradients and parameters (MPI or NCCL)
-  model::ProcessGroup* control = nullptr;  // host scalars: metrics, agreement (MPI); default: group
+  model::ProcessGroup* control = nullptr;  // host scalars over all ranks: metrics, agreement (MPI); default: group
   MPI_Comm comm = MPI_COMM_NULL;           // the same ranks, for collective checkpoint writes
-  int rank = 0, size = 1;
+  int rank = 0, size = 1;  // among the data-parallel ranks
+  int world_rank = 0;      // among all ranks (rank 0 logs)
+  model::TensorParallel tp;  // this rank's tensor-parallel group (none: TP = 1)
   int ranks_on_node = 1;  // CPU threads are shared among them
   std::function<void()> abort_collectives;  // the watchdog's last act (e.g. ncclCommAbort); may be empty
   bool mpi_thread_multiple = false;         // MPI allows a background thread's collectives (async checkpoints)

@@ -71,6 +71,11 @@ class ZeroOptimizer final : public Optimizer {
       }
     }
     group_.all_reduce(squares, model::ReduceOp::sum);
+    if (o_.complete) {
+      std::vector<double> values(squares.data_ptr<double>(), squares.data_ptr<double>() + squares.numel());
+      o_.complete(values);
+      squares = at::tensor(values, at::kDouble);
+    }
     if (o_.optimizer == "adagrad") {
       adagrad_update(lr, squares);
     } else {

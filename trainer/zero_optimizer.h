@@ -18,6 +18,7 @@ struct ZeroOptions {
   std::string optimizer = "adagrad";  // adagrad | adam
   double clip = 0.03;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  CompleteSquares complete;  // tensor parallelism (see optimizer.h)
 };
 
 // `reducer` must use Reduction::scatter over the same parameters (in the same order).

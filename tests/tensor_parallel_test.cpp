@@ -1,0 +1,139 @@
+// Tensor parallelism: the shards are slices of the unsharded model, and real `mpirun` runs with
+// --tp 2 and 4 (and DP x TP = 2 x 2) train what one rank trains.
+#include "model/adaptive_span_lm.h"
+#include "tests/command_runner.h"
+#include "tests/small_configs.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+namespace adaspan {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Rank `rank` of a group of `size` whose collectives are never called here.
+class PretendGroup final : public model::ProcessGroup {
+ public:
+  PretendGroup(int rank, int size) : rank_(rank), size_(size) {}
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  std::unique_ptr<model::CollectiveWork> all_reduce_async(at::Tensor&, model::ReduceOp) override { throw std::logic_error("unused"); }
+  std::unique_ptr<model::CollectiveWork> reduce_scatter_async(const at::Tensor&, at::Tensor&) override { throw std::logic_error("unused"); }
+  void all_gather(const at::Tensor&, at::Tensor&) override { throw std::logic_error("unused"); }
+  void broadcast(at::Tensor&, int) override { throw std::logic_error("unused"); }
+  void barrier() override {}
+
+ private:
+  int rank_, size_;
+};
+
+TEST(TensorParallel, ShardsAreSlicesOfTheWholeModel) {
+  model::ModelConfig c = testing::small_model_config();
+  c.heads = 4;
+  c.span_init = 0.25;
+  at::manual_seed(3);
+  model::AdaptiveSpanLM whole(c);
+  at::manual_seed(3);
+  model::AdaptiveSpanLM shard(c);
+  PretendGroup group(1, 2);
+  shard.shard({&group, 1, 2});
+  std::map<std::string, at::Tensor> full;
+  for (const auto& p : whole.named_parameters()) full[p.key()] = p.value();
+  const int64_t dh = c.head_dim();  // rank 1 of 2: heads 2, 3; ff units 32..63
+  for (const auto& p : shard.named_parameters()) {
+    const std::string& name = p.key();
+    const at::Tensor& w = full.at(name);
+    at::Tensor expected = w;
+    if (name.find("proj_query") != std::string::npos || name.find("proj_key") != std::string::npos ||
+        name.find("proj_val") != std::string::npos) {
+      expected = w.narrow(0, 2 * dh, 2 * dh);
+    } else if (name.find("proj_out") != std::string::npos) {
+      expected = w.narrow(1, 2 * dh, 2 * dh);
+    } else if (name.find("current_val") != std::string::npos) {
+      expected = w.narrow(0, 2, 2);
+    } else if (name.find("fc1") != std::string::npos) {
+      expected = w.narrow(0, 32, 32);
+    } else if (name.find("fc2.weight") != std::string::npos) {
+      expected = w.narrow(1, 32, 32);
+    }
+    EXPECT_EQ(model::AdaptiveSpanLM::is_sharded(name), !expected.is_same(w)) << name;
+    EXPECT_TRUE(at::equal(p.value(), expected)) << name;
+  }
+  EXPECT_EQ(shard.heads()[0], (std::vector<int64_t>{2, 3}));
+}
+
+struct Curve {
+  std::map<int64_t, double> bpc;
+  double param_norm = 0;
+  std::vector<std::vector<double>> spans;
+};
+
+Curve run(int ranks, const std::string& flags, const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("adaspan_tp_" + std::to_string(::getpid()) + "_" + name);
+  fs::remove_all(dir);
+  const std::string args =
+      "train --steps 12 --layers 2 --d-model 32 --heads 4 --ff-size 64 --attn-span 64 --block-size 32 --batch-size 4"
+      " --span-init 0.3 --log-every 4 --eval-every 12 --eval-steps 2 --threads 1 --warmup-steps 4 --run-dir " +
+      dir.string() + " " + flags;
+  const auto r = testing::run_adaspan(args, ranks);
+  EXPECT_EQ(r.exit_code, 0) << name << ": " << r.err;
+  Curve c;
+  std::ifstream in(dir / "metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (j.contains("bpc")) c.bpc[j["step"].get<int64_t>() * (j.contains("split") ? -1 : 1)] = j["bpc"].get<double>();
+    if (j.value("event", "") == "done") {
+      c.param_norm = j["param_norm"].get<double>();
+      c.spans = j["spans"].get<std::vector<std::vector<double>>>();
+    }
+  }
+  fs::remove_all(dir);
+  return c;
+}
+
+void expect_same(const Curve& a, const Curve& b, const std::string& what) {
+  ASSERT_EQ(a.bpc.size(), b.bpc.size()) << what;
+  for (const auto& [step, x] : a.bpc) EXPECT_NEAR(b.bpc.at(step), x, 1e-5 * x) << what << ", step " << step;
+  EXPECT_NEAR(b.param_norm, a.param_norm, 1e-5 * a.param_norm) << what;
+  ASSERT_EQ(a.spans.size(), b.spans.size()) << what;
+  for (size_t l = 0; l < a.spans.size(); ++l) {
+    ASSERT_EQ(a.spans[l].size(), b.spans[l].size()) << what;
+    for (size_t h = 0; h < a.spans[l].size(); ++h) EXPECT_NEAR(b.spans[l][h], a.spans[l][h], 1e-4) << what;
+  }
+}
+
+TEST(TensorParallel, TwoAndFourWayMatchOneRank) {
+  for (const char* cache : {"kv", "hidden"}) {
+    const std::string flags = std::string("--cache ") + cache;
+    const Curve one = run(1, flags, std::string("np1_") + cache);
+    ASSERT_EQ(one.bpc.size(), 4u);  // 3 training records and a validation one
+    expect_same(one, run(2, flags + " --tp 2", std::string("tp2_") + cache), std::string("TP 2, ") + cache);
+    if (std::string(cache) == "kv") {
+      expect_same(one, run(4, flags + " --tp 4", "tp4"), "TP 4");
+      // DP 2 x TP 2, with the other scale-out options on.
+      expect_same(one, run(4, flags + " --tp 2 --zero 1 --grad-accum 2", "dp2tp2"), "DP 2 x TP 2 (+zero, grad-accum)");
+    }
+  }
+}
+
+TEST(TensorParallel, LayoutsThatCannotBeSplitAreRefused) {
+  const std::string base = "train --steps 2 --layers 1 --d-model 32 --ff-size 64 --batch-size 4 --run-dir /tmp/adaspan_tp_refused";
+  auto r = testing::run_adaspan(base + " --heads 2 --tp 4", 4);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("--heads 2 is not divisible by --tp 4"), std::string::npos) << r.err;
+  r = testing::run_adaspan(base + " --heads 4 --tp 2", 3);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("tp"), std::string::npos) << r.err;
+  r = testing::run_adaspan(base + " --heads 4 --tp 2 --checkpoint-every 1", 2);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("not built yet"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace adaspan
