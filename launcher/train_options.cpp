@@ -14,6 +14,7 @@ ParsedTrain parse_train_options(const std::vector<std::string>& args) {
   ParsedTrain parsed;
   trainer::TrainConfig& c = parsed.config;
   std::string cache_mode = model::to_string(c.model.cache);
+  std::string span_init_heads;
   std::string config_file;
 
   po::options_description general("General");
@@ -47,6 +48,9 @@ ParsedTrain parse_train_options(const std::vector<std::string>& args) {
        "R: length (bytes) of the soft mask's linear ramp.")
       ("span-init", po::value(&c.model.span_init)->default_value(c.model.span_init),
        "Initial span as a fraction of S, in [0, 1].")
+      ("span-init-heads", po::value(&span_init_heads),
+       "Initial span of each head in bytes, comma-separated (one value per head, the same for every layer); "
+       "overrides --span-init. For experiments and benchmarks with a planted span distribution.")
       ("span-loss-coeff", po::value(&c.model.span_loss_coeff)->default_value(c.model.span_loss_coeff, "2e-6"),
        "lambda of the L1 span penalty lambda*S*mean(span/S) per layer.")
       ("dropout", po::value(&c.model.dropout)->default_value(c.model.dropout),
@@ -125,7 +129,13 @@ ParsedTrain parse_train_options(const std::vector<std::string>& args) {
       ("tp", po::value(&c.run.tp)->default_value(c.run.tp),
        "Tensor-parallel ranks per model replica (consecutive ranks): each holds --heads / tp heads and "
        "--ff-size / tp feed-forward units of every layer (Megatron-style); data parallelism uses world size / tp. "
-       "Checkpoints and span-aware head rebalancing with tp > 1 are not built yet.")
+       "Checkpoints with tp > 1 are not built yet.")
+      ("rebalance-every", po::value(&c.run.rebalance_every)->default_value(c.run.rebalance_every),
+       "With --tp > 1: every N steps, plan a head-to-rank placement from the learned spans (equal heads per "
+       "rank, smallest largest per-rank sum of span windows) and move the heads (weights, spans, optimizer state, "
+       "KV caches) when it helps by more than --rebalance-threshold. Needs --cache kv. 0 = never.")
+      ("rebalance-threshold", po::value(&c.run.rebalance_threshold)->default_value(c.run.rebalance_threshold, "0.1"),
+       "Relative drop of the largest rank's load that makes a rebalance worth its exchange.")
       ("dp-backend", po::value(&c.run.dp_backend)->default_value(c.run.dp_backend),
        "Gradient averaging: mpi (CPU tensors, or CUDA tensors staged through the host; works with "
        "several ranks on one GPU), nccl (CUDA tensors), or auto (nccl for --device cuda when built "
@@ -164,6 +174,16 @@ ParsedTrain parse_train_options(const std::vector<std::string>& args) {
     throw std::invalid_argument(e.what());
   }
   c.model.cache = model::parse_cache_mode(cache_mode);
+  if (!span_init_heads.empty()) {
+    std::stringstream list(span_init_heads);
+    for (std::string item; std::getline(list, item, ',');) {
+      try {
+        c.model.span_init_heads.push_back(std::stod(item));
+      } catch (const std::exception&) {
+        throw std::invalid_argument("--span-init-heads: '" + item + "' is not a number");
+      }
+    }
+  }
   c.run.overlap = !no_overlap;
   return parsed;
 }

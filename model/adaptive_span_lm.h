@@ -31,6 +31,7 @@ class AdaptiveSpanLM : public torch::nn::Module {
   // spans[layer][i] in bytes, for this rank's heads; heads()[layer][i] is the canonical index.
   std::vector<std::vector<double>> spans() const;
   std::vector<std::vector<int64_t>> heads() const;
+  void set_heads(size_t layer, const std::vector<int64_t>& heads) { layers_[layer]->attention().set_heads(heads); }
   void clamp_spans();
   // L2 norm of all parameters (of the whole model when sharded: collective), accumulated in double.
   double parameter_norm() const;

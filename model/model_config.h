@@ -4,6 +4,7 @@
 // attn_span 1024.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace adaspan::model {
 
@@ -28,6 +29,7 @@ struct ModelConfig {
   int64_t attn_span = 512;         // S, the largest span a head can learn
   double span_ramp = 32.0;         // R
   double span_init = 0.0;          // initial current_val (span = S * current_val)
+  std::vector<double> span_init_heads;  // if set: initial span (bytes) of each head, every layer
   double span_loss_coeff = 2e-6;   // lambda of the L1 span term
   double dropout = 0.0;
   CacheMode cache = CacheMode::kv;

@@ -32,7 +32,11 @@ SpanAttentionLayer::SpanAttentionLayer(const ModelConfig& config) : config_(conf
   proj_val_ = register_module("proj_val", std::make_shared<LinearParams>(d, d, false));
   proj_out_ = register_module("proj_out", std::make_shared<LinearParams>(d, d, false));
   auto span = register_module("span", std::make_shared<torch::nn::Module>());
-  current_val_ = span->register_parameter("current_val", at::full({config.heads}, config.span_init));
+  at::Tensor init = at::full({config.heads}, config.span_init);
+  if (!config.span_init_heads.empty()) {
+    init = at::tensor(config.span_init_heads, at::kDouble).div(static_cast<double>(config.attn_span)).to(at::kFloat);
+  }
+  current_val_ = span->register_parameter("current_val", init);
   for (int64_t h = 0; h < config.heads; ++h) heads_.push_back(h);
 }
 

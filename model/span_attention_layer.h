@@ -27,6 +27,8 @@ class SpanAttentionLayer : public torch::nn::Module {
   void shard(const TensorParallel& tp, const std::vector<int64_t>& heads);
   // The canonical indices of the heads this layer computes (all of them without sharding).
   const std::vector<int64_t>& heads() const { return heads_; }
+  // After a rebalance has replaced the parameters' slices: the heads they now hold.
+  void set_heads(const std::vector<int64_t>& heads) { heads_ = heads; }
 
   // h: [B, M, d_model]; key_pe: [d_head, S].
   AttentionOutput forward(const at::Tensor& h, const LayerCache& cache, const at::Tensor& key_pe);

@@ -53,6 +53,15 @@ at::Tensor reduce_from_tp_region(const at::Tensor& x, const TensorParallel& tp) 
   return tp.active() ? ReduceFromRegion::apply(x, handle(tp)) : x;
 }
 
+HeadSplit head_split_of(const std::string& name, int64_t head_dim) {
+  for (const char* proj : {".attn.proj_query.weight", ".attn.proj_key.weight", ".attn.proj_val.weight"}) {
+    if (name.find(proj) != std::string::npos) return {0, head_dim};
+  }
+  if (name.find(".attn.proj_out.weight") != std::string::npos) return {1, head_dim};
+  if (name.find(".attn.span.current_val") != std::string::npos) return {0, 1};
+  return {};
+}
+
 std::vector<int64_t> contiguous_heads(int64_t heads, int rank, int size) {
   std::vector<int64_t> out;
   const int64_t per = heads / size;

@@ -15,6 +15,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace adaspan::model {
@@ -32,5 +33,13 @@ at::Tensor reduce_from_tp_region(const at::Tensor& x, const TensorParallel& tp);
 
 // The canonical heads rank `rank` of `size` holds: a contiguous range of heads / size.
 std::vector<int64_t> contiguous_heads(int64_t heads, int rank, int size);
+
+// How a parameter (by name) is cut by heads: along `dim`, `per_head` consecutive entries per head
+// in canonical head order; dim < 0 when it is not (feed-forward slices, replicated parameters).
+struct HeadSplit {
+  int dim = -1;
+  int64_t per_head = 0;
+};
+HeadSplit head_split_of(const std::string& name, int64_t head_dim);
 
 }  // namespace adaspan::model

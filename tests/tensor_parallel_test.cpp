@@ -137,3 +137,65 @@ TEST(TensorParallel, LayoutsThatCannotBeSplitAreRefused) {
 
 }  // namespace
 }  // namespace adaspan
+
+namespace adaspan {
+namespace {
+
+// Two long heads and two short ones per layer: the contiguous split puts both long heads on
+// rank 0; rebalancing at step 5 (the caches are full by then) gives each rank one of each, and the
+// training goes on unchanged.
+TEST(TensorParallel, RebalancingHeadsChangesWhereNotWhat) {
+  const std::string planted =
+      " --attn-span 256 --span-init-heads 200,200,8,8 --span-loss-coeff 0 --log-every 1 --eval-every 0";
+  const auto run_with = [&](int ranks, const std::string& flags, const std::string& name) {
+    const fs::path dir = fs::temp_directory_path() / ("adaspan_rebal_" + std::to_string(::getpid()) + "_" + name);
+    fs::remove_all(dir);
+    const std::string args = "train --steps 8 --layers 2 --d-model 32 --heads 4 --ff-size 64 --block-size 64"
+                             " --batch-size 4 --threads 1 --warmup-steps 4 --run-dir " + dir.string() + planted + " " + flags;
+    const auto r = testing::run_adaspan(args, ranks);
+    EXPECT_EQ(r.exit_code, 0) << name << ": " << r.err;
+    std::vector<nlohmann::json> records;
+    std::ifstream in(dir / "metrics.jsonl");
+    for (std::string line; std::getline(in, line);) records.push_back(nlohmann::json::parse(line));
+    fs::remove_all(dir);
+    return records;
+  };
+  const auto bpc = [](const std::vector<nlohmann::json>& records) {
+    std::map<int64_t, double> out;
+    for (const auto& r : records) {
+      if (r.contains("bpc")) out[r["step"].get<int64_t>()] = r["bpc"].get<double>();
+    }
+    return out;
+  };
+  const auto fixed = run_with(2, "--tp 2", "fixed");
+  const auto moved = run_with(2, "--tp 2 --rebalance-every 5", "moved");
+  const auto one = run_with(1, "", "one");
+
+  nlohmann::json event;
+  for (const auto& r : moved) {
+    if (r.value("event", "") == "rebalance") event = r;
+  }
+  ASSERT_FALSE(event.is_null()) << "no rebalance happened";
+  EXPECT_EQ(event["step"], 5);
+  EXPECT_DOUBLE_EQ(event["max_load_before"].get<double>(), 2 * (256 + 256));  // 2 layers, both long heads on rank 0
+  EXPECT_DOUBLE_EQ(event["max_load_after"].get<double>(), 2 * (256 + 64));
+  const auto kv_after = event["kv_cache_bytes_after"].get<std::vector<double>>();
+  const auto kv_before = event["kv_cache_bytes_before"].get<std::vector<double>>();
+  ASSERT_EQ(kv_after.size(), 2u);
+  EXPECT_NEAR(kv_before[0], 2 * kv_before[1], 1e-9);        // rank 0: 2 x 256 rows per layer, rank 1: 2 x 128
+  EXPECT_NEAR(kv_after[0], kv_after[1], 0.05 * kv_after[0]);  // now within 5% of each other
+  for (const auto& r : moved) {
+    if (r.value("event", "") == "rebalance") EXPECT_EQ(r["step"], 5);  // spans barely move: once is enough
+  }
+
+  const auto a = bpc(fixed), b = bpc(moved), c = bpc(one);
+  ASSERT_EQ(a.size(), 8u);
+  EXPECT_NEAR(b.at(6), a.at(6), 1e-6 * a.at(6)) << "the step after the move";
+  for (const auto& [step, x] : a) {
+    EXPECT_NEAR(b.at(step), x, 1e-5 * x) << "step " << step;
+    EXPECT_NEAR(c.at(step), x, 1e-5 * x) << "one rank, step " << step;
+  }
+}
+
+}  // namespace
+}  // namespace adaspan

@@ -15,6 +15,7 @@ nlohmann::json to_json(const TrainConfig& c) {
         {"attn-span", c.model.attn_span},
         {"span-ramp", c.model.span_ramp},
         {"span-init", c.model.span_init},
+        {"span-init-heads", c.model.span_init_heads},
         {"span-loss-coeff", c.model.span_loss_coeff},
         {"dropout", c.model.dropout},
         {"cache", model::to_string(c.model.cache)},
@@ -58,6 +59,7 @@ model::ModelConfig model_config_from_json(const nlohmann::json& stored) {
     c.attn_span = m.at("attn-span").get<int64_t>();
     c.span_ramp = m.at("span-ramp").get<double>();
     c.span_init = m.at("span-init").get<double>();
+    if (m.contains("span-init-heads")) c.span_init_heads = m["span-init-heads"].get<std::vector<double>>();
     c.span_loss_coeff = m.at("span-loss-coeff").get<double>();
     c.dropout = m.at("dropout").get<double>();
     c.cache = model::parse_cache_mode(m.at("cache").get<std::string>());

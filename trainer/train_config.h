@@ -30,7 +30,9 @@ struct RunConfig {
   uint64_t seed = 1;
   int threads = 0;                 // 0: cores / ranks on the node
   std::string device = "cpu";      // cpu | cuda | cuda:N
-  int tp = 1;                      // tensor-parallel ranks (1 for now)
+  int tp = 1;                      // tensor-parallel ranks per replica
+  int64_t rebalance_every = 0;     // steps between span-aware head placements (tp > 1); 0 = never
+  double rebalance_threshold = 0.1;  // move heads when the largest rank load drops by more than this
   std::string dp_backend = "auto"; // auto | mpi | nccl
   int64_t bucket_mb = 25;          // gradient all-reduce bucket size
   bool overlap = true;             // reduce buckets during backward

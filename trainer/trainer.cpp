@@ -11,6 +11,7 @@
 #include "trainer/checkpoint_session.h"
 #include "trainer/fault_injection.h"
 #include "trainer/gradient_reducer.h"
+#include "trainer/head_rebalancer.h"
 #include "trainer/group_scalars.h"
 #include "trainer/metrics_log.h"
 #include "trainer/optimizer.h"
@@ -160,6 +161,23 @@ void validate(const TrainConfig& c) {
   if (c.model.ff_size % c.run.tp != 0) {
     throw std::invalid_argument("--ff-size " + std::to_string(c.model.ff_size) + " is not divisible by --tp " +
                                 std::to_string(c.run.tp));
+  }
+  if (c.run.rebalance_every < 0) throw std::invalid_argument("--rebalance-every must be >= 0 (0 = never)");
+  if (c.run.rebalance_every > 0 && c.run.tp < 2) throw std::invalid_argument("--rebalance-every needs --tp >= 2");
+  if (c.run.rebalance_every > 0 && c.model.cache != model::CacheMode::kv) {
+    throw std::invalid_argument("--rebalance-every needs --cache kv");
+  }
+  if (!(c.run.rebalance_threshold >= 0 && c.run.rebalance_threshold < 1)) {
+    throw std::invalid_argument("--rebalance-threshold must be in [0, 1)");
+  }
+  if (!c.model.span_init_heads.empty()) {
+    if (static_cast<int64_t>(c.model.span_init_heads.size()) != c.model.heads) {
+      throw std::invalid_argument("--span-init-heads has " + std::to_string(c.model.span_init_heads.size()) +
+                                  " values for " + std::to_string(c.model.heads) + " heads");
+    }
+    for (double z : c.model.span_init_heads) {
+      if (z < 0 || z > static_cast<double>(c.model.attn_span)) throw std::invalid_argument("--span-init-heads values must be in [0, --attn-span]");
+    }
   }
   if (c.run.tp > 1 && (c.run.checkpoint_every > 0 || !c.run.resume.empty())) {
     throw std::invalid_argument("--tp " + std::to_string(c.run.tp) +
@@ -342,6 +360,9 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
   int64_t bad_in_a_row = 0, last_checkpoint = resumed ? resumed->step : 0;
   int64_t halved_lr_until = 0;  // after a rollback: half the LR until this step
   int stop = 0;                 // a stop signal every rank has agreed on
+  // Which TP rank holds which head (canonical order); starts contiguous, changes on rebalancing.
+  cluster::HeadPlacement placement =
+      cluster::contiguous_placement(config.model.layers, config.model.heads, std::max(1, dp.tp.size));
   const auto log_checkpoint = [&](const Saved& saved) {
     log({{"event", "checkpoint"}, {"step", saved.step}, {"path", saved.path}, {"seconds", saved.seconds},
          {"stall_seconds", saved.stall_seconds}, {"bytes", saved.bytes}});
@@ -404,6 +425,28 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
       }
     }
 
+    if (dp.tp.active() && config.run.rebalance_every > 0 && step % config.run.rebalance_every == 0) {
+      watchdog.enter("head rebalancing", step);
+      const std::vector<std::vector<double>> costs = head_costs(canonical_spans(model), config.model);
+      const cluster::HeadPlacement plan = cluster::plan_head_placement(costs, dp.tp.size);
+      const double before = cluster::max_load(costs, placement, dp.tp.size);
+      const double after = cluster::max_load(costs, plan, dp.tp.size);
+      if (after < before * (1.0 - config.run.rebalance_threshold)) {
+        const std::vector<double> kv_before = group.gather(static_cast<double>(kv_cache_bytes(caches)));
+        move_heads(model, *optimizer, caches, placement, plan);
+        const std::vector<double> kv_after = group.gather(static_cast<double>(kv_cache_bytes(caches)));
+        log({{"event", "rebalance"}, {"step", step}, {"max_load_before", before}, {"max_load_after", after},
+             {"loads_before", cluster::rank_loads(costs, placement, dp.tp.size)},
+             {"loads_after", cluster::rank_loads(costs, plan, dp.tp.size)},
+             {"kv_cache_bytes_before", kv_before}, {"kv_cache_bytes_after", kv_after}, {"placement", plan}});
+        char line[160];
+        std::snprintf(line, sizeof(line), "step %lld: heads rebalanced, largest rank load %.0f -> %.0f keys",
+                      static_cast<long long>(step), before, after);
+        progress.message(line);
+        placement = plan;
+      }
+    }
+
     if ((step % config.run.log_every == 0 || step == config.run.steps) && window_steps > 0) {
       watchdog.enter("metrics reduction", step);
       const double window_s = std::chrono::duration<double>(Clock::now() - window_start).count();
@@ -429,6 +472,7 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
            {"comm_wait_s", comm_max / steps},
            {"peak_memory_mb", peak_mb},
            {"optimizer_state_mb", group.gather(static_cast<double>(optimizer->state_bytes()) / 1e6)},
+           {"kv_cache_mb", group.gather(static_cast<double>(kv_cache_bytes(caches)) / 1e6)},
            {"skipped_steps", result.skipped_steps},
            {"spans", spans_json(canonical_spans(model))}});
       progress.update(step, bpc, tokens_per_s, elapsed_s);
