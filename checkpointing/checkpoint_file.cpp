@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <optional>
 #include <stdexcept>
 
@@ -73,25 +74,26 @@ void write_checkpoint(const std::string& path, const TrainingState& s, const Wri
   }
   Hdf5File& f = *file;
   write_header(f, s, f.ranks(), layout.global_streams);
-  for (const auto& p : s.parameters) f.write_replicated("model/" + p.name, p.tensor);
-  for (const auto& t : s.optimizer_state) f.write_replicated("optimizer/" + t.name, t.tensor);
+  // Every rank creates every dataset in the same order (collective), writing its part.
+  const auto write_all = [&](const std::string& group, std::vector<NamedTensor> tensors) {
+    std::sort(tensors.begin(), tensors.end(), [](const NamedTensor& a, const NamedTensor& b) { return a.name < b.name; });
+    for (const auto& t : tensors) {
+      if (t.pieces.dim < 0) {
+        f.write_replicated(group + t.name, t.tensor);
+      } else {
+        f.write_pieces(group + t.name, t.pieces.full_shape, t.tensor.defined() ? t.tensor.scalar_type() : at::kFloat,
+                       t.pieces.dim, t.pieces.extent, t.pieces.offsets, t.tensor);
+      }
+    }
+  };
+  write_all("model/", s.parameters);
+  write_all("optimizer/", s.optimizer_state);
   f.write_replicated("data/stream_positions", at::tensor(s.stream_positions, at::kLong));
   f.write_replicated("spans", matrix_of(s.spans));
   std::vector<std::vector<double>> placement;
   for (const auto& layer : s.placement) placement.emplace_back(layer.begin(), layer.end());
   f.write_replicated("placement", matrix_of(placement).to(at::kLong));
-
-  const RowShare streams = row_share(layout.global_streams, f.rank(), f.ranks());
-  for (const auto& c : s.cache) {
-    if (c.tensor.size(0) != streams.count) {
-      throw std::logic_error("cache '" + c.name + "' has " + std::to_string(c.tensor.size(0)) +
-                             " rows; this rank owns " + std::to_string(streams.count) + " streams");
-    }
-    if (c.tensor.numel() == 0) continue;  // same on every rank: shapes differ only in rows
-    std::vector<int64_t> shape = c.tensor.sizes().vec();
-    shape[0] = layout.global_streams;
-    f.write_shared_rows("cache/" + c.name, shape, c.tensor);
-  }
+  write_all("cache/", s.cache);
   const auto write_rng = [&](const std::string& name, const at::Tensor& state) {
     if (!state.defined()) return;
     f.write_shared_rows(name, {f.ranks(), state.numel()}, state.to(at::kByte).reshape({1, -1}));

@@ -241,6 +241,57 @@ void Hdf5File::write_replicated(const std::string& dataset, const at::Tensor& te
   write_shared_rows(dataset, tensor.sizes().vec(), tensor.narrow(0, share.begin, share.count));
 }
 
+void Hdf5File::write_pieces(const std::string& dataset, const std::vector<int64_t>& shape, at::ScalarType dtype,
+                            int dim, int64_t extent, const std::vector<int64_t>& offsets, const at::Tensor& pieces) {
+  const size_t d = static_cast<size_t>(dim);
+  if (shape.empty() || dim < 0 || d >= shape.size() || extent <= 0 || shape[d] % extent != 0) {
+    fail(path_, "dataset '" + dataset + "': bad pieces layout");
+  }
+  at::Tensor data;
+  if (!offsets.empty()) {
+    std::vector<int64_t> expected = shape;
+    expected[d] = extent * static_cast<int64_t>(offsets.size());
+    if (!pieces.defined() || pieces.sizes().vec() != expected) {
+      fail(path_, "dataset '" + dataset + "': rank " + std::to_string(rank_) + " holds pieces of the wrong shape");
+    }
+    data = pieces.detach().to(at::kCPU, dtype).contiguous();
+  }
+  const hid_t type = memory_type(dtype);
+  std::vector<hsize_t> dims(shape.begin(), shape.end()), chunk = dims;
+  chunk[d] = static_cast<hsize_t>(extent);
+  Handle space{H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose};
+  Handle lcpl{H5Pcreate(H5P_LINK_CREATE), H5Pclose};
+  H5Pset_create_intermediate_group(lcpl.id, 1);
+  Handle dcpl{H5Pcreate(H5P_DATASET_CREATE), H5Pclose};
+  H5Pset_chunk(dcpl.id, static_cast<int>(chunk.size()), chunk.data());
+  H5Pset_fletcher32(dcpl.id);
+  Handle dset{H5Dcreate2(file_, dataset.c_str(), type, space.id, lcpl.id, dcpl.id, H5P_DEFAULT), H5Dclose};
+  if (dset.id < 0) fail(path_, "cannot create dataset '" + dataset + "'");
+
+  Handle file_space{H5Dget_space(dset.id), H5Sclose};
+  H5Sselect_none(file_space.id);
+  std::vector<hsize_t> start(dims.size(), 0), block = dims;
+  block[d] = static_cast<hsize_t>(extent);
+  for (int64_t offset : offsets) {
+    start[d] = static_cast<hsize_t>(offset);
+    H5Sselect_hyperslab(file_space.id, H5S_SELECT_OR, start.data(), nullptr, block.data(), nullptr);
+  }
+  // Memory: the pieces side by side, which is the file selection's row-major order.
+  std::vector<hsize_t> mem_dims = dims;
+  mem_dims[d] = static_cast<hsize_t>(extent) * std::max<hsize_t>(offsets.size(), 1);
+  Handle mem_space{H5Screate_simple(static_cast<int>(mem_dims.size()), mem_dims.data(), nullptr), H5Sclose};
+  if (offsets.empty()) H5Sselect_none(mem_space.id);
+  Handle xfer{H5Pcreate(H5P_DATASET_XFER), H5Pclose};
+#ifdef H5_HAVE_PARALLEL
+  if (collective_) H5Pset_dxpl_mpio(xfer.id, H5FD_MPIO_COLLECTIVE);
+#endif
+  static const char nothing = 0;
+  const void* buffer = data.defined() ? data.data_ptr() : &nothing;
+  if (H5Dwrite(dset.id, type, mem_space.id, file_space.id, xfer.id, buffer) < 0) {
+    fail(path_, "cannot write dataset '" + dataset + "'");
+  }
+}
+
 bool Hdf5File::has_attribute(const std::string& name) const { return H5Aexists(file_, name.c_str()) > 0; }
 
 double Hdf5File::read_double_attribute(const std::string& name) const {

@@ -48,6 +48,11 @@ class Hdf5File {
                          const at::Tensor& rows);
   // A tensor every rank holds whole: each writes its row share.
   void write_replicated(const std::string& dataset, const at::Tensor& tensor);
+  // A tensor of `shape` written in pieces along `dim`, each `extent` long (one chunk each): this
+  // rank's pieces start at `offsets` (ascending) and are concatenated along `dim` in `pieces`
+  // (undefined when `offsets` is empty). Collective on a collective file.
+  void write_pieces(const std::string& dataset, const std::vector<int64_t>& shape, at::ScalarType dtype, int dim,
+                    int64_t extent, const std::vector<int64_t>& offsets, const at::Tensor& pieces);
 
   double read_double_attribute(const std::string& name) const;       // on the root group
   int64_t read_int_attribute(const std::string& name) const;

@@ -13,9 +13,21 @@
 
 namespace adaspan::checkpointing {
 
+// Pieces of a tensor that ranks hold apart (tensor parallelism, streams over data parallelism):
+// this rank's pieces lie along `dim` at `offsets` (ascending), each `extent` long, concatenated
+// along `dim` in NamedTensor::tensor; `full_shape` is the whole tensor's. No offsets: this rank
+// writes none of it (it still takes part in the collective write).
+struct Pieces {
+  int dim = -1;  // -1: not in pieces; every rank holds the whole tensor
+  int64_t extent = 0;
+  std::vector<int64_t> offsets;
+  std::vector<int64_t> full_shape;
+};
+
 struct NamedTensor {
   std::string name;
   at::Tensor tensor;
+  Pieces pieces;
 };
 
 struct TrainingState {
@@ -29,8 +41,9 @@ struct TrainingState {
   std::vector<NamedTensor> optimizer_state;  // "SLOT/PARAMETER", whole tensors shaped as the parameter
 
   std::vector<int64_t> stream_positions;  // [B] next byte of each global stream
-  // Rows of this rank's streams ([local_streams, ...]); names "layer.L/keys.H", "layer.L/values.H"
-  // (kv cache) or "layer.L/hidden" (hidden cache). Absent = empty cache.
+  // Rows of this rank's streams ([local_streams, ...]) as pieces along dim 0; names
+  // "layer.L/keys.H", "layer.L/values.H" (kv cache, H canonical) or "layer.L/hidden" (hidden
+  // cache). Absent = empty cache. When read: this rank's rows of every head.
   std::vector<NamedTensor> cache;
   at::Tensor rng_cpu;   // this rank's CPU generator state (uint8); undefined when not restorable
   at::Tensor rng_cuda;  // this rank's CUDA generator state; undefined on CPU

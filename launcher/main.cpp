@@ -94,7 +94,7 @@ int run_train(const std::vector<std::string>& args, const adaspan::cluster::Worl
     dp.control = &world_group;
     dp.world_rank = world.rank();
     if (grid.tp_size() > 1) dp.tp = {&grid.tp_group(), grid.tp_rank(), grid.tp_size()};
-    dp.comm = grid.dp_comm();
+    dp.comm = MPI_COMM_WORLD;  // checkpoints: every rank writes its part
     std::unique_ptr<adaspan::model::ProcessGroup> nccl;
     const bool on_gpu = config.run.device.rfind("cuda", 0) == 0;
     // auto: NCCL when every rank on the node has a GPU of its own (NCCL refuses to share one).

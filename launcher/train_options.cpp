@@ -129,7 +129,7 @@ ParsedTrain parse_train_options(const std::vector<std::string>& args) {
       ("tp", po::value(&c.run.tp)->default_value(c.run.tp),
        "Tensor-parallel ranks per model replica (consecutive ranks): each holds --heads / tp heads and "
        "--ff-size / tp feed-forward units of every layer (Megatron-style); data parallelism uses world size / tp. "
-       "Checkpoints with tp > 1 are not built yet.")
+       "Checkpoints are logical: any tp resumes any checkpoint.")
       ("rebalance-every", po::value(&c.run.rebalance_every)->default_value(c.run.rebalance_every),
        "With --tp > 1: every N steps, plan a head-to-rank placement from the learned spans (equal heads per "
        "rank, smallest largest per-rank sum of span windows) and move the heads (weights, spans, optimizer state, "

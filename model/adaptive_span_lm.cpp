@@ -34,6 +34,67 @@ bool AdaptiveSpanLM::is_sharded(const std::string& name) {
   return false;
 }
 
+int AdaptiveSpanLM::layer_of(const std::string& name) {
+  if (name.rfind("layers.", 0) != 0) return -1;
+  return std::stoi(name.substr(7, name.find('.', 7) - 7));
+}
+
+at::Tensor AdaptiveSpanLM::local_part(const std::string& name, const at::Tensor& whole) const {
+  if (!tp_.active() || !is_sharded(name)) return whole;
+  const HeadSplit split = head_split_of(name, config_.head_dim());
+  if (split.dim >= 0) {
+    std::vector<int64_t> rows;
+    for (int64_t h : layers_[static_cast<size_t>(layer_of(name))]->attention().heads()) {
+      for (int64_t i = 0; i < split.per_head; ++i) rows.push_back(h * split.per_head + i);
+    }
+    return whole.index_select(split.dim, at::tensor(rows, at::kLong).to(whole.device()));
+  }
+  const int dim = name.find(".ff.fc2.weight") != std::string::npos ? 1 : 0;  // fc1 rows, fc2 columns
+  const int64_t units = whole.size(dim) / tp_.size;
+  return whole.narrow(dim, tp_.rank * units, units);
+}
+
+namespace {
+
+// (layer, head, value) triples of every rank of the group, as [layer][head] -> value.
+std::vector<std::vector<double>> gather_by_head(const std::vector<double>& triples, const TensorParallel& tp,
+                                                size_t layers, int64_t heads) {
+  at::Tensor all = at::tensor(triples, at::kDouble);
+  if (tp.active()) {
+    at::Tensor gathered = at::zeros({all.numel() * tp.size}, at::kDouble);
+    tp.group->all_gather(all, gathered);
+    all = gathered;
+  }
+  std::vector<std::vector<double>> out(layers, std::vector<double>(static_cast<size_t>(heads)));
+  const double* v = all.data_ptr<double>();
+  for (int64_t i = 0; i + 2 < all.numel(); i += 3) out[static_cast<size_t>(v[i])][static_cast<size_t>(v[i + 1])] = v[i + 2];
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::vector<double>> AdaptiveSpanLM::all_spans() const {
+  std::vector<double> triples;
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const auto& attn = layers_[l]->attention();
+    const std::vector<double> z = attn.spans();
+    for (size_t i = 0; i < z.size(); ++i) triples.insert(triples.end(), {static_cast<double>(l), static_cast<double>(attn.heads()[i]), z[i]});
+  }
+  return gather_by_head(triples, tp_, layers_.size(), config_.heads);
+}
+
+std::vector<std::vector<int64_t>> AdaptiveSpanLM::placement() const {
+  std::vector<double> triples;
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    for (int64_t h : layers_[l]->attention().heads()) {
+      triples.insert(triples.end(), {static_cast<double>(l), static_cast<double>(h), static_cast<double>(tp_.rank)});
+    }
+  }
+  std::vector<std::vector<int64_t>> out;
+  for (const auto& layer : gather_by_head(triples, tp_, layers_.size(), config_.heads)) out.emplace_back(layer.begin(), layer.end());
+  return out;
+}
+
 std::vector<std::vector<int64_t>> AdaptiveSpanLM::heads() const {
   std::vector<std::vector<int64_t>> out;
   for (const auto& layer : layers_) out.push_back(layer->attention().heads());

@@ -31,12 +31,21 @@ class AdaptiveSpanLM : public torch::nn::Module {
   // spans[layer][i] in bytes, for this rank's heads; heads()[layer][i] is the canonical index.
   std::vector<std::vector<double>> spans() const;
   std::vector<std::vector<int64_t>> heads() const;
+  // Every head's span [layer][canonical head] and the tensor-parallel rank holding it (collective
+  // over the TP group when sharded).
+  std::vector<std::vector<double>> all_spans() const;
+  std::vector<std::vector<int64_t>> placement() const;
   void set_heads(size_t layer, const std::vector<int64_t>& heads) { layers_[layer]->attention().set_heads(heads); }
   void clamp_spans();
   // L2 norm of all parameters (of the whole model when sharded: collective), accumulated in double.
   double parameter_norm() const;
   // Whether a parameter (by name) is cut by sharding, i.e. differs between tensor-parallel ranks.
   static bool is_sharded(const std::string& name);
+  // "layers.3.attn..." -> 3; -1 for parameters outside the layers.
+  static int layer_of(const std::string& name);
+  // This rank's part of a whole (unsharded) tensor shaped as parameter `name` (the whole tensor
+  // without tensor parallelism): its heads' rows/columns, or its feed-forward units.
+  at::Tensor local_part(const std::string& name, const at::Tensor& whole) const;
 
  private:
   ModelConfig config_;

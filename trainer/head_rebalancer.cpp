@@ -18,12 +18,6 @@ std::vector<int64_t> heads_of(const cluster::HeadPlacement& owner, size_t layer,
   return out;
 }
 
-// Layer index from a parameter name "layers.L...." (-1 for others).
-int layer_of(const std::string& name) {
-  if (name.rfind("layers.", 0) != 0) return -1;
-  return std::stoi(name.substr(7, name.find('.', 7) - 7));
-}
-
 // A tensor cut by heads along dim 0 ([H_local * per, ...]) from every rank, reassembled in
 // canonical order and cut again for this rank's new heads.
 at::Tensor regroup_rows(const at::Tensor& local, int64_t per, const model::TensorParallel& tp,
@@ -135,14 +129,14 @@ void move_heads(model::AdaptiveSpanLM& model, Optimizer& optimizer, std::vector<
     std::vector<at::Tensor> state = optimizer.export_slot(slot);
     for (size_t i = 0; i < named.size(); ++i) {
       const model::HeadSplit split = model::head_split_of(named[i].key(), dh);
-      const int l = layer_of(named[i].key());
+      const int l = model::AdaptiveSpanLM::layer_of(named[i].key());
       if (split.dim >= 0 && l >= 0) state[i] = regroup(state[i], split, tp, held[static_cast<size_t>(l)], mine[static_cast<size_t>(l)]);
     }
     optimizer.import_slot(slot, state);
   }
   for (const auto& p : named) {
     const model::HeadSplit split = model::head_split_of(p.key(), dh);
-    const int l = layer_of(p.key());
+    const int l = model::AdaptiveSpanLM::layer_of(p.key());
     if (split.dim < 0 || l < 0) continue;
     at::Tensor param = p.value();
     param.set_data(regroup(param.detach(), split, tp, held[static_cast<size_t>(l)], mine[static_cast<size_t>(l)]));

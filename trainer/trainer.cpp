@@ -88,27 +88,6 @@ double evaluate(model::AdaptiveSpanLM& model, data::StreamSampler& sampler, int6
   return nll_sum / static_cast<double>(blocks);
 }
 
-// spans[layer][head] of every head in canonical order: with tensor parallelism each rank holds
-// some heads of each layer, so the group gathers them (collective).
-std::vector<std::vector<double>> canonical_spans(const model::AdaptiveSpanLM& lm) {
-  const std::vector<std::vector<double>> local = lm.spans();
-  const model::TensorParallel& tp = lm.tensor_parallel();
-  if (!tp.active()) return local;
-  const std::vector<std::vector<int64_t>> heads = lm.heads();
-  std::vector<double> mine;  // (layer, head, span) triples
-  for (size_t l = 0; l < local.size(); ++l) {
-    for (size_t i = 0; i < local[l].size(); ++i) {
-      mine.insert(mine.end(), {static_cast<double>(l), static_cast<double>(heads[l][i]), local[l][i]});
-    }
-  }
-  at::Tensor all = at::zeros({static_cast<int64_t>(mine.size()) * tp.size}, at::kDouble);
-  tp.group->all_gather(at::tensor(mine, at::kDouble), all);
-  std::vector<std::vector<double>> out(local.size(), std::vector<double>(static_cast<size_t>(lm.config().heads)));
-  const double* v = all.data_ptr<double>();
-  for (int64_t i = 0; i < all.numel(); i += 3) out[static_cast<size_t>(v[i])][static_cast<size_t>(v[i + 1])] = v[i + 2];
-  return out;
-}
-
 // "cpu", "cuda", "cuda:N"; refuses CUDA when this LibTorch or machine has none.
 at::Device parse_device(const std::string& name) {
   std::optional<at::Device> device;
@@ -179,9 +158,8 @@ void validate(const TrainConfig& c) {
       if (z < 0 || z > static_cast<double>(c.model.attn_span)) throw std::invalid_argument("--span-init-heads values must be in [0, --attn-span]");
     }
   }
-  if (c.run.tp > 1 && (c.run.checkpoint_every > 0 || !c.run.resume.empty())) {
-    throw std::invalid_argument("--tp " + std::to_string(c.run.tp) +
-                                " with checkpoints (--checkpoint-every, --resume) is not built yet; use --tp 1 to checkpoint");
+  if (c.run.tp > 1 && c.model.cache == model::CacheMode::hidden && (c.run.checkpoint_every > 0 || !c.run.resume.empty())) {
+    throw std::invalid_argument("checkpoints with --tp > 1 need --cache kv (hidden caches are sized by each rank's own heads)");
   }
   if (c.run.bucket_mb <= 0) throw std::invalid_argument("--bucket-mb must be positive");
   if (c.run.zero != 0 && c.run.zero != 1) throw std::invalid_argument("--zero must be 0 or 1");
@@ -308,12 +286,12 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
   std::vector<model::ModelCache> caches(static_cast<size_t>(micro_batches));
   double window_nll = 0;  // this rank's NLL sum over the steps since the last metrics record
   int64_t window_steps = 0;
-  const LiveTraining live{model, *optimizer, sampler, caches, window_nll, window_steps, dp.rank, dp.size};
+  const LiveTraining live{model, *optimizer, sampler, caches, window_nll, window_steps, dp.world_rank, all_ranks, dp.rank};
   const bool async_checkpoints = config.run.async_checkpoint && (dp.size == 1 || dp.mpi_thread_multiple);
   if (config.run.async_checkpoint && !async_checkpoints && root && !quiet) {
     std::fprintf(stderr, "adaspan train: note: MPI lacks MPI_THREAD_MULTIPLE; checkpoints are written synchronously\n");
   }
-  CheckpointSession checkpoints(config, dp.comm, group, dp.rank, dp.size, root && !quiet ? stderr : nullptr,
+  CheckpointSession checkpoints(config, dp.comm, group, dp.world_rank, all_ranks, root && !quiet ? stderr : nullptr,
                                 async_checkpoints);
   const std::optional<Resumed> resumed = checkpoints.resume(live);
   const int64_t first_step = resumed ? resumed->step + 1 : 1;
@@ -427,7 +405,7 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
 
     if (dp.tp.active() && config.run.rebalance_every > 0 && step % config.run.rebalance_every == 0) {
       watchdog.enter("head rebalancing", step);
-      const std::vector<std::vector<double>> costs = head_costs(canonical_spans(model), config.model);
+      const std::vector<std::vector<double>> costs = head_costs(model.all_spans(), config.model);
       const cluster::HeadPlacement plan = cluster::plan_head_placement(costs, dp.tp.size);
       const double before = cluster::max_load(costs, placement, dp.tp.size);
       const double after = cluster::max_load(costs, plan, dp.tp.size);
@@ -474,7 +452,7 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
            {"optimizer_state_mb", group.gather(static_cast<double>(optimizer->state_bytes()) / 1e6)},
            {"kv_cache_mb", group.gather(static_cast<double>(kv_cache_bytes(caches)) / 1e6)},
            {"skipped_steps", result.skipped_steps},
-           {"spans", spans_json(canonical_spans(model))}});
+           {"spans", spans_json(model.all_spans())}});
       progress.update(step, bpc, tokens_per_s, elapsed_s);
       result.final_train_bpc = bpc;
       window_nll = 0;
@@ -529,7 +507,7 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
   if (result.preempted) return result;  // no "done": the run is not finished
   result.steps = config.run.steps;
   result.param_norm = model.parameter_norm();
-  result.spans = canonical_spans(model);
+  result.spans = model.all_spans();
   log({{"event", "done"},
        {"step", result.steps},
        {"ranks", all_ranks},

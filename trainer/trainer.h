@@ -38,7 +38,7 @@ void validate(const TrainConfig& config);
 struct DataParallel {
   model::ProcessGroup* group = nullptr;    // gradients and parameters (MPI or NCCL)
   model::ProcessGroup* control = nullptr;  // host scalars over all ranks: metrics, agreement (MPI); default: group
-  MPI_Comm comm = MPI_COMM_NULL;           // the same ranks, for collective checkpoint writes
+  MPI_Comm comm = MPI_COMM_NULL;           // all ranks, for collective checkpoint writes
   int rank = 0, size = 1;  // among the data-parallel ranks
   int world_rank = 0;      // among all ranks (rank 0 logs)
   model::TensorParallel tp;  // this rank's tensor-parallel group (none: TP = 1)

@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -46,6 +47,52 @@ void set_generator_state(const at::Device& device, const at::Tensor& state) {
   gen.set_state(state.to(at::kByte).contiguous());
 }
 
+// How this rank's slice of a parameter lies in the whole tensor (no pieces: every rank holds it whole).
+checkpointing::Pieces pieces_of(const LiveTraining& live, const std::string& name, const at::Tensor& local) {
+  const model::TensorParallel& tp = live.model.tensor_parallel();
+  checkpointing::Pieces p;
+  if (!tp.active() || !model::AdaptiveSpanLM::is_sharded(name)) return p;
+  p.full_shape = local.sizes().vec();
+  const model::HeadSplit split = model::head_split_of(name, live.model.config().head_dim());
+  if (split.dim >= 0) {
+    p.dim = split.dim;
+    p.extent = split.per_head;
+    p.full_shape[static_cast<size_t>(p.dim)] = live.model.config().heads * split.per_head;
+    const std::vector<std::vector<int64_t>> heads = live.model.heads();
+    for (int64_t h : heads[static_cast<size_t>(model::AdaptiveSpanLM::layer_of(name))]) p.offsets.push_back(h * split.per_head);
+  } else {
+    p.dim = name.find(".ff.fc2.weight") != std::string::npos ? 1 : 0;
+    p.extent = local.size(p.dim);
+    p.full_shape[static_cast<size_t>(p.dim)] = p.extent * tp.size;
+    p.offsets.push_back(tp.rank * p.extent);
+  }
+  if (live.dp_rank != 0) p.offsets.clear();  // one replica writes them
+  return p;
+}
+
+// (layer, head) -> cache rows, for every head of the model (tensor-parallel ranks hold some each).
+std::map<std::pair<size_t, int64_t>, int64_t> cache_rows_of_all_heads(const LiveTraining& live, const model::ModelCache& stacked) {
+  std::map<std::pair<size_t, int64_t>, int64_t> rows;
+  const auto heads = live.model.heads();
+  std::vector<double> mine;  // (layer, head, rows) triples
+  for (size_t l = 0; l < stacked.size(); ++l) {
+    for (size_t i = 0; i < stacked[l].keys.size(); ++i) {
+      mine.insert(mine.end(), {static_cast<double>(l), static_cast<double>(heads[l][i]),
+                               static_cast<double>(stacked[l].keys[i].size(1))});
+    }
+  }
+  const model::TensorParallel& tp = live.model.tensor_parallel();
+  at::Tensor all = at::tensor(mine, at::kDouble);
+  if (tp.active()) {
+    at::Tensor gathered = at::zeros({all.numel() * tp.size}, at::kDouble);
+    tp.group->all_gather(all, gathered);
+    all = gathered;
+  }
+  const double* v = all.data_ptr<double>();
+  for (int64_t i = 0; i + 2 < all.numel(); i += 3) rows[{static_cast<size_t>(v[i]), static_cast<int64_t>(v[i + 1])}] = static_cast<int64_t>(v[i + 2]);
+  return rows;
+}
+
 }  // namespace
 
 checkpointing::TrainingState capture_state(const LiveTraining& live, int64_t step, int64_t tokens_seen,
@@ -58,46 +105,86 @@ checkpointing::TrainingState capture_state(const LiveTraining& live, int64_t ste
   std::vector<std::string> names;
   for (const auto& p : named) {
     names.push_back(p.key());
-    s.parameters.push_back({p.key(), p.value().detach()});
+    s.parameters.push_back({p.key(), p.value().detach(), pieces_of(live, p.key(), p.value())});
   }
   s.optimizer = live.optimizer.name();
   s.optimizer_steps = live.optimizer.steps_taken();
   for (const auto& slot : live.optimizer.slots()) {
     const std::vector<at::Tensor> tensors = live.optimizer.export_slot(slot);  // collective when sharded
-    for (size_t i = 0; i < tensors.size(); ++i) s.optimizer_state.push_back({slot + "/" + names[i], tensors[i]});
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      s.optimizer_state.push_back({slot + "/" + names[i], tensors[i], pieces_of(live, names[i], tensors[i])});
+    }
   }
   for (uint64_t p : live.sampler.positions()) s.stream_positions.push_back(static_cast<int64_t>(p));
+  // Caches: rows of this rank's streams, pieces along dim 0 of [B, ...]; every rank lists every
+  // head's datasets (the write is collective) and writes the rows of its own heads.
   const model::ModelCache stacked = model::concat_rows(live.caches);
+  const int64_t streams = static_cast<int64_t>(live.sampler.positions().size());
+  const auto rows_piece = [&](const at::Tensor& t, bool mine) {
+    checkpointing::Pieces p;
+    p.dim = 0;
+    p.extent = live.sampler.local_streams();
+    p.full_shape = t.sizes().vec();
+    p.full_shape[0] = streams;
+    if (mine) p.offsets.push_back(live.sampler.first_stream());
+    return p;
+  };
+  const auto heads = live.model.heads();
+  const bool any_kv = std::any_of(stacked.begin(), stacked.end(), [](const model::LayerCache& c) { return !c.keys.empty(); });
+  const auto all_rows = any_kv ? cache_rows_of_all_heads(live, stacked) : std::map<std::pair<size_t, int64_t>, int64_t>{};
   for (size_t l = 0; l < stacked.size(); ++l) {
     const model::LayerCache& c = stacked[l];
-    if (c.hidden.defined()) s.cache.push_back({layer_prefix(l) + "hidden", c.hidden});
-    for (size_t h = 0; h < c.keys.size(); ++h) {
-      s.cache.push_back({layer_prefix(l) + "keys." + std::to_string(h), c.keys[h]});
-      s.cache.push_back({layer_prefix(l) + "values." + std::to_string(h), c.values[h]});
+    if (c.hidden.defined()) s.cache.push_back({layer_prefix(l) + "hidden", c.hidden, rows_piece(c.hidden, true)});
+    if (c.keys.empty()) continue;
+    for (int64_t h = 0; h < live.model.config().heads; ++h) {
+      const auto& held = heads[l];
+      const auto at = std::find(held.begin(), held.end(), h);
+      const bool mine = at != held.end();
+      at::Tensor keys, values;
+      checkpointing::Pieces shape_only;
+      if (mine) {
+        keys = c.keys[static_cast<size_t>(at - held.begin())];
+        values = c.values[static_cast<size_t>(at - held.begin())];
+      } else {
+        shape_only.dim = 0;
+        shape_only.extent = live.sampler.local_streams();
+        shape_only.full_shape = {streams, all_rows.at({l, h}), live.model.config().head_dim()};
+      }
+      const std::string suffix = "." + std::to_string(h);
+      s.cache.push_back({layer_prefix(l) + "keys" + suffix, keys, mine ? rows_piece(keys, true) : shape_only});
+      s.cache.push_back({layer_prefix(l) + "values" + suffix, values, mine ? rows_piece(values, true) : shape_only});
     }
   }
   s.metrics_window = at::tensor(std::vector<double>{live.window_nll, static_cast<double>(live.window_steps)}, at::kDouble);
   s.rng_cpu = generator_state(at::kCPU);
   const at::Device device = named.size() ? named[0].value().device() : at::Device(at::kCPU);
   if (device.is_cuda()) s.rng_cuda = generator_state(device);
-  s.spans = live.model.spans();
-  for (const auto& layer : s.spans) s.placement.emplace_back(layer.size(), 0);  // one TP rank holds all heads
+  s.spans = live.model.all_spans();
+  s.placement = live.model.placement();
   return s;
 }
 
 void restore_state(const checkpointing::TrainingState& s, const LiveTraining& live) {
   // Check everything before changing anything.
-  std::map<std::string, at::Tensor> stored;
-  for (const auto& t : s.parameters) stored["model/" + t.name] = t.tensor;
-  for (const auto& t : s.optimizer_state) stored["optimizer/" + t.name] = t.tensor;
+  // Whole tensors in the file; with tensor parallelism this rank keeps its part (local_part).
+  std::map<std::string, std::pair<std::string, at::Tensor>> stored;  // key -> (parameter name, whole)
+  for (const auto& t : s.parameters) stored["model/" + t.name] = {t.name, t.tensor};
+  for (const auto& t : s.optimizer_state) stored["optimizer/" + t.name] = {t.name.substr(t.name.find('/') + 1), t.tensor};
+  std::map<std::string, at::Tensor> local;
   const auto find = [&](const std::string& key, const at::Tensor& like) -> const at::Tensor& {
     auto it = stored.find(key);
     if (it == stored.end()) throw std::runtime_error("the checkpoint has no dataset '" + key + "'");
-    if (it->second.sizes() != like.sizes()) {
-      throw std::runtime_error("dataset '" + key + "' has shape " + c10::str(it->second.sizes()) + ", the model needs " +
-                               c10::str(like.sizes()));
+    at::Tensor part;
+    try {
+      part = live.model.local_part(it->second.first, it->second.second);
+    } catch (const std::exception&) {
+      part = at::Tensor();
     }
-    return it->second;
+    if (!part.defined() || part.sizes() != like.sizes()) {
+      throw std::runtime_error("dataset '" + key + "' has shape " + c10::str(it->second.second.sizes()) +
+                               ", which does not fit the model's " + c10::str(like.sizes()) + " on this layout");
+    }
+    return local[key] = part;
   };
   const auto named = live.model.named_parameters();
   for (const auto& p : named) find("model/" + p.key(), p.value());
@@ -123,6 +210,7 @@ void restore_state(const checkpointing::TrainingState& s, const LiveTraining& li
   const at::Device device = named.size() ? named[0].value().device() : at::Device(at::kCPU);
   const at::ScalarType dtype = named.size() ? named[0].value().scalar_type() : at::kFloat;
   model::ModelCache cache(static_cast<size_t>(layers));
+  const std::vector<std::vector<int64_t>> held = live.model.heads();  // this rank's heads, per layer
   for (const auto& c : s.cache) {
     const CacheName n = parse_cache_name(c.name);
     model::LayerCache& layer = cache[n.layer];
@@ -133,8 +221,11 @@ void restore_state(const checkpointing::TrainingState& s, const LiveTraining& li
     }
     std::vector<at::Tensor>& list = n.kind == "keys" ? layer.keys : layer.values;
     if (n.kind != "keys" && n.kind != "values") throw std::runtime_error("unknown cache entry '" + c.name + "'");
-    if (list.size() < static_cast<size_t>(heads)) list.resize(static_cast<size_t>(heads));
-    list[static_cast<size_t>(n.head)] = t;
+    const auto& mine = held[n.layer];
+    const auto at = std::find(mine.begin(), mine.end(), n.head);
+    if (at == mine.end()) continue;  // another tensor-parallel rank's head
+    if (list.size() < mine.size()) list.resize(mine.size());
+    list[static_cast<size_t>(at - mine.begin())] = t;
   }
   for (auto& layer : cache) {
     for (size_t h = 0; h < layer.keys.size(); ++h) {
@@ -146,11 +237,11 @@ void restore_state(const checkpointing::TrainingState& s, const LiveTraining& li
   at::NoGradGuard no_grad;
   for (const auto& p : named) {
     at::Tensor param = p.value();
-    param.copy_(stored["model/" + p.key()]);
+    param.copy_(local.at("model/" + p.key()));
   }
   for (const auto& slot : live.optimizer.slots()) {
     std::vector<at::Tensor> whole;
-    for (const auto& p : named) whole.push_back(stored["optimizer/" + slot + "/" + p.key()]);
+    for (const auto& p : named) whole.push_back(local.at("optimizer/" + slot + "/" + p.key()));
     live.optimizer.import_slot(slot, whole);
   }
   live.optimizer.set_steps_taken(s.optimizer_steps);

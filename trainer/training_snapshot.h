@@ -20,7 +20,8 @@ struct LiveTraining {
   // The metrics window open at the checkpoint: this rank's sum of block NLLs and their count.
   double& window_nll;
   int64_t& window_steps;
-  int rank = 0, ranks = 1;
+  int rank = 0, ranks = 1;  // among all ranks (RNG states and metrics windows are per rank)
+  int dp_rank = 0;          // among the data-parallel replicas: replica 0 writes the sharded tensors
 };
 
 checkpointing::TrainingState capture_state(const LiveTraining& live, int64_t step, int64_t tokens_seen,
