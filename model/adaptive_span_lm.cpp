@@ -123,6 +123,12 @@ std::vector<std::vector<double>> AdaptiveSpanLM::spans() const {
   return out;
 }
 
+double AdaptiveSpanLM::attention_seconds() const {
+  double total = 0;
+  for (const auto& layer : layers_) total += layer->attention().attention_seconds();
+  return total;
+}
+
 void AdaptiveSpanLM::clamp_spans() {
   for (auto& layer : layers_) layer->attention().clamp_spans();
 }

@@ -37,6 +37,8 @@ class AdaptiveSpanLM : public torch::nn::Module {
   std::vector<std::vector<int64_t>> placement() const;
   void set_heads(size_t layer, const std::vector<int64_t>& heads) { layers_[layer]->attention().set_heads(heads); }
   void clamp_spans();
+  // Seconds of attention forward over all layers so far (see SpanAttentionLayer).
+  double attention_seconds() const;
   // L2 norm of all parameters (of the whole model when sharded: collective), accumulated in double.
   double parameter_norm() const;
   // Whether a parameter (by name) is cut by sharding, i.e. differs between tensor-parallel ranks.

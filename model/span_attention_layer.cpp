@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 namespace adaspan::model {
@@ -108,6 +109,7 @@ at::Tensor SpanAttentionLayer::attend_heads(const at::Tensor& q, const std::vect
   options.dropout = config_.dropout;
   options.training = is_training();
   const at::Tensor z = current_val_ * static_cast<double>(config_.attn_span);
+  const auto start = std::chrono::steady_clock::now();
   std::vector<at::Tensor> heads;
   for (int64_t h = 0; h < local_heads(); ++h) {
     options.window = windows[h];
@@ -115,6 +117,7 @@ at::Tensor SpanAttentionLayer::attend_heads(const at::Tensor& q, const std::vect
         kernels::span_attention(q.select(1, h), keys[h], values[h], key_pe, z.select(0, h), options));
   }
   const at::Tensor out = at::stack(heads, 2);  // [B, M, H_local, d_head]
+  attention_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const at::Tensor partial = proj_out_->forward(out.reshape({q.size(0), q.size(2), local_heads() * config_.head_dim()}));
   return reduce_from_tp_region(partial, tp_);  // row parallel: the heads' contributions summed
 }

@@ -40,6 +40,9 @@ class SpanAttentionLayer : public torch::nn::Module {
   at::Tensor span_loss() const;
   // current_val <- clamp(current_val, 0, 1), after every optimizer step (as the reference).
   void clamp_spans();
+  // Wall seconds spent in this layer's attention forward so far (a host clock: meaningful on CPU,
+  // launch time only on a GPU).
+  double attention_seconds() const { return attention_seconds_; }
   // Rows the hidden cache keeps for the next block: the reference's get_cache_size().
   int64_t hidden_cache_size() const;
 
@@ -59,6 +62,7 @@ class SpanAttentionLayer : public torch::nn::Module {
   std::vector<int64_t> heads_;
   std::shared_ptr<LinearParams> proj_query_, proj_key_, proj_val_, proj_out_;
   at::Tensor current_val_;  // [H], span / S
+  double attention_seconds_ = 0;
 };
 
 }  // namespace adaspan::model

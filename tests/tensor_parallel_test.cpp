@@ -184,6 +184,10 @@ TEST(TensorParallel, RebalancingHeadsChangesWhereNotWhat) {
   ASSERT_EQ(kv_after.size(), 2u);
   EXPECT_NEAR(kv_before[0], 2 * kv_before[1], 1e-9);        // rank 0: 2 x 256 rows per layer, rank 1: 2 x 128
   EXPECT_NEAR(kv_after[0], kv_after[1], 0.05 * kv_after[0]);  // now within 5% of each other
+  EXPECT_EQ(event["attention_s_per_step_before"].size(), 2u);
+  for (const auto& r : moved) {
+    if (r.contains("tokens_per_s")) EXPECT_EQ(r["attention_s_per_step"].size(), 2u);
+  }
   for (const auto& r : moved) {
     if (r.value("event", "") == "rebalance") EXPECT_EQ(r["step"], 5);  // spans barely move: once is enough
   }

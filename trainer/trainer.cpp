@@ -339,6 +339,8 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
   int64_t halved_lr_until = 0;  // after a rollback: half the LR until this step
   int stop = 0;                 // a stop signal every rank has agreed on
   // Which TP rank holds which head (canonical order); starts contiguous, changes on rebalancing.
+  double attention_at_log = 0, attention_at_check = 0;  // model.attention_seconds() at the last record / check
+  int64_t step_at_check = first_step - 1;
   cluster::HeadPlacement placement =
       cluster::contiguous_placement(config.model.layers, config.model.heads, std::max(1, dp.tp.size));
   const auto log_checkpoint = [&](const Saved& saved) {
@@ -409,6 +411,13 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
       const cluster::HeadPlacement plan = cluster::plan_head_placement(costs, dp.tp.size);
       const double before = cluster::max_load(costs, placement, dp.tp.size);
       const double after = cluster::max_load(costs, plan, dp.tp.size);
+      // Attention forward seconds per step on each rank since the last check (before the move;
+      // the training records that follow show it after).
+      const double attention_now = model.attention_seconds();
+      const std::vector<double> attention_before =
+          group.gather((attention_now - attention_at_check) / static_cast<double>(std::max<int64_t>(1, step - step_at_check)));
+      attention_at_check = attention_now;
+      step_at_check = step;
       if (after < before * (1.0 - config.run.rebalance_threshold)) {
         const std::vector<double> kv_before = group.gather(static_cast<double>(kv_cache_bytes(caches)));
         move_heads(model, *optimizer, caches, placement, plan);
@@ -416,7 +425,8 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
         log({{"event", "rebalance"}, {"step", step}, {"max_load_before", before}, {"max_load_after", after},
              {"loads_before", cluster::rank_loads(costs, placement, dp.tp.size)},
              {"loads_after", cluster::rank_loads(costs, plan, dp.tp.size)},
-             {"kv_cache_bytes_before", kv_before}, {"kv_cache_bytes_after", kv_after}, {"placement", plan}});
+             {"kv_cache_bytes_before", kv_before}, {"kv_cache_bytes_after", kv_after},
+             {"attention_s_per_step_before", attention_before}, {"placement", plan}});
         char line[160];
         std::snprintf(line, sizeof(line), "step %lld: heads rebalanced, largest rank load %.0f -> %.0f keys",
                       static_cast<long long>(step), before, after);
@@ -451,10 +461,12 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
            {"peak_memory_mb", peak_mb},
            {"optimizer_state_mb", group.gather(static_cast<double>(optimizer->state_bytes()) / 1e6)},
            {"kv_cache_mb", group.gather(static_cast<double>(kv_cache_bytes(caches)) / 1e6)},
+           {"attention_s_per_step", group.gather((model.attention_seconds() - attention_at_log) / steps)},
            {"skipped_steps", result.skipped_steps},
            {"spans", spans_json(model.all_spans())}});
       progress.update(step, bpc, tokens_per_s, elapsed_s);
       result.final_train_bpc = bpc;
+      attention_at_log = model.attention_seconds();
       window_nll = 0;
       window_steps = 0;
       window_start = Clock::now();
@@ -462,7 +474,11 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
     if (valid_sampler && config.run.eval_every > 0 &&
         (step % config.run.eval_every == 0 || step == config.run.steps)) {
       watchdog.enter("validation", step);
+      const double attention_before_eval = model.attention_seconds();
       const double local = evaluate(model, *valid_sampler, config.run.eval_steps, device);
+      const double eval_attention = model.attention_seconds() - attention_before_eval;  // not training time
+      attention_at_log += eval_attention;
+      attention_at_check += eval_attention;
       const double bpc = group.reduce(local, model::ReduceOp::sum) / all_ranks / kLn2;
       log({{"step", step}, {"split", "valid"}, {"bpc", bpc}});
       char line[96];
