@@ -189,6 +189,20 @@ void Hdf5File::write_tensor(const std::string& dataset, const at::Tensor& tensor
   }
 }
 
+int64_t Hdf5File::create_checksummed(const std::string& dataset, const std::vector<int64_t>& shape,
+                                     const std::vector<int64_t>& chunk_shape, int64_t type) {
+  const std::vector<hsize_t> dims(shape.begin(), shape.end()), chunk(chunk_shape.begin(), chunk_shape.end());
+  Handle space{H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose};
+  Handle lcpl{H5Pcreate(H5P_LINK_CREATE), H5Pclose};
+  H5Pset_create_intermediate_group(lcpl.id, 1);
+  Handle dcpl{H5Pcreate(H5P_DATASET_CREATE), H5Pclose};
+  H5Pset_chunk(dcpl.id, static_cast<int>(chunk.size()), chunk.data());
+  H5Pset_fletcher32(dcpl.id);
+  const hid_t d = H5Dcreate2(file_, dataset.c_str(), type, space.id, lcpl.id, dcpl.id, H5P_DEFAULT);
+  if (d < 0) fail(path_, "cannot create dataset '" + dataset + "'");
+  return d;
+}
+
 void Hdf5File::write_shared_rows(const std::string& dataset, const std::vector<int64_t>& shape,
                                  const at::Tensor& rows) {
   if (shape.empty() || std::any_of(shape.begin(), shape.end(), [](int64_t d) { return d <= 0; })) {
@@ -204,16 +218,9 @@ void Hdf5File::write_shared_rows(const std::string& dataset, const std::vector<i
   const hid_t type = memory_type(data.scalar_type());
 
   std::vector<hsize_t> dims(shape.begin(), shape.end());
-  std::vector<hsize_t> chunk = dims;
-  chunk[0] = static_cast<hsize_t>(row_share(shape[0], 0, ranks_).count);  // one chunk per rank's share
-  Handle space{H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose};
-  Handle lcpl{H5Pcreate(H5P_LINK_CREATE), H5Pclose};
-  H5Pset_create_intermediate_group(lcpl.id, 1);
-  Handle dcpl{H5Pcreate(H5P_DATASET_CREATE), H5Pclose};
-  H5Pset_chunk(dcpl.id, static_cast<int>(chunk.size()), chunk.data());
-  H5Pset_fletcher32(dcpl.id);
-  Handle d{H5Dcreate2(file_, dataset.c_str(), type, space.id, lcpl.id, dcpl.id, H5P_DEFAULT), H5Dclose};
-  if (d.id < 0) fail(path_, "cannot create dataset '" + dataset + "'");
+  std::vector<int64_t> chunk = shape;
+  chunk[0] = row_share(shape[0], 0, ranks_).count;  // one chunk per rank's share
+  Handle d{create_checksummed(dataset, shape, chunk, type), H5Dclose};
 
   Handle file_space{H5Dget_space(d.id), H5Sclose};
   std::vector<hsize_t> start(dims.size(), 0), block = dims;
@@ -257,16 +264,10 @@ void Hdf5File::write_pieces(const std::string& dataset, const std::vector<int64_
     data = pieces.detach().to(at::kCPU, dtype).contiguous();
   }
   const hid_t type = memory_type(dtype);
-  std::vector<hsize_t> dims(shape.begin(), shape.end()), chunk = dims;
-  chunk[d] = static_cast<hsize_t>(extent);
-  Handle space{H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose};
-  Handle lcpl{H5Pcreate(H5P_LINK_CREATE), H5Pclose};
-  H5Pset_create_intermediate_group(lcpl.id, 1);
-  Handle dcpl{H5Pcreate(H5P_DATASET_CREATE), H5Pclose};
-  H5Pset_chunk(dcpl.id, static_cast<int>(chunk.size()), chunk.data());
-  H5Pset_fletcher32(dcpl.id);
-  Handle dset{H5Dcreate2(file_, dataset.c_str(), type, space.id, lcpl.id, dcpl.id, H5P_DEFAULT), H5Dclose};
-  if (dset.id < 0) fail(path_, "cannot create dataset '" + dataset + "'");
+  std::vector<hsize_t> dims(shape.begin(), shape.end());
+  std::vector<int64_t> chunk = shape;
+  chunk[d] = extent;  // one chunk per piece
+  Handle dset{create_checksummed(dataset, shape, chunk, type), H5Dclose};
 
   Handle file_space{H5Dget_space(dset.id), H5Sclose};
   H5Sselect_none(file_space.id);

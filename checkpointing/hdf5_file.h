@@ -74,6 +74,9 @@ class Hdf5File {
 
  private:
   int64_t ensure_group(const std::string& object);  // hid_t
+  // A chunked dataset with the Fletcher32 filter (collective on a collective file); returns the hid_t.
+  int64_t create_checksummed(const std::string& dataset, const std::vector<int64_t>& dims,
+                             const std::vector<int64_t>& chunk, int64_t type);
 
   std::string path_;
   int64_t file_ = -1;  // hid_t
