@@ -1,5 +1,5 @@
 #pragma once
-// The commands that read checkpoints: `adaspan eval`, `adaspan generate`, `adaspan inspect`.
+// The commands that read runs and checkpoints: `adaspan eval`, `generate`, `inspect`, `report`.
 // Each returns the process exit code (0 ok, 1 failure, 2 bad usage).
 #include "cluster/world.h"
 
@@ -11,5 +11,6 @@ namespace adaspan::launcher {
 int run_eval(const std::vector<std::string>& args, const cluster::World& world);
 int run_generate(const std::vector<std::string>& args);
 int run_inspect(const std::vector<std::string>& args);
+int run_report(const std::vector<std::string>& args);
 
 }  // namespace adaspan::launcher

@@ -31,6 +31,7 @@ constexpr const char* kUsage =
     "  eval      bits per byte of a checkpoint over whole files (any number of ranks)\n"
     "  generate  sample bytes from a checkpoint\n"
     "  inspect   show a checkpoint's config, step, learned spans and sizes\n"
+    "  report    plots of a run (bpc, throughput, span heatmap and trajectories) in RUN_DIR/report.html\n"
     "  launch    run a training command, restarting it from its newest checkpoint when it fails\n"
     "  prepare   prepare a standard corpus (enwik8) as train/valid/test byte files\n"
     "\n"
@@ -163,6 +164,7 @@ int main(int argc, char** argv) {
   if (command == "launch") return adaspan::launcher::run_launch(args);
   if (command == "generate") return adaspan::launcher::run_generate(args);
   if (command == "inspect") return adaspan::launcher::run_inspect(args);
+  if (command == "report") return adaspan::launcher::run_report(args);
   if (command == "eval") {
     adaspan::cluster::World world(&argc, &argv);
     return adaspan::launcher::run_eval(args, world);

@@ -49,3 +49,9 @@ if [ "${ADASPAN_TORCH:-pip}" = "pip" ]; then
     fi
   fi
 fi
+
+# `adaspan report` draws with matplotlib and reads checkpoints with h5py.
+if ! python3 -c "import matplotlib, h5py" >/dev/null 2>&1; then
+  echo "setup: installing matplotlib and h5py from PyPI (adaspan report)"
+  python3 -m pip install -q matplotlib h5py || echo "setup: pip could not install matplotlib/h5py; adaspan report will not work"
+fi

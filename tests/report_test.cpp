@@ -1,0 +1,96 @@
+// `adaspan report`: the figures exist, are real images, and show the run's own numbers (the plotted
+// series in report.json are checked against metrics.jsonl and the checkpoint).
+#include "checkpointing/checkpoint_file.h"
+#include "tests/command_runner.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+namespace adaspan {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Width and height from a PNG's IHDR chunk.
+std::pair<uint32_t, uint32_t> png_size(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  unsigned char header[24] = {};
+  in.read(reinterpret_cast<char*>(header), sizeof(header));
+  const auto be32 = [&](int at) {
+    return (uint32_t{header[at]} << 24) | (uint32_t{header[at + 1]} << 16) | (uint32_t{header[at + 2]} << 8) | header[at + 3];
+  };
+  if (header[1] != 'P' || header[2] != 'N' || header[3] != 'G') return {0, 0};
+  return {be32(16), be32(20)};
+}
+
+TEST(Report, FiguresShowTheRunsNumbers) {
+  if (std::system("python3 -c 'import matplotlib, h5py' > /dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "python3 lacks matplotlib or h5py (scripts/setup.sh installs them)";
+  }
+  const fs::path dir = fs::temp_directory_path() / ("adaspan_report_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  const auto train = testing::run_adaspan(
+      "train --steps 20 --layers 2 --d-model 32 --heads 2 --ff-size 64 --attn-span 64 --block-size 32 --batch-size 4"
+      " --log-every 5 --eval-every 10 --eval-steps 2 --threads 1 --checkpoint-every 20 --run-dir " + dir.string());
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  const auto r = testing::run_adaspan("report " + dir.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+
+  for (const char* name : {"bpc.png", "throughput.png", "spans_heatmap.png", "span_trajectories.png", "ranks.png"}) {
+    const auto [w, h] = png_size(dir / name);
+    EXPECT_GE(w, 200u) << name;
+    EXPECT_GE(h, 150u) << name;
+  }
+  std::ifstream html_in(dir / "report.html");
+  const std::string html{std::istreambuf_iterator<char>(html_in), {}};
+  size_t images = 0;
+  for (size_t at = html.find("data:image/png;base64,"); at != std::string::npos; at = html.find("data:image/png;base64,", at + 1)) ++images;
+  EXPECT_EQ(images, 5u);
+
+  std::ifstream json_in(dir / "report.json");
+  const auto report = nlohmann::json::parse(json_in);
+  std::vector<std::pair<int64_t, double>> train_bpc, valid_bpc;
+  std::ifstream metrics(dir / "metrics.jsonl");
+  for (std::string line; std::getline(metrics, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (!j.contains("bpc")) continue;
+    (j.contains("split") ? valid_bpc : train_bpc).emplace_back(j["step"].get<int64_t>(), j["bpc"].get<double>());
+  }
+  ASSERT_EQ(report["train_bpc"].size(), train_bpc.size());
+  for (size_t i = 0; i < train_bpc.size(); ++i) {
+    EXPECT_EQ(report["train_bpc"][i][0].get<int64_t>(), train_bpc[i].first);
+    EXPECT_DOUBLE_EQ(report["train_bpc"][i][1].get<double>(), train_bpc[i].second);
+  }
+  EXPECT_EQ(report["valid_bpc"].size(), valid_bpc.size());
+  // The heatmap's spans are the checkpoint's.
+  const auto header = checkpointing::read_checkpoint_header((dir / "ckpt-20.h5").string());
+  EXPECT_EQ(report["spans_step"], 20);
+  EXPECT_EQ(report["spans"].get<std::vector<std::vector<double>>>(), header.spans);
+  fs::remove_all(dir);
+
+  const auto missing = testing::run_adaspan("report " + (dir / "nothing").string());
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_NE(missing.err.find("no metrics.jsonl"), std::string::npos) << missing.err;
+}
+
+TEST(Install, PutsTheBinariesScriptsAndDocsInPlace) {
+  const fs::path prefix = fs::temp_directory_path() / ("adaspan_install_" + std::to_string(::getpid()));
+  fs::remove_all(prefix);
+  const std::string install = std::string(ADASPAN_CMAKE) + " --install " + ADASPAN_BUILD_DIR + " --prefix " +
+                              prefix.string() + " > /dev/null";
+  ASSERT_EQ(std::system(install.c_str()), 0);
+  for (const char* file : {"bin/adaspan", "share/adaspan/report.py", "share/adaspan/adaspan.sbatch",
+                           "share/doc/adaspan/README.md", "share/doc/adaspan/checkpoint-format.md"}) {
+    EXPECT_TRUE(fs::exists(prefix / file)) << file;
+  }
+  // The installed binary runs on its own (RPATH to LibTorch and HDF5).
+  EXPECT_EQ(std::system(((prefix / "bin/adaspan").string() + " --help > /dev/null").c_str()), 0);
+  fs::remove_all(prefix);
+}
+
+}  // namespace
+}  // namespace adaspan
