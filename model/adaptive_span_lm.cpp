@@ -54,24 +54,6 @@ at::Tensor AdaptiveSpanLM::local_part(const std::string& name, const at::Tensor&
   return whole.narrow(dim, tp_.rank * units, units);
 }
 
-namespace {
-
-// (layer, head, value) triples of every rank of the group, as [layer][head] -> value.
-std::vector<std::vector<double>> gather_by_head(const std::vector<double>& triples, const TensorParallel& tp,
-                                                size_t layers, int64_t heads) {
-  at::Tensor all = at::tensor(triples, at::kDouble);
-  if (tp.active()) {
-    at::Tensor gathered = at::zeros({all.numel() * tp.size}, at::kDouble);
-    tp.group->all_gather(all, gathered);
-    all = gathered;
-  }
-  std::vector<std::vector<double>> out(layers, std::vector<double>(static_cast<size_t>(heads)));
-  const double* v = all.data_ptr<double>();
-  for (int64_t i = 0; i + 2 < all.numel(); i += 3) out[static_cast<size_t>(v[i])][static_cast<size_t>(v[i + 1])] = v[i + 2];
-  return out;
-}
-
-}  // namespace
 
 std::vector<std::vector<double>> AdaptiveSpanLM::all_spans() const {
   std::vector<double> triples;

@@ -1,5 +1,6 @@
 #include "model/tensor_parallel.h"
 
+#include <ATen/ATen.h>
 #include <torch/autograd.h>
 
 #include <cstdint>
@@ -60,6 +61,20 @@ HeadSplit head_split_of(const std::string& name, int64_t head_dim) {
   if (name.find(".attn.proj_out.weight") != std::string::npos) return {1, head_dim};
   if (name.find(".attn.span.current_val") != std::string::npos) return {0, 1};
   return {};
+}
+
+std::vector<std::vector<double>> gather_by_head(const std::vector<double>& triples, const TensorParallel& tp,
+                                                size_t layers, int64_t heads) {
+  at::Tensor all = at::tensor(triples, at::kDouble);
+  if (tp.active()) {
+    at::Tensor gathered = at::zeros({all.numel() * tp.size}, at::kDouble);
+    tp.group->all_gather(all, gathered);
+    all = gathered;
+  }
+  std::vector<std::vector<double>> out(layers, std::vector<double>(static_cast<size_t>(heads)));
+  const double* v = all.data_ptr<double>();
+  for (int64_t i = 0; i + 2 < all.numel(); i += 3) out[static_cast<size_t>(v[i])][static_cast<size_t>(v[i + 1])] = v[i + 2];
+  return out;
 }
 
 std::vector<int64_t> contiguous_heads(int64_t heads, int rank, int size) {

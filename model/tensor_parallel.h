@@ -34,6 +34,11 @@ at::Tensor reduce_from_tp_region(const at::Tensor& x, const TensorParallel& tp);
 // The canonical heads rank `rank` of `size` holds: a contiguous range of heads / size.
 std::vector<int64_t> contiguous_heads(int64_t heads, int rank, int size);
 
+// (layer, head, value) triples from every rank of the group (this rank's in `triples`), as
+// [layer][head] -> value; collective when tensor parallelism is active.
+std::vector<std::vector<double>> gather_by_head(const std::vector<double>& triples, const TensorParallel& tp,
+                                                size_t layers, int64_t heads);
+
 // How a parameter (by name) is cut by heads: along `dim`, `per_head` consecutive entries per head
 // in canonical head order; dim < 0 when it is not (feed-forward slices, replicated parameters).
 struct HeadSplit {

@@ -203,7 +203,8 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
   const bool root = dp.world_rank == 0;
   // Scalars (metrics, agreement) go over every rank; tensor-parallel ranks of one replica hold the
   // same loss, so means over all ranks are means over the data-parallel replicas.
-  const int all_ranks = (dp.control ? dp.control : dp.group) ? (dp.control ? dp.control : dp.group)->size() : 1;
+  const model::ProcessGroup* scalars_group = dp.control ? dp.control : dp.group;
+  const int all_ranks = scalars_group ? scalars_group->size() : 1;
   cluster::configure_threads(config.run.threads, dp.ranks_on_node);
   at::manual_seed(config.run.seed);
 

@@ -70,9 +70,8 @@ checkpointing::Pieces pieces_of(const LiveTraining& live, const std::string& nam
   return p;
 }
 
-// (layer, head) -> cache rows, for every head of the model (tensor-parallel ranks hold some each).
-std::map<std::pair<size_t, int64_t>, int64_t> cache_rows_of_all_heads(const LiveTraining& live, const model::ModelCache& stacked) {
-  std::map<std::pair<size_t, int64_t>, int64_t> rows;
+// [layer][head] -> cache rows, for every head of the model (tensor-parallel ranks hold some each).
+std::vector<std::vector<double>> cache_rows_of_all_heads(const LiveTraining& live, const model::ModelCache& stacked) {
   const auto heads = live.model.heads();
   std::vector<double> mine;  // (layer, head, rows) triples
   for (size_t l = 0; l < stacked.size(); ++l) {
@@ -81,16 +80,7 @@ std::map<std::pair<size_t, int64_t>, int64_t> cache_rows_of_all_heads(const Live
                                static_cast<double>(stacked[l].keys[i].size(1))});
     }
   }
-  const model::TensorParallel& tp = live.model.tensor_parallel();
-  at::Tensor all = at::tensor(mine, at::kDouble);
-  if (tp.active()) {
-    at::Tensor gathered = at::zeros({all.numel() * tp.size}, at::kDouble);
-    tp.group->all_gather(all, gathered);
-    all = gathered;
-  }
-  const double* v = all.data_ptr<double>();
-  for (int64_t i = 0; i + 2 < all.numel(); i += 3) rows[{static_cast<size_t>(v[i]), static_cast<int64_t>(v[i + 1])}] = static_cast<int64_t>(v[i + 2]);
-  return rows;
+  return model::gather_by_head(mine, live.model.tensor_parallel(), stacked.size(), live.model.config().heads);
 }
 
 }  // namespace
@@ -131,7 +121,7 @@ checkpointing::TrainingState capture_state(const LiveTraining& live, int64_t ste
   };
   const auto heads = live.model.heads();
   const bool any_kv = std::any_of(stacked.begin(), stacked.end(), [](const model::LayerCache& c) { return !c.keys.empty(); });
-  const auto all_rows = any_kv ? cache_rows_of_all_heads(live, stacked) : std::map<std::pair<size_t, int64_t>, int64_t>{};
+  const auto all_rows = any_kv ? cache_rows_of_all_heads(live, stacked) : std::vector<std::vector<double>>{};
   for (size_t l = 0; l < stacked.size(); ++l) {
     const model::LayerCache& c = stacked[l];
     if (c.hidden.defined()) s.cache.push_back({layer_prefix(l) + "hidden", c.hidden, rows_piece(c.hidden, true)});
@@ -148,7 +138,7 @@ checkpointing::TrainingState capture_state(const LiveTraining& live, int64_t ste
       } else {
         shape_only.dim = 0;
         shape_only.extent = live.sampler.local_streams();
-        shape_only.full_shape = {streams, all_rows.at({l, h}), live.model.config().head_dim()};
+        shape_only.full_shape = {streams, static_cast<int64_t>(all_rows[l][static_cast<size_t>(h)]), live.model.config().head_dim()};
       }
       const std::string suffix = "." + std::to_string(h);
       s.cache.push_back({layer_prefix(l) + "keys" + suffix, keys, mine ? rows_piece(keys, true) : shape_only});
