@@ -7,8 +7,9 @@
 // The default model has ~38M parameters (12 layers, d 512, ff 2048, 8 heads, span 1024); with
 // Adagrad's sums a checkpoint is ~305 MB. Write = the collective HDF5 write, flush, close, fsync
 // and rename (what training waits for); read = one rank reading everything back with checksums.
-// dd: `dd if=/dev/zero of=F bs=4M count=... conv=fsync` and `dd if=F of=/dev/null bs=4M`. Reads
-// are from the page cache unless the kernel's caches can be dropped (reported as "cold").
+// dd: `dd if=/dev/zero of=F bs=4M count=... conv=fsync` and `dd if=F of=/dev/null bs=4M`. Before
+// each read the file is evicted from the page cache (posix_fadvise), so both read from the disk
+// ("cold"; warm when eviction fails).
 #include "checkpointing/checkpoint_file.h"
 #include "checkpointing/checkpoint_store.h"
 #include "cluster/thread_config.h"
@@ -29,6 +30,9 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <fcntl.h>
+#include <unistd.h>
+#include <thread>
 
 namespace {
 
@@ -38,16 +42,30 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-bool drop_page_cache() {
-  std::ofstream out("/proc/sys/vm/drop_caches");
-  out << "3\n";
-  return static_cast<bool>(out.flush());
+// Writes the file's dirty pages and drops its pages from the page cache, so that the next read comes
+// from the disk. Only this file: dropping every cache would also evict the program's own code.
+bool evict_from_page_cache(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return false;
+  const bool ok = ::fdatasync(fd) == 0 && ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0;
+  ::close(fd);
+  return ok;
 }
 
 // Seconds of a shell command (dd), or -1 when it fails.
 double timed_command(const std::string& command) {
   const auto start = Clock::now();
   return std::system(command.c_str()) == 0 ? seconds_since(start) : -1.0;
+}
+
+// A barrier that sleeps while it waits, so that ranks waiting for rank 0's read and dd do not take
+// a core from them (MPI_Barrier polls).
+void sleeping_barrier() {
+  MPI_Request request;
+  MPI_Ibarrier(MPI_COMM_WORLD, &request);
+  for (int done = 0; MPI_Test(&request, &done, MPI_STATUS_IGNORE), !done;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 }  // namespace
@@ -104,7 +122,7 @@ int main(int argc, char** argv) {
   int64_t bytes = 0;
   bool cold = false;
   for (int r = 0; r < repeats; ++r) {
-    MPI_Barrier(MPI_COMM_WORLD);
+    sleeping_barrier();
     auto start = Clock::now();
     checkpointing::write_checkpoint(checkpointing::temporary_path(dir, r + 1), state,
                                     {world.size() > 1 ? MPI_COMM_WORLD : MPI_COMM_NULL, streams});
@@ -114,7 +132,7 @@ int main(int argc, char** argv) {
     writes.push_back(seconds_since(start));
     if (!world.is_root()) continue;
     bytes = static_cast<int64_t>(fs::file_size(path));
-    cold = drop_page_cache();
+    cold = evict_from_page_cache(path);
     start = Clock::now();
     checkpointing::read_checkpoint(path, {0, 1, 0, 8});
     reads.push_back(seconds_since(start));
@@ -123,7 +141,7 @@ int main(int argc, char** argv) {
     const int64_t blocks = (bytes + (4 << 20) - 1) / (4 << 20);
     dd_writes.push_back(timed_command("dd if=/dev/zero of=" + dd_file + " bs=4M count=" + std::to_string(blocks) +
                                       " conv=fsync status=none"));
-    drop_page_cache();
+    evict_from_page_cache(dd_file);
     dd_reads.push_back(timed_command("dd if=" + dd_file + " of=/dev/null bs=4M status=none"));
     fs::remove(dd_file);
   }
@@ -145,7 +163,7 @@ int main(int argc, char** argv) {
                 world.size());
     std::printf("  write  %7.0f MB/s   dd %7.0f MB/s   ratio %.2f\n", w, dw, w / dw);
     std::printf("  read   %7.0f MB/s   dd %7.0f MB/s   ratio %.2f   (%s)\n", rd, dr, rd / dr,
-                cold ? "page cache dropped before each read" : "page cache NOT dropped: warm reads");
+                cold ? "file evicted from the page cache before each read" : "page cache NOT dropped: warm reads");
     if (!json_path.empty()) std::ofstream(json_path) << figures.dump(2) << "\n";
     fs::remove_all(dir);
   }

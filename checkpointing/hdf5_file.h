@@ -8,6 +8,7 @@
 #include <mpi.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,15 @@ struct RowShare {
   int64_t begin = 0, count = 0;
 };
 RowShare row_share(int64_t rows, int rank, int ranks);
+
+// A file opened for reading, also mapped into memory: checksummed chunks are read from the mapping,
+// around HDF5's filter pipeline. `base_address` is where HDF5's addresses start (the user block's size).
+struct RawAccess {
+  std::string path;
+  std::shared_ptr<const uint8_t> mapping;  // null: HDF5 reads everything
+  uint64_t mapped_bytes = 0;
+  uint64_t base_address = 0;
+};
 
 class Hdf5File {
  public:
@@ -69,6 +79,8 @@ class Hdf5File {
   void close();
 
   const std::string& path() const { return path_; }
+  // Chunks read around the filter pipeline so far (the rest were left to HDF5).
+  int64_t raw_chunk_reads() const { return raw_chunk_reads_; }
   int rank() const { return rank_; }
   int ranks() const { return ranks_; }
 
@@ -80,6 +92,8 @@ class Hdf5File {
 
   std::string path_;
   int64_t file_ = -1;  // hid_t
+  RawAccess raw_;
+  mutable int64_t raw_chunk_reads_ = 0;
   bool collective_ = false;
   int rank_ = 0, ranks_ = 1;
 };
