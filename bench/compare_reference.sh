@@ -11,6 +11,7 @@
 set -euo pipefail
 ref="${1:?reference checkout}"; text="${2:?text file}"
 here="$(cd "$(dirname "$0")/.." && pwd)"
+export PYTHONPATH="$here/bench${PYTHONPATH:+:$PYTHONPATH}"  # bench_record
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 cp -r "$ref" "$work/ref"
 sed -i 's/^    assert torch.cuda.is_available()/    pass/; s/^    env_params\[.device.\] = torch.device(.cuda.)/    env_params["device"] = torch.device("cpu")/' "$work/ref/utils.py"
@@ -41,9 +42,13 @@ done
 "$here/build/adaspan_bench" --threads "$threads" --steps 10 --warmup 3 --json "$work/adaspan.json"
 python3 - "$work/adaspan.json" "${ref_tps[0]}" "${ref_tps[0.5]}" <<'PY'
 import json, sys
+from bench_record import record
 a = json.load(open(sys.argv[1])); r0, r50 = float(sys.argv[2]), float(sys.argv[3])
 print("\n| spans | reference tok/s | adaspan kv | adaspan hidden |\n|---|---:|---:|---:|")
 for label, key, r in (("at init", "train_tokens_per_s_span0", r0), ("50% of S", "train_tokens_per_s_span50", r50)):
     kv, hid = a[key]["kv"], a[key]["hidden"]
     print(f"| {label} | {r:.0f} | {kv:.0f} ({kv/r:.2f}x) | {hid:.0f} ({hid/r:.2f}x) |")
+    record("vs_reference", f"spans {label}", "reference tokens/s", r, "tokens/s")
+    record("vs_reference", f"spans {label}", "adaspan --cache kv / reference", kv / r, "x")
+    record("vs_reference", f"spans {label}", "adaspan --cache hidden / reference", hid / r, "x")
 PY

@@ -4,6 +4,7 @@
 #   bench/dp_scaling.sh [STEPS]     (CPU, MPI backend; threads per rank = cores / ranks)
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
+export PYTHONPATH="$here/bench${PYTHONPATH:+:$PYTHONPATH}"  # bench_record
 steps="${1:-30}"
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 per_rank_streams=8
@@ -20,8 +21,12 @@ for ranks in 1 2; do
       --batch-size $((per_rank_streams * ranks)) --threads $(( $(nproc) / ranks )) --run-dir "$dir" >/dev/null
     python3 - "$dir/metrics.jsonl" "$ranks" "$overlap" <<'PY'
 import json, sys
+from bench_record import record
 r = [json.loads(l) for l in open(sys.argv[1]) if '"tokens_per_s"' in l][-1]
 share = r["comm_wait_s"] / r["step_time_max_s"]
+case = f"{sys.argv[2]} rank(s), overlap {sys.argv[3]}"
+record("dp_scaling", case, "tokens/s", r["tokens_per_s"], "tokens/s")
+record("dp_scaling", case, "comm wait share of step", 100 * share, "%")
 print(f"| {sys.argv[2]} | {sys.argv[3]} | {r['tokens_per_s']:.0f} | {r['step_time_max_s']:.3f} | {r['comm_wait_s']:.4f} | {100*share:.1f}% |")
 PY
   done

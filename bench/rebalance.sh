@@ -4,6 +4,7 @@
 #   bench/rebalance.sh [STEPS]
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
+export PYTHONPATH="$here/bench${PYTHONPATH:+:$PYTHONPATH}"  # bench_record
 steps="${1:-12}"
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 # 8 heads: 4 at ~S, 4 short; the contiguous split gives rank 0 every long head.
@@ -18,9 +19,14 @@ for mode in off on; do
     --steps "$steps" --log-every "$steps" --run-dir "$dir" "${flag[@]}" >/dev/null
   python3 - "$dir/metrics.jsonl" "$mode" <<'PY'
 import json, sys
+from bench_record import record
 r = [json.loads(l) for l in open(sys.argv[1]) if '"tokens_per_s"' in l][-1]
 kv = r["kv_cache_mb"]
 mean = sum(kv) / len(kv)
+case = f"TP 2, rebalancing {sys.argv[2]}"
+record("rebalance", case, "KV cache largest / mean rank", max(kv) / mean, "x")
+record("rebalance", case, "KV cache largest rank", max(kv), "MB")
+record("rebalance", case, "step time max", r["step_time_max_s"], "s")
 print(f"| {sys.argv[2]} | {', '.join(f'{x:.1f}' for x in kv)} | {max(kv) / mean:.2f} | "
       f"{', '.join(f'{x:.0f}' for x in r['peak_memory_mb'])} | {r['step_time_max_s']:.3f} / {r['step_time_min_s']:.3f} | "
       f"{r['tokens_per_s']:.0f} |")

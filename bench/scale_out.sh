@@ -5,6 +5,7 @@
 #   bench/scale_out.sh [STEPS]
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
+export PYTHONPATH="$here/bench${PYTHONPATH:+:$PYTHONPATH}"  # bench_record
 steps="${1:-8}"
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 run() {  # run NAME FLAGS...
@@ -23,8 +24,12 @@ for opt in adagrad adam; do
     m=$(run "z-$opt-$zero" "${model[@]}" --optimizer "$opt" --zero "$zero")
     python3 - "$m" "$opt" "$zero" <<'PY'
 import json, sys
+from bench_record import record
 r = [json.loads(l) for l in open(sys.argv[1]) if '"tokens_per_s"' in l][-1]
 print(f"| {sys.argv[2]} | {sys.argv[3]} | {max(r['optimizer_state_mb']):.1f} | {r['tokens_per_s']:.0f} |")
+case = f"2 ranks, {sys.argv[2]}, --zero {sys.argv[3]}"
+record("zero", case, "optimizer state per rank", max(r["optimizer_state_mb"]), "MB")
+record("zero", case, "tokens/s", r["tokens_per_s"], "tokens/s")
 PY
   done
 done
@@ -40,11 +45,14 @@ for mode in sync async; do
   # The last step's checkpoint is always synchronous: leave it out of the comparison.
   line=$(python3 - "$m" "$mode" "$steps" "${sync_stall:-0}" <<'PY'
 import json, sys
+from bench_record import record
 recs = [json.loads(l) for l in open(sys.argv[1])]
 c = [r for r in recs if r.get("event") == "checkpoint" and r["step"] != int(sys.argv[3])]
 stall = sum(r["stall_seconds"] for r in c) / len(c)
 write = sum(r["seconds"] for r in c) / len(c)
 ref = float(sys.argv[4]) or stall
+record("async_checkpoint", f"2 ranks, {sys.argv[2]}", "stall per checkpoint", stall, "s")
+record("async_checkpoint", f"2 ranks, {sys.argv[2]}", "stall / sync stall", stall / ref, "x")
 print(f"{stall}##| {sys.argv[2]} | {len(c)} | {stall:.3f} | {write:.3f} | {stall / ref:.3f} |")
 PY
 )

@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <cstdlib>
+#include <map>
 #include <filesystem>
 #include <fstream>
 
@@ -75,6 +77,42 @@ TEST(Report, FiguresShowTheRunsNumbers) {
   const auto missing = testing::run_adaspan("report " + (dir / "nothing").string());
   EXPECT_NE(missing.exit_code, 0);
   EXPECT_NE(missing.err.find("no metrics.jsonl"), std::string::npos) << missing.err;
+}
+
+// bench/run_all runs the benchmarks it is asked for and writes one table of their figures twice, as
+// JSON and as markdown, with the device it ran on.
+TEST(BenchRunAll, WritesOneTableAsMarkdownAndJson) {
+  const fs::path source = fs::path(__FILE__).parent_path().parent_path();
+  const fs::path out = fs::temp_directory_path() / ("adaspan_bench_" + std::to_string(::getpid()));
+  fs::remove_all(out);
+  const std::string command = "python3 " + (source / "bench" / "run_all").string() +
+                              " --quick --only train,checkpoint --build " + ADASPAN_BUILD_DIR + " --out " +
+                              out.string() + " > /dev/null 2>&1";
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  const auto report = nlohmann::json::parse(testing::slurp(out / "bench.json"));
+  const std::string table = testing::slurp(out / "bench.md");
+  EXPECT_FALSE(report["device"]["cpu"].get<std::string>().empty());
+  EXPECT_NE(table.find(report["device"]["cpu"].get<std::string>()), std::string::npos);
+  std::map<std::string, int> per_bench;
+  std::map<std::string, double> train;
+  for (const auto& r : report["results"]) {
+    const double value = r["value"].get<double>();
+    EXPECT_TRUE(std::isfinite(value) && value > 0) << r.dump();
+    ++per_bench[r["bench"].get<std::string>()];
+    const std::string row = "| " + r["bench"].get<std::string>() + " | " + r["case"].get<std::string>() + " | " +
+                            r["metric"].get<std::string>() + " | ";
+    EXPECT_NE(table.find(row), std::string::npos) << row;
+    if (r["bench"] == "train") train[r["case"].get<std::string>() + "/" + r["metric"].get<std::string>()] = value;
+  }
+  EXPECT_EQ(per_bench["train"], 9);
+  EXPECT_EQ(per_bench["checkpoint"], 12);  // 6 figures for 1 and for 2 writer ranks
+  EXPECT_NEAR(train["one head, span 10% of S/cost vs span 100%"],
+              train["one head, span 10% of S/attention fwd+bwd"] / train["one head, span 100% of S/attention fwd+bwd"],
+              1e-9);
+  fs::remove_all(out);
+
+  const std::string unknown = "python3 " + (source / "bench" / "run_all").string() + " --only nonsense > /dev/null 2>&1";
+  EXPECT_NE(std::system(unknown.c_str()), 0);
 }
 
 TEST(Install, PutsTheBinariesScriptsAndDocsInPlace) {
