@@ -9,16 +9,19 @@ namespace {
 // tau of [x - tau]_+^2 summing to 1 (x already halved), along the last dim: [..., 1].
 // With the k largest values in the support, tau_k = mean_k - sqrt((1 - ss_k)/k), where
 // ss_k = k·(mean of squares - squared mean); the support size is the largest k with tau_k <= x_(k).
+// Entries of -inf (keys a query may not see) sort last and stay out of every prefix.
 at::Tensor threshold(const at::Tensor& x) {
   const int64_t n = x.size(-1);
   const at::Tensor sorted = std::get<0>(x.sort(-1, /*descending=*/true));
+  const at::Tensor finite = at::isfinite(sorted);
+  const at::Tensor values = at::where(finite, sorted, at::zeros_like(sorted));
   const at::Tensor k = at::arange(1, n + 1, x.options());
-  const at::Tensor mean = sorted.cumsum(-1) / k;
-  const at::Tensor mean_sq = (sorted * sorted).cumsum(-1) / k;
+  const at::Tensor mean = values.cumsum(-1) / k;
+  const at::Tensor mean_sq = (values * values).cumsum(-1) / k;
   const at::Tensor ss = k * (mean_sq - mean * mean);
   const at::Tensor delta = at::clamp_min((1 - ss) / k, 0);
   const at::Tensor tau = mean - at::sqrt(delta);
-  const at::Tensor support = (tau <= sorted).sum(-1, true);  // >= 1: the largest value is always in
+  const at::Tensor support = ((tau <= sorted) & finite).sum(-1, true);  // >= 1: the largest value is in
   return tau.gather(-1, support - 1);
 }
 
@@ -52,7 +55,7 @@ at::Tensor entmax15_bisection(const at::Tensor& x) {
   at::Tensor lo = top - 1, hi = top;  // sum at tau = max - 1 is >= 1, at tau = max it is 0
   for (int i = 0; i < 100; ++i) {
     const at::Tensor mid = (lo + hi) / 2;
-    const at::Tensor mass = at::clamp_min(half - mid, 0).pow(2).sum(-1, true);
+    const at::Tensor mass = at::clamp_min(half - mid, 0).pow(2).sum(-1, true);  // -inf entries add 0
     lo = at::where(mass >= 1, mid, lo);
     hi = at::where(mass >= 1, hi, mid);
   }

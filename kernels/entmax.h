@@ -3,7 +3,8 @@
 //   entmax15(x)_i = [x_i/2 - tau]_+^2,  tau such that sum_i entmax15(x)_i = 1.
 // Like softmax a probability vector, but with exact zeros for low scores. Exact, sort-based
 // threshold (the paper's Algorithm 2); backward dx = g·(dy - sum(g·dy)/sum(g)), g = sqrt(p).
-// The building block of --normalizer entmax15 / asentmax (issue 6; not wired into attention yet).
+// The normalizer of --normalizer entmax15 / asentmax. Entries of -inf get exactly 0 (each row needs
+// at least one finite entry).
 #include <ATen/core/Tensor.h>
 
 namespace adaspan::kernels {
