@@ -14,6 +14,9 @@ ParsedTrain parse_train_options(const std::vector<std::string>& args) {
   ParsedTrain parsed;
   trainer::TrainConfig& c = parsed.config;
   std::string cache_mode = model::to_string(c.model.cache);
+  std::string attention = model::to_string(c.model.attention), span_mode = model::to_string(c.model.span_mode);
+  std::string normalizer = model::to_string(c.model.normalizer);
+  std::string asentmax_scale = model::to_string(c.model.asentmax_scale);
   std::string span_init_heads;
   std::string config_file;
 
@@ -57,7 +60,26 @@ ParsedTrain parse_train_options(const std::vector<std::string>& args) {
        "Dropout on attention probabilities and the feed-forward hidden layer, in [0, 1).")
       ("cache", po::value(&cache_mode)->default_value(cache_mode),
        "What layers keep between blocks: kv (each head's keys/values, trimmed to its span; memory follows "
-       "spans, cached K/V are one step stale) or hidden (the reference's layer inputs, re-projected each step).");
+       "spans, cached K/V are one step stale) or hidden (the reference's layer inputs, re-projected each step).")
+      ("attention", po::value(&attention)->default_value(attention),
+       "Which keys a head sees: adaptive (a learned span per head, or per token with --span-mode dynamic), "
+       "fixed or full (the last --attn-span keys, nothing learned: the sliding-window and full-attention "
+       "baselines, the same computation at the same S), sparse-fixed (the Sparse Transformer's fixed "
+       "pattern within --attn-span: the --sparse-stride nearest keys plus every --sparse-stride-th position).")
+      ("span-mode", po::value(&span_mode)->default_value(span_mode),
+       "static (one span per head, as the reference) or dynamic (a span per token and head, "
+       "z_t = S*sigmoid(v_h.x_t + b_h) from the layer input; L1 penalty on the mean z_t; cost follows the "
+       "largest span of each 64-query tile). Needs --attention adaptive.")
+      ("normalizer", po::value(&normalizer)->default_value(normalizer),
+       "softmax, entmax15 (exact sort-based 1.5-entmax: exact zeros) or asentmax (1.5-entmax of scores "
+       "scaled per query by 1 + beta*(log n)^gamma, n = keys seen + 2; Vasylenko et al. 2025). The span "
+       "mask applies as with softmax: mask, then renormalise.")
+      ("asentmax-scale", po::value(&asentmax_scale)->default_value(asentmax_scale),
+       "asentmax's beta and gamma: head (learned per head: beta ~ U(0.1,1), gamma ~ N(0,0.1)) or hidden "
+       "(beta = softplus(W_b x), gamma = 2 tanh(W_g x) from the query's layer input).")
+      ("sparse-stride", po::value(&c.model.sparse_stride)->default_value(c.model.sparse_stride),
+       "c of --attention sparse-fixed: local keys and the stride of the summary positions; --block-size "
+       "must be a multiple of it.");
 
   po::options_description optim("Optimisation");
   optim.add_options()
@@ -174,6 +196,10 @@ ParsedTrain parse_train_options(const std::vector<std::string>& args) {
     throw std::invalid_argument(e.what());
   }
   c.model.cache = model::parse_cache_mode(cache_mode);
+  c.model.attention = model::parse_attention_kind(attention);
+  c.model.span_mode = model::parse_span_mode(span_mode);
+  c.model.normalizer = model::parse_normalizer(normalizer);
+  c.model.asentmax_scale = model::parse_asentmax_scale(asentmax_scale);
   if (!span_init_heads.empty()) {
     std::stringstream list(span_init_heads);
     for (std::string item; std::getline(list, item, ',');) {

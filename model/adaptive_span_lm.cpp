@@ -111,6 +111,18 @@ double AdaptiveSpanLM::attention_seconds() const {
   return total;
 }
 
+std::vector<std::vector<double>> AdaptiveSpanLM::span_means() const {
+  std::vector<std::vector<double>> out;
+  for (const auto& layer : layers_) out.push_back(layer->attention().span_stats().mean);
+  return out;
+}
+
+std::vector<std::vector<double>> AdaptiveSpanLM::span_p99s() const {
+  std::vector<std::vector<double>> out;
+  for (const auto& layer : layers_) out.push_back(layer->attention().span_stats().p99);
+  return out;
+}
+
 void AdaptiveSpanLM::clamp_spans() {
   for (auto& layer : layers_) layer->attention().clamp_spans();
 }

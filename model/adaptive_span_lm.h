@@ -37,6 +37,9 @@ class AdaptiveSpanLM : public torch::nn::Module {
   std::vector<std::vector<int64_t>> placement() const;
   void set_heads(size_t layer, const std::vector<int64_t>& heads) { layers_[layer]->attention().set_heads(heads); }
   void clamp_spans();
+  // Dynamic spans: per layer and head, the mean and 99th percentile of z_t over the last forward.
+  std::vector<std::vector<double>> span_means() const;
+  std::vector<std::vector<double>> span_p99s() const;
   // Seconds of attention forward over all layers so far (see SpanAttentionLayer).
   double attention_seconds() const;
   // L2 norm of all parameters (of the whole model when sharded: collective), accumulated in double.

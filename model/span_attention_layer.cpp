@@ -1,5 +1,7 @@
 #include "model/span_attention_layer.h"
 
+#include "kernels/attention_masks.h"
+#include "kernels/banded_attention.h"
 #include "kernels/span_attention.h"
 
 #include <ATen/ATen.h>
@@ -32,12 +34,32 @@ SpanAttentionLayer::SpanAttentionLayer(const ModelConfig& config) : config_(conf
   proj_key_ = register_module("proj_key", std::make_shared<LinearParams>(d, d, false));
   proj_val_ = register_module("proj_val", std::make_shared<LinearParams>(d, d, false));
   proj_out_ = register_module("proj_out", std::make_shared<LinearParams>(d, d, false));
-  auto span = register_module("span", std::make_shared<torch::nn::Module>());
   at::Tensor init = at::full({config.heads}, config.span_init);
   if (!config.span_init_heads.empty()) {
     init = at::tensor(config.span_init_heads, at::kDouble).div(static_cast<double>(config.attn_span)).to(at::kFloat);
   }
-  current_val_ = span->register_parameter("current_val", init);
+  if (config.learns_spans()) {
+    auto span = register_module("span", std::make_shared<torch::nn::Module>());
+    if (config.span_mode == SpanMode::static_span) {
+      current_val_ = span->register_parameter("current_val", init);
+    } else {
+      // z_t starts at the initial span for every token: v = 0, sigmoid(b) = span / S (kept off 0 and 1).
+      dynamic_weight_ = span->register_parameter("dynamic_weight", at::zeros({config.heads, d}));
+      dynamic_bias_ = span->register_parameter("dynamic_bias", at::logit(init.clamp(0.01, 0.99)));
+    }
+  }
+  if (config.normalizer == NormalizerKind::asentmax) {
+    auto scale = register_module("asentmax", std::make_shared<torch::nn::Module>());
+    if (config.asentmax_scale == AsentmaxScale::head) {
+      // The paper's 'learn' variant: beta ~ U(0.1, 1), gamma ~ N(0, 0.1) per head.
+      asentmax_beta_ = scale->register_parameter("beta", at::rand({config.heads}) * 0.9 + 0.1);
+      asentmax_gamma_ = scale->register_parameter("gamma", at::randn({config.heads}) * 0.1);
+    } else {
+      // 'adapt-softplus-tanh': beta = softplus(W_b x), gamma = 2 tanh(W_g x) from the query's input.
+      asentmax_beta_proj_ = scale->register_module("beta_proj", std::make_shared<LinearParams>(d, config.heads, true));
+      asentmax_gamma_proj_ = scale->register_module("gamma_proj", std::make_shared<LinearParams>(d, config.heads, true));
+    }
+  }
   for (int64_t h = 0; h < config.heads; ++h) heads_.push_back(h);
 }
 
@@ -48,18 +70,24 @@ void SpanAttentionLayer::shard(const TensorParallel& tp, const std::vector<int64
   for (int64_t h : heads) {
     for (int64_t i = 0; i < dh; ++i) rows.push_back(h * dh + i);
   }
-  const at::Tensor row_index = at::tensor(rows, at::kLong).to(current_val_.device());
-  const at::Tensor head_index = at::tensor(heads, at::kLong).to(current_val_.device());
+  const at::Tensor row_index = at::tensor(rows, at::kLong).to(proj_query_->weight.device());
+  const at::Tensor head_index = at::tensor(heads, at::kLong).to(proj_query_->weight.device());
   for (auto* proj : {&proj_query_, &proj_key_, &proj_val_}) {
     (*proj)->weight.set_data((*proj)->weight.index_select(0, row_index));
   }
   proj_out_->weight.set_data(proj_out_->weight.index_select(1, row_index).contiguous());
-  current_val_.set_data(current_val_.index_select(0, head_index));
+  if (current_val_.defined()) current_val_.set_data(current_val_.index_select(0, head_index));
   tp_ = tp;
   heads_ = heads;
 }
 
 std::vector<double> SpanAttentionLayer::spans() const {
+  if (!config_.learns_spans()) return std::vector<double>(heads_.size(), static_cast<double>(config_.attn_span));
+  if (config_.span_mode == SpanMode::dynamic) {
+    if (!span_stats_.mean.empty()) return span_stats_.mean;
+    at::Tensor z = at::sigmoid(dynamic_bias_.detach()).to(at::kCPU, at::kDouble).mul(config_.attn_span).contiguous();
+    return {z.data_ptr<double>(), z.data_ptr<double>() + z.numel()};
+  }
   at::Tensor cv = current_val_.detach().to(at::kCPU, at::kDouble).contiguous();
   std::vector<double> out(cv.data_ptr<double>(), cv.data_ptr<double>() + cv.numel());
   for (double& z : out) z *= static_cast<double>(config_.attn_span);
@@ -68,6 +96,15 @@ std::vector<double> SpanAttentionLayer::spans() const {
 
 std::vector<int64_t> SpanAttentionLayer::head_windows() const {
   std::vector<int64_t> windows;
+  if (!config_.learns_spans()) return std::vector<int64_t>(heads_.size(), config_.attn_span);
+  if (config_.span_mode == SpanMode::dynamic) {
+    const at::Tensor widest = std::get<0>(token_spans_.detach().reshape({-1, local_heads()}).max(0)).to(at::kCPU, at::kDouble);
+    for (int64_t head = 0; head < local_heads(); ++head) {
+      windows.push_back(kernels::effective_window(widest[head].item<double>(), config_.span_ramp, config_.attn_span,
+                                                  kWindowGranule));
+    }
+    return windows;
+  }
   for (double z : spans()) {
     windows.push_back(
         kernels::effective_window(z, config_.span_ramp, config_.attn_span, kWindowGranule));
@@ -76,19 +113,24 @@ std::vector<int64_t> SpanAttentionLayer::head_windows() const {
 }
 
 at::Tensor SpanAttentionLayer::span_loss() const {
+  if (!config_.learns_spans()) return at::zeros({}, proj_query_->weight.options());
+  if (config_.span_mode == SpanMode::dynamic) {
+    return dynamic_span_loss_.defined() ? dynamic_span_loss_ : at::zeros({}, proj_query_->weight.options());
+  }
   const double lambda_s = config_.span_loss_coeff * static_cast<double>(config_.attn_span);
   if (local_heads() == config_.heads) return lambda_s * current_val_.mean();
   return lambda_s * current_val_.sum() / static_cast<double>(config_.heads);
 }
 
 void SpanAttentionLayer::clamp_spans() {
+  if (!current_val_.defined()) return;
   at::NoGradGuard no_grad;
   current_val_.clamp_(0.0, 1.0);
 }
 
 int64_t SpanAttentionLayer::hidden_cache_size() const {
   const int64_t S = config_.attn_span;
-  if (!config_.trim_hidden_cache) return S;
+  if (!config_.trim_hidden_cache || !current_val_.defined()) return S;
   // Reference AdaptiveSpan: max_size = clip(ceil(max_c * S) + R, 0, S);
   // trim_len = floor(min(S - 1, S - max_size) / 64) * 64; cache = min(S, S - trim_len + 64).
   const double max_c = current_val_.detach().max().item<double>();
@@ -132,6 +174,7 @@ AttentionOutput SpanAttentionLayer::forward(const at::Tensor& h, const LayerCach
 AttentionOutput SpanAttentionLayer::forward_hidden(const at::Tensor& h, const LayerCache& cache,
                                                    const at::Tensor& key_pe) {
   const int64_t block = h.size(1);
+  if (config_.span_mode == SpanMode::dynamic) token_spans_ = dynamic_spans(h);
   const std::vector<int64_t> windows = head_windows();
   const int64_t widest = *std::max_element(windows.begin(), windows.end());
   const int64_t cache_rows = std::min(cache.hidden.defined() ? cache.hidden.size(1) : 0, widest);
@@ -143,7 +186,8 @@ AttentionOutput SpanAttentionLayer::forward_hidden(const at::Tensor& h, const La
   const at::Tensor v = split_heads(proj_val_->forward(h_all), local_heads());
 
   AttentionOutput result;
-  result.out = attend_heads(q, k.unbind(1), v.unbind(1), key_pe, windows);
+  result.out = config_.default_attention() ? attend_heads(q, k.unbind(1), v.unbind(1), key_pe, windows)
+                                           : attend_heads_general(h, q, k.unbind(1), v.unbind(1), key_pe);
 
   // Reference: next = cat(cache[-(C - M):], h) if C > M else h[-C:], C sized before the update.
   const int64_t keep = hidden_cache_size();
@@ -157,6 +201,7 @@ AttentionOutput SpanAttentionLayer::forward_hidden(const at::Tensor& h, const La
 
 AttentionOutput SpanAttentionLayer::forward_kv(const at::Tensor& h, const LayerCache& cache,
                                                const at::Tensor& key_pe) {
+  if (config_.span_mode == SpanMode::dynamic) token_spans_ = dynamic_spans(h);
   const std::vector<int64_t> windows = head_windows();
   const at::Tensor q = split_heads(proj_query_->forward(h), local_heads());  // [B, H_local, M, dh]
   const at::Tensor k_new = split_heads(proj_key_->forward(h), local_heads());
@@ -174,8 +219,97 @@ AttentionOutput SpanAttentionLayer::forward_kv(const at::Tensor& h, const LayerC
     result.next_cache.keys.push_back(last_rows(keys[head].detach(), keep).contiguous());
     result.next_cache.values.push_back(last_rows(values[head].detach(), keep).contiguous());
   }
-  result.out = attend_heads(q, keys, values, key_pe, windows);
+  result.out = config_.default_attention() ? attend_heads(q, keys, values, key_pe, windows)
+                                           : attend_heads_general(h, q, keys, values, key_pe);
   return result;
+}
+
+at::Tensor SpanAttentionLayer::dynamic_spans(const at::Tensor& h) {
+  const double S = static_cast<double>(config_.attn_span);
+  const at::Tensor z = at::sigmoid(at::linear(h, dynamic_weight_, dynamic_bias_)) * S;  // [B, M, H_local]
+  // L1 penalty on the mean z_t, as the static spans' lambda·S·mean(span / S).
+  dynamic_span_loss_ = config_.span_loss_coeff * z.mean();
+  const at::Tensor per_head = z.detach().reshape({-1, local_heads()}).to(at::kCPU, at::kDouble);  // [B·M, H]
+  const at::Tensor mean = per_head.mean(0).contiguous();
+  const at::Tensor p99 = at::quantile(per_head, 0.99, 0).contiguous();
+  span_stats_.mean.assign(mean.data_ptr<double>(), mean.data_ptr<double>() + mean.numel());
+  span_stats_.p99.assign(p99.data_ptr<double>(), p99.data_ptr<double>() + p99.numel());
+  return z;
+}
+
+at::Tensor SpanAttentionLayer::asentmax_scale(const at::Tensor& h, int64_t head, int64_t first, int64_t count,
+                                              int64_t cache_len, int64_t window) const {
+  // n = keys the query can see + 2 (the paper's position + 2 for a query at 0-based position
+  // `position` seeing `position` earlier tokens), at most the window + 2.
+  const at::Tensor seen = at::clamp_max(at::arange(count, h.options()) + static_cast<double>(cache_len),
+                                        static_cast<double>(window));
+  const at::Tensor log_n = at::log(seen + 2).unsqueeze(0);  // [1, T]
+  at::Tensor beta, gamma;                                    // [1] or [B, T]
+  if (asentmax_beta_.defined()) {
+    beta = asentmax_beta_.select(0, head);
+    gamma = asentmax_gamma_.select(0, head);
+  } else {
+    const at::Tensor x = h.narrow(1, first, count);
+    beta = at::softplus(at::linear(x, asentmax_beta_proj_->weight.select(0, head).unsqueeze(0),
+                                   asentmax_beta_proj_->bias.narrow(0, head, 1))).squeeze(-1);
+    gamma = 2 * at::tanh(at::linear(x, asentmax_gamma_proj_->weight.select(0, head).unsqueeze(0),
+                                    asentmax_gamma_proj_->bias.narrow(0, head, 1))).squeeze(-1);
+  }
+  return (1 + beta * at::pow(log_n, gamma)).expand({h.size(0), count});
+}
+
+at::Tensor SpanAttentionLayer::attend_heads_general(const at::Tensor& h, const at::Tensor& q,
+                                                    const std::vector<at::Tensor>& keys,
+                                                    const std::vector<at::Tensor>& values, const at::Tensor& key_pe) {
+  // q: [B, H, M, d_head]; keys[h], values[h]: [B, Lc_h + M, d_head]
+  const int64_t block = q.size(2), S = config_.attn_span;
+  const double ramp = config_.span_ramp;
+  kernels::BandedAttentionOptions options;
+  options.max_span = S;
+  options.normalizer = config_.normalizer == NormalizerKind::softmax ? kernels::Normalizer::softmax
+                                                                      : kernels::Normalizer::entmax15;
+  options.dropout = config_.dropout;
+  options.training = is_training();
+  const bool scaled = config_.normalizer == NormalizerKind::asentmax;
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<at::Tensor> heads;
+  for (int64_t head = 0; head < local_heads(); ++head) {
+    const at::Tensor qh = q.select(1, head), kh = keys[head], vh = values[head];
+    const int64_t cache_len = kh.size(1) - block;
+    if (config_.learns_spans() && config_.span_mode == SpanMode::dynamic) {
+      // Query tiles of 64, each with the window of its widest span: the cost follows the per-token spans.
+      std::vector<at::Tensor> tiles;
+      for (int64_t first = 0; first < block; first += kWindowGranule) {
+        const int64_t count = std::min(kWindowGranule, block - first);
+        const at::Tensor z = token_spans_.narrow(1, first, count).select(2, head);  // [B, T]
+        options.window = kernels::effective_window(z.detach().max().item<double>(), ramp, S, kWindowGranule);
+        const at::Tensor scale = scaled ? asentmax_scale(h, head, first, count, cache_len + first, options.window)
+                                        : at::Tensor();
+        tiles.push_back(kernels::banded_attention(qh.narrow(1, first, count), kh.narrow(1, 0, cache_len + first + count),
+                                                  vh.narrow(1, 0, cache_len + first + count), key_pe,
+                                                  kernels::dynamic_span_window(z, ramp, options.window), scale, options));
+      }
+      heads.push_back(at::cat(tiles, 1));
+      continue;
+    }
+    at::Tensor mask;
+    if (config_.learns_spans()) {
+      const at::Tensor z = current_val_.select(0, head) * static_cast<double>(S);
+      options.window = kernels::effective_window(z.item<double>(), ramp, S, kWindowGranule);
+      mask = kernels::static_span_window(z, ramp, options.window);
+    } else {
+      options.window = S;
+      mask = config_.attention == AttentionKind::sparse_fixed
+                 ? kernels::sparse_fixed_window(block, S, config_.sparse_stride, qh.options())
+                 : kernels::full_window(S, qh.options());
+    }
+    const at::Tensor scale = scaled ? asentmax_scale(h, head, 0, block, cache_len, options.window) : at::Tensor();
+    heads.push_back(kernels::banded_attention(qh, kh, vh, key_pe, mask, scale, options));
+  }
+  const at::Tensor out = at::stack(heads, 2);  // [B, M, H_local, d_head]
+  attention_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const at::Tensor partial = proj_out_->forward(out.reshape({q.size(0), block, local_heads() * config_.head_dim()}));
+  return reduce_from_tp_region(partial, tp_);
 }
 
 }  // namespace adaspan::model

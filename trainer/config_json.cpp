@@ -19,7 +19,12 @@ nlohmann::json to_json(const TrainConfig& c) {
         {"span-loss-coeff", c.model.span_loss_coeff},
         {"dropout", c.model.dropout},
         {"cache", model::to_string(c.model.cache)},
-        {"trim-hidden-cache", c.model.trim_hidden_cache}}},
+        {"trim-hidden-cache", c.model.trim_hidden_cache},
+        {"attention", model::to_string(c.model.attention)},
+        {"span-mode", model::to_string(c.model.span_mode)},
+        {"normalizer", model::to_string(c.model.normalizer)},
+        {"asentmax-scale", model::to_string(c.model.asentmax_scale)},
+        {"sparse-stride", c.model.sparse_stride}}},
       {"data",
        {{"data", c.data.train_files},
         {"valid-data", c.data.valid_files},
@@ -64,6 +69,12 @@ model::ModelConfig model_config_from_json(const nlohmann::json& stored) {
     c.dropout = m.at("dropout").get<double>();
     c.cache = model::parse_cache_mode(m.at("cache").get<std::string>());
     c.trim_hidden_cache = m.at("trim-hidden-cache").get<bool>();
+    // Checkpoints from before the attention variants have none of these: the defaults.
+    if (m.contains("attention")) c.attention = model::parse_attention_kind(m["attention"].get<std::string>());
+    if (m.contains("span-mode")) c.span_mode = model::parse_span_mode(m["span-mode"].get<std::string>());
+    if (m.contains("normalizer")) c.normalizer = model::parse_normalizer(m["normalizer"].get<std::string>());
+    if (m.contains("asentmax-scale")) c.asentmax_scale = model::parse_asentmax_scale(m["asentmax-scale"].get<std::string>());
+    if (m.contains("sparse-stride")) c.sparse_stride = m["sparse-stride"].get<int64_t>();
     return c;
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(std::string("the checkpoint's stored config is incomplete: ") + e.what());
@@ -76,6 +87,15 @@ std::string resume_incompatibility(const TrainConfig& now, const nlohmann::json&
       {"model", "vocab"},   {"model", "layers"},    {"model", "d-model"},    {"model", "heads"},
       {"model", "ff-size"}, {"model", "attn-span"}, {"model", "cache"},      {"data", "batch-size"},
       {"optim", "optimizer"}};
+  // Added with the attention variants: a checkpoint without them had the defaults.
+  const nlohmann::json defaults = to_json(TrainConfig{});
+  for (const char* key : {"attention", "span-mode", "normalizer", "asentmax-scale", "sparse-stride"}) {
+    const nlohmann::json& then = stored.contains("model") && stored["model"].contains(key) ? stored["model"][key]
+                                                                                           : defaults["model"][key];
+    if (then != mine["model"][key]) {
+      return std::string("--") + key + " is " + then.dump() + " in the checkpoint, " + mine["model"][key].dump() + " here";
+    }
+  }
   for (const auto& [group, key] : kMustMatch) {
     if (!stored.contains(group) || !stored[group].contains(key)) {
       return std::string("the checkpoint's config has no '") + key + "'";

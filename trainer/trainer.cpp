@@ -141,6 +141,20 @@ void validate(const TrainConfig& c) {
     throw std::invalid_argument("--ff-size " + std::to_string(c.model.ff_size) + " is not divisible by --tp " +
                                 std::to_string(c.run.tp));
   }
+  if (c.model.span_mode == model::SpanMode::dynamic && c.model.attention != model::AttentionKind::adaptive) {
+    throw std::invalid_argument("--span-mode dynamic needs --attention adaptive");
+  }
+  if (c.model.attention == model::AttentionKind::sparse_fixed) {
+    require_positive(c.model.sparse_stride, "sparse-stride");
+    if (c.data.block_size % c.model.sparse_stride != 0) {
+      throw std::invalid_argument("--block-size " + std::to_string(c.data.block_size) +
+                                  " is not a multiple of --sparse-stride " + std::to_string(c.model.sparse_stride));
+    }
+  }
+  if (!c.model.default_attention() && c.run.tp > 1) {
+    throw std::invalid_argument("--attention, --span-mode dynamic and --normalizer other than the defaults "
+                                "run without tensor parallelism for now (use --tp 1)");
+  }
   if (c.run.rebalance_every < 0) throw std::invalid_argument("--rebalance-every must be >= 0 (0 = never)");
   if (c.run.rebalance_every > 0 && c.run.tp < 2) throw std::invalid_argument("--rebalance-every needs --tp >= 2");
   if (c.run.rebalance_every > 0 && c.model.cache != model::CacheMode::kv) {
@@ -450,7 +464,7 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
       const double bpc = nll / static_cast<double>(window_steps) / kLn2;
       const double tokens_per_s = static_cast<double>(tokens_per_step * window_steps) / slowest;
       const double steps = static_cast<double>(window_steps);
-      log({{"step", step},
+      nlohmann::json record = {{"step", step},
            {"bpc", bpc},
            {"lr", lr},
            {"tokens_per_s", tokens_per_s},
@@ -464,7 +478,13 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
            {"kv_cache_mb", group.gather(static_cast<double>(kv_cache_bytes(caches)) / 1e6)},
            {"attention_s_per_step", group.gather((model.attention_seconds() - attention_at_log) / steps)},
            {"skipped_steps", result.skipped_steps},
-           {"spans", spans_json(model.all_spans())}});
+           {"spans", spans_json(model.all_spans())}};
+      if (config.model.span_mode == model::SpanMode::dynamic) {
+        // Per-token spans of the last training block (this rank's streams), per layer and head.
+        record["span_mean"] = spans_json(model.span_means());
+        record["span_p99"] = spans_json(model.span_p99s());
+      }
+      log(record);
       progress.update(step, bpc, tokens_per_s, elapsed_s);
       result.final_train_bpc = bpc;
       attention_at_log = model.attention_seconds();
