@@ -1,0 +1,189 @@
+// The attention variants in training: each one learns, checkpoints and resumes bit-exactly, and is
+// usable by eval and generate; dynamic spans are reported and drive the cache; bad combinations are
+// one-line errors.
+#include "tests/command_runner.h"
+#include "tests/small_configs.h"
+#include "trainer/trainer.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+namespace adaspan {
+namespace {
+
+namespace fs = std::filesystem;
+using model::AttentionKind;
+using model::NormalizerKind;
+using model::SpanMode;
+
+fs::path fresh_dir(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("adaspan_variants_" + std::to_string(::getpid()) + "_" + name);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+std::vector<nlohmann::json> training_records(const fs::path& dir) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(dir / "metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    const auto r = nlohmann::json::parse(line);
+    if (r.contains("bpc") && !r.contains("split")) out.push_back(r);
+  }
+  return out;
+}
+
+struct Variant {
+  std::string name;
+  AttentionKind attention = AttentionKind::adaptive;
+  SpanMode span_mode = SpanMode::static_span;
+  NormalizerKind normalizer = NormalizerKind::softmax;
+  model::AsentmaxScale scale = model::AsentmaxScale::head;
+};
+
+trainer::TrainConfig variant_run(const Variant& v, const fs::path& dir, int64_t steps) {
+  trainer::TrainConfig c = testing::small_train_config(dir, steps);
+  c.model.attention = v.attention;
+  c.model.span_mode = v.span_mode;
+  c.model.normalizer = v.normalizer;
+  c.model.asentmax_scale = v.scale;
+  c.model.sparse_stride = 16;
+  c.model.span_init = 0.3;
+  return c;
+}
+
+const std::vector<Variant> kVariants = {
+    {"fixed", AttentionKind::fixed},
+    {"sparse_fixed", AttentionKind::sparse_fixed},
+    {"dynamic", AttentionKind::adaptive, SpanMode::dynamic},
+    {"entmax15", AttentionKind::adaptive, SpanMode::static_span, NormalizerKind::entmax15},
+    {"asentmax_head", AttentionKind::adaptive, SpanMode::static_span, NormalizerKind::asentmax},
+    {"asentmax_hidden_dynamic", AttentionKind::adaptive, SpanMode::dynamic, NormalizerKind::asentmax,
+     model::AsentmaxScale::hidden},
+};
+
+TEST(AttentionVariants, EachLearnsAndResumesBitExactly) {
+  for (const Variant& v : kVariants) {
+    const fs::path straight_dir = fresh_dir(v.name + "_straight"), resumed_dir = fresh_dir(v.name + "_resumed");
+    trainer::TrainConfig c = variant_run(v, straight_dir, 20);
+    const trainer::TrainResult straight = trainer::train(c, true);
+    const auto records = training_records(straight_dir);
+    ASSERT_EQ(records.size(), 4u) << v.name;
+    EXPECT_LT(records.back()["bpc"].get<double>(), records.front()["bpc"].get<double>() - 0.3) << v.name;
+
+    c.run.run_dir = resumed_dir.string();
+    c.run.steps = 10;
+    c.run.checkpoint_every = 10;
+    trainer::train(c, true);
+    c.run.steps = 20;
+    c.run.resume = "auto";
+    const trainer::TrainResult resumed = trainer::train(c, true);
+    EXPECT_EQ(resumed.param_norm, straight.param_norm) << v.name;
+    const auto again = training_records(resumed_dir);
+    ASSERT_EQ(again.size(), 4u) << v.name;
+    for (size_t i = 0; i < 4; ++i) EXPECT_EQ(again[i]["bpc"], records[i]["bpc"]) << v.name << " record " << i;
+
+    // The checkpoint carries the variant: eval and generate rebuild the same model from it.
+    const std::string ckpt = (resumed_dir / "ckpt-10.h5").string();
+    const fs::path text = resumed_dir / "text.txt";
+    std::ofstream(text) << std::string(300, 'a') << "the quick brown fox jumps over the lazy dog";
+    const auto eval = testing::run_adaspan("eval --batch-size 2 --checkpoint " + ckpt + " --data " + text.string());
+    EXPECT_EQ(eval.exit_code, 0) << v.name << ": " << eval.err;
+    const auto generated = testing::run_adaspan("generate --checkpoint " + ckpt + " --prompt 'the' --bytes 20");
+    EXPECT_EQ(generated.exit_code, 0) << v.name << ": " << generated.err;
+    fs::remove_all(straight_dir);
+    fs::remove_all(resumed_dir);
+  }
+}
+
+TEST(AttentionVariants, FixedAndFullAreTheSameComputation) {
+  const fs::path a_dir = fresh_dir("fixed"), b_dir = fresh_dir("full");
+  const auto a = trainer::train(variant_run({"fixed", AttentionKind::fixed}, a_dir, 6), true);
+  const auto b = trainer::train(variant_run({"full", AttentionKind::full}, b_dir, 6), true);
+  EXPECT_EQ(a.param_norm, b.param_norm);
+  EXPECT_EQ(a.spans, std::vector<std::vector<double>>(2, std::vector<double>(2, 64.0)));  // the window, S
+  fs::remove_all(a_dir);
+  fs::remove_all(b_dir);
+}
+
+// Per-token spans are reported per head (mean <= p99 <= S) and the KV cache follows them.
+TEST(AttentionVariants, DynamicSpansAreReportedAndSizeTheCache) {
+  std::map<double, double> cache_mb;
+  for (double init : {0.1, 0.9}) {
+    const fs::path dir = fresh_dir("dynamic_" + std::to_string(init));
+    trainer::TrainConfig c = variant_run({"dynamic", AttentionKind::adaptive, SpanMode::dynamic}, dir, 10);
+    c.model.attn_span = 256;  // 10 blocks of 32: more than S seen, so the cache is sized by the spans
+    c.model.span_init = init;
+    c.model.span_loss_coeff = 0;
+    c.optim.lr = 0.005;  // spans stay near their start
+    c.run.log_every = 10;
+    trainer::train(c, true);
+    const auto records = training_records(dir);
+    ASSERT_EQ(records.size(), 1u);
+    const auto mean = records[0]["span_mean"].get<std::vector<std::vector<double>>>();
+    const auto p99 = records[0]["span_p99"].get<std::vector<std::vector<double>>>();
+    ASSERT_EQ(mean.size(), 2u);
+    for (size_t l = 0; l < 2; ++l) {
+      ASSERT_EQ(mean[l].size(), 2u);
+      for (size_t h = 0; h < 2; ++h) {
+        EXPECT_NEAR(mean[l][h], 256 * init, 256 * 0.05) << "layer " << l << " head " << h;
+        EXPECT_GE(p99[l][h], mean[l][h] - 1e-9);
+        EXPECT_LE(p99[l][h], 256.0);
+      }
+    }
+    EXPECT_EQ(records[0]["spans"], records[0]["span_mean"]);
+    cache_mb[init] = records[0]["kv_cache_mb"][0].get<double>();
+    fs::remove_all(dir);
+  }
+  // Windows: z ≈ 26 -> 64 keys + 64 slack kept; z ≈ 230 -> all 256.
+  EXPECT_LT(cache_mb[0.1], 0.6 * cache_mb[0.9]);
+  EXPECT_NEAR(cache_mb[0.9], 256.0 * 16 * 4 * 2 * 4 * 2 * 2 / 1e6, 1e-9);  // rows·d_head·4 B·(K,V)·B·heads·layers
+}
+
+TEST(AttentionVariants, BadCombinationsAreOneLineErrors) {
+  const fs::path dir = fresh_dir("bad");
+  const auto error_of = [&](const trainer::TrainConfig& c) {
+    try {
+      trainer::validate(c);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  trainer::TrainConfig c = variant_run({"x", AttentionKind::fixed, SpanMode::dynamic}, dir, 2);
+  EXPECT_NE(error_of(c).find("--span-mode dynamic needs --attention adaptive"), std::string::npos) << error_of(c);
+  c = variant_run({"x", AttentionKind::sparse_fixed}, dir, 2);
+  c.model.sparse_stride = 24;
+  EXPECT_NE(error_of(c).find("not a multiple of --sparse-stride 24"), std::string::npos) << error_of(c);
+  c = variant_run({"x", AttentionKind::adaptive, SpanMode::static_span, NormalizerKind::entmax15}, dir, 2);
+  c.run.tp = 2;
+  EXPECT_NE(error_of(c).find("--tp 1"), std::string::npos) << error_of(c);
+
+  const auto bogus = testing::run_adaspan("train --steps 1 --attention bogus --run-dir " + (dir / "r").string());
+  EXPECT_NE(bogus.exit_code, 0);
+  EXPECT_NE(bogus.err.find("unknown attention 'bogus' (expected one of adaptive, fixed, full, sparse-fixed)"),
+            std::string::npos)
+      << bogus.err;
+
+  // A checkpoint of one normalizer does not resume under another.
+  trainer::TrainConfig e = variant_run({"e", AttentionKind::adaptive, SpanMode::static_span, NormalizerKind::entmax15},
+                                       dir / "resume", 2);
+  e.run.checkpoint_every = 2;
+  trainer::train(e, true);
+  e.model.normalizer = NormalizerKind::softmax;
+  e.run.steps = 4;
+  e.run.resume = "auto";
+  try {
+    trainer::train(e, true);
+    ADD_FAILURE() << "an entmax15 checkpoint resumed under softmax";
+  } catch (const std::exception& error) {
+    EXPECT_NE(std::string(error.what()).find("--normalizer"), std::string::npos) << error.what();
+  }
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace adaspan
