@@ -22,9 +22,9 @@ namespace adaspan::launcher {
 namespace po = boost::program_options;
 
 int run_eval(const std::vector<std::string>& args, const cluster::World& world) {
-  std::string checkpoint, device_name = "cpu";
+  std::string checkpoint, focus_file, device_name = "cpu";
   std::vector<std::string> files;
-  int64_t batch_size = 0, block_size = 0;
+  int64_t batch_size = 0, block_size = 0, attn_span = 0;
   int threads = 0;
   bool json = false;
   po::options_description options(
@@ -38,8 +38,16 @@ int run_eval(const std::vector<std::string>& args, const cluster::World& world) 
        "B: the text is cut into B contiguous streams, each read start to end with its cache carried. "
        "0 = the checkpoint's training --batch-size. Must be divisible by the number of ranks.")
       ("block-size", po::value(&block_size)->default_value(0), "M: bytes per forward pass; 0 = as trained.")
+      ("attn-span", po::value(&attn_span)->default_value(0),
+       "S for evaluation, >= the trained S (length extrapolation, e.g. 4x or 8x with --block-size 4x/8x); "
+       "key_pe is zero at the new far positions, learned spans keep their length in bytes. 0 = as trained. "
+       "Not for --span-mode dynamic models.")
       ("device", po::value(&device_name)->default_value(device_name), "cpu, cuda or cuda:N.")
       ("threads", po::value(&threads)->default_value(0), "CPU threads for ATen; 0 = cores / ranks on the node.")
+      ("focus", po::value(&focus_file),
+       "A mask file as long as the data (one byte per data byte): the bytes where it is nonzero are also "
+       "reported on their own (bpb_focus) and the rest apart (bpb_rest), e.g. the planted bytes written by "
+       "bench/planted_text.py.")
       ("json", po::bool_switch(&json), "Print the result as one JSON object.");
   std::string error;
   po::variables_map vm;
@@ -65,11 +73,18 @@ int run_eval(const std::vector<std::string>& args, const cluster::World& world) 
     at::Device device(device_name);
     if (device.is_cuda()) device = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(world.local_rank()));
     trainer::CheckpointModel loaded;
-    std::optional<data::ByteCorpus> corpus;
+    std::optional<data::ByteCorpus> corpus, focus;
     error.clear();
     try {
-      loaded = trainer::load_checkpoint_model(checkpoint, device);
+      loaded = trainer::load_checkpoint_model(checkpoint, device, attn_span);
       corpus.emplace(data::ByteCorpus::open_files(files));
+      if (!focus_file.empty()) {
+        focus.emplace(data::ByteCorpus::open_files({focus_file}));
+        if (focus->size() != corpus->size()) {
+          throw std::invalid_argument("--focus " + focus_file + " has " + std::to_string(focus->size()) +
+                                      " bytes, the data " + std::to_string(corpus->size()));
+        }
+      }
       if (batch_size == 0) batch_size = loaded.batch_size;
       if (block_size == 0) block_size = loaded.block_size;
       if (batch_size % world.size() != 0) {
@@ -90,6 +105,7 @@ int run_eval(const std::vector<std::string>& args, const cluster::World& world) 
     o.block_size = block_size;
     o.local_streams = batch_size / world.size();
     o.first_stream = world.rank() * o.local_streams;
+    o.focus = focus ? &*focus : nullptr;
     const bool show = world.is_root() && isatty(STDERR_FILENO);
     const auto start = std::chrono::steady_clock::now();
     const trainer::EvalSums local = trainer::evaluate_file(*loaded.model, *corpus, o, device, [&](int64_t done, int64_t total) {
@@ -100,17 +116,30 @@ int run_eval(const std::vector<std::string>& args, const cluster::World& world) 
     const double predicted = scalars.reduce(static_cast<double>(local.predicted), model::ReduceOp::sum);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double bpb = nll / predicted / std::log(2.0);
+    const double focus_nll = scalars.reduce(local.focus_nll_nats, model::ReduceOp::sum);
+    const double focus_predicted = scalars.reduce(static_cast<double>(local.focus_predicted), model::ReduceOp::sum);
+    const double bpb_focus = focus_predicted > 0 ? focus_nll / focus_predicted / std::log(2.0) : 0.0;
+    const double bpb_rest = (nll - focus_nll) / std::max(1.0, predicted - focus_predicted) / std::log(2.0);
     if (world.is_root()) {
       if (json) {
-        std::cout << nlohmann::json{{"checkpoint", checkpoint}, {"step", loaded.step}, {"bpb", bpb},
-                                    {"bytes", corpus->size()}, {"predicted_bytes", static_cast<int64_t>(predicted)},
-                                    {"batch_size", batch_size}, {"block_size", block_size},
-                                    {"ranks", world.size()}, {"seconds", seconds}}.dump()
-                  << "\n";
+        nlohmann::json out{{"checkpoint", checkpoint}, {"step", loaded.step}, {"bpb", bpb}, {"attn_span", loaded.attn_span},
+                           {"bytes", corpus->size()}, {"predicted_bytes", static_cast<int64_t>(predicted)},
+                           {"batch_size", batch_size}, {"block_size", block_size},
+                           {"ranks", world.size()}, {"seconds", seconds}};
+        if (focus) {
+          out["bpb_focus"] = bpb_focus;
+          out["bpb_rest"] = bpb_rest;
+          out["focus_bytes"] = static_cast<int64_t>(focus_predicted);
+        }
+        std::cout << out.dump() << "\n";
       } else {
         std::printf("bpb %.6f over %lld predicted bytes of %s (checkpoint step %lld, %d ranks, %.1f s)\n", bpb,
                     static_cast<long long>(predicted), corpus->name().c_str(), static_cast<long long>(loaded.step),
                     world.size(), seconds);
+        if (focus) {
+          std::printf("  focus bytes %lld: bpb %.6f; the rest: bpb %.6f\n", static_cast<long long>(focus_predicted),
+                      bpb_focus, bpb_rest);
+        }
       }
     }
   } catch (const std::exception& e) {

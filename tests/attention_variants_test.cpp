@@ -187,3 +187,58 @@ TEST(AttentionVariants, BadCombinationsAreOneLineErrors) {
 
 }  // namespace
 }  // namespace adaspan
+
+namespace adaspan {
+namespace {
+
+// eval --focus reports the planted bytes of bench/planted_text.py apart; --attn-span evaluates a
+// longer context, which changes nothing for spans that do not reach the old S.
+TEST(LongRange, EvalReportsPlantedBytesApartAndEvaluatesLongerContexts) {
+  const fs::path dir = fresh_dir("long_range");
+  const fs::path source = fs::path(__FILE__).parent_path().parent_path();
+  const std::string make = "python3 " + (source / "bench" / "planted_text.py").string() + " " + (dir / "p").string() +
+                           " --distance 64 --bytes 20000";
+  ASSERT_EQ(std::system(make.c_str()), 0);
+  trainer::TrainConfig c = testing::small_train_config(dir / "run", 10);
+  c.data.train_files = {(dir / "p.txt").string()};
+  c.model.span_init = 0.2;  // z + R = 44.8 < S = 64
+  c.run.checkpoint_every = 10;
+  trainer::train(c, true);
+  const std::string base = "eval --json --batch-size 4 --checkpoint " + (dir / "run" / "ckpt-10.h5").string() +
+                           " --data " + (dir / "p.txt").string();
+  const auto plain = testing::run_adaspan(base + " --focus " + (dir / "p.mask").string());
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  const auto r = nlohmann::json::parse(plain.out);
+
+  // Planted bytes predicted: every marked byte but one at a stream's first byte.
+  const std::string mask = testing::slurp(dir / "p.mask");
+  int64_t planted = 0;
+  for (size_t i = 0; i < mask.size(); ++i) {
+    const bool stream_start = i % (mask.size() / 4) == 0;
+    if (mask[i] != 0 && !stream_start) ++planted;
+  }
+  EXPECT_EQ(r["focus_bytes"].get<int64_t>(), planted);
+  const double total = r["predicted_bytes"].get<double>(), focus = r["focus_bytes"].get<double>();
+  EXPECT_NEAR(r["bpb"].get<double>(),
+              (focus * r["bpb_focus"].get<double>() + (total - focus) * r["bpb_rest"].get<double>()) / total, 1e-9);
+  EXPECT_EQ(r["attn_span"], 64);
+
+  const auto longer = testing::run_adaspan(base + " --attn-span 256 --block-size 128");
+  ASSERT_EQ(longer.exit_code, 0) << longer.err;
+  const auto l = nlohmann::json::parse(longer.out);
+  EXPECT_EQ(l["attn_span"], 256);
+  const auto same_block = testing::run_adaspan(base + " --block-size 128");
+  ASSERT_EQ(same_block.exit_code, 0) << same_block.err;
+  EXPECT_NEAR(l["bpb"].get<double>(), nlohmann::json::parse(same_block.out)["bpb"].get<double>(), 1e-6);
+
+  const auto shorter = testing::run_adaspan(base + " --attn-span 32");
+  EXPECT_NE(shorter.exit_code, 0);
+  EXPECT_NE(shorter.err.find("below the checkpoint's 64"), std::string::npos) << shorter.err;
+  const auto bad_mask = testing::run_adaspan(base + " --focus " + (dir / "run" / "metrics.jsonl").string());
+  EXPECT_NE(bad_mask.exit_code, 0);
+  EXPECT_NE(bad_mask.err.find("--focus"), std::string::npos) << bad_mask.err;
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace adaspan

@@ -20,6 +20,10 @@ EvalSums evaluate_file(model::AdaptiveSpanLM& model, const data::ByteCorpus& cor
   for (int64_t k = o.first_stream; k < o.first_stream + o.local_streams; ++k) {
     longest = std::max<int64_t>(longest, static_cast<int64_t>(stream_begin(k + 1) - stream_begin(k)));
   }
+  if (o.focus != nullptr && o.focus->size() != n) {
+    throw std::invalid_argument("the focus mask has " + std::to_string(o.focus->size()) + " bytes, the data " +
+                                std::to_string(n));
+  }
   const int64_t M = o.block_size, rows = o.local_streams;
   const int64_t blocks = (longest - 1 + M - 1) / M;
 
@@ -27,21 +31,25 @@ EvalSums evaluate_file(model::AdaptiveSpanLM& model, const data::ByteCorpus& cor
   model.eval();
   model::ModelCache cache;
   EvalSums sums;
-  std::vector<uint8_t> bytes(static_cast<size_t>(M + 1));
+  std::vector<uint8_t> bytes(static_cast<size_t>(M + 1)), marks(static_cast<size_t>(M + 1));
   for (int64_t b = 0; b < blocks; ++b) {
     // x: [rows, M] inputs; y: [rows, M] next bytes, -1 past a stream's end (ignored).
     at::Tensor x = at::zeros({rows, M}, at::kLong), y = at::full({rows, M}, -1, at::kLong);
+    at::Tensor in_focus = at::zeros({rows, M}, at::kBool);  // [rows, M]: the target byte is marked
     int64_t* xs = x.data_ptr<int64_t>();
     int64_t* ys = y.data_ptr<int64_t>();
+    bool* fs = in_focus.data_ptr<bool>();
     for (int64_t r = 0; r < rows; ++r) {
       const uint64_t begin = stream_begin(o.first_stream + r), end = stream_begin(o.first_stream + r + 1);
       const uint64_t from = begin + static_cast<uint64_t>(b * M);
       if (from + 1 >= end) continue;
       const int64_t count = std::min<int64_t>(M + 1, static_cast<int64_t>(end - from));
       corpus.read_wrapped(from, static_cast<uint64_t>(count), bytes.data());
+      if (o.focus != nullptr) o.focus->read_wrapped(from, static_cast<uint64_t>(count), marks.data());
       for (int64_t i = 0; i < count; ++i) {
         if (i < M) xs[r * M + i] = bytes[static_cast<size_t>(i)];
         if (i > 0) ys[r * M + i - 1] = bytes[static_cast<size_t>(i)];
+        if (i > 0 && o.focus != nullptr) fs[r * M + i - 1] = marks[static_cast<size_t>(i)] != 0;
       }
     }
     model::LMOutput out = model.forward(x.to(device), cache);
@@ -51,6 +59,11 @@ EvalSums evaluate_file(model::AdaptiveSpanLM& model, const data::ByteCorpus& cor
     const at::Tensor nll = -out.log_probs.reshape({-1, out.log_probs.size(-1)}).gather(1, targets.clamp_min(0));
     sums.nll_nats += nll.masked_select(valid).to(at::kDouble).sum().item<double>();
     sums.predicted += valid.sum().item<int64_t>();
+    if (o.focus != nullptr) {
+      const at::Tensor focused = valid & in_focus.to(device).reshape({-1, 1});
+      sums.focus_nll_nats += nll.masked_select(focused).to(at::kDouble).sum().item<double>();
+      sums.focus_predicted += focused.sum().item<int64_t>();
+    }
     cache = std::move(out.next_cache);
     if (on_block) on_block(b + 1, blocks);
   }

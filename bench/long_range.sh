@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Long-range dependencies: for each distance d and attention variant, train on a text with planted
+# copies at distance d (bench/planted_text.py), then report bits per byte on the planted bytes
+# (4 bits = not learned, 0 = learned) and elsewhere (4 bits: random letters), the learned spans and
+# the attention time per step, side by side.
+#
+#   bench/long_range.sh [STEPS] [DISTANCES] [VARIANTS]
+#     STEPS      training steps per run (default 300)
+#     DISTANCES  comma-separated (default 64,256; the issue's family is 64,256,1024,4096: the longer
+#                ones take hours on a 2-core CPU, minutes on a GPU with DEVICE=cuda)
+#     VARIANTS   comma-separated from: adaptive dynamic full full-asentmax local sparse entmax15
+#                asentmax (default all). local = --attention fixed with a 64-byte window (S = 64).
+# Length extrapolation: full and full-asentmax (softmax vs ASEntmax over all of S) are also evaluated
+# at 4x and 8x the training S and block (adaspan eval --attn-span --block-size).
+# Environment: DEVICE (cpu), THREADS (all cores), BENCH_JSON (records for bench/run_all).
+# S = 2d for every variant but local; adaptive and dynamic start at span d (--span-init 0.5).
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+export PYTHONPATH="$here/bench${PYTHONPATH:+:$PYTHONPATH}"  # bench_record
+steps="${1:-300}"
+IFS=, read -r -a distances <<< "${2:-64,256}"
+IFS=, read -r -a variants <<< "${3:-adaptive,dynamic,full,full-asentmax,local,sparse,entmax15,asentmax}"
+device="${DEVICE:-cpu}"
+threads="${THREADS:-$(nproc)}"
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+model=(--layers 2 --d-model 64 --heads 4 --ff-size 256 --block-size 64 --batch-size 16 --lr 0.03
+       --warmup-steps 20 --span-loss-coeff 1e-5)
+echo "| d | variant | bpb planted | bpb elsewhere | span per head (layer 0; layer 1) | attention s/step | tokens/s | bpb planted at 4x / 8x S |"
+echo "|---:|---|---:|---:|---|---:|---:|---|"
+for d in "${distances[@]}"; do
+  python3 "$here/bench/planted_text.py" "$work/train$d" --distance "$d" --bytes 2000000 --seed 1
+  python3 "$here/bench/planted_text.py" "$work/valid$d" --distance "$d" --bytes 100000 --seed 2
+  span=$((2 * d))
+  for variant in "${variants[@]}"; do
+    case "$variant" in
+      adaptive) flags=(--attn-span "$span" --span-init 0.5) ;;
+      dynamic) flags=(--attn-span "$span" --span-init 0.5 --span-mode dynamic) ;;
+      full) flags=(--attn-span "$span" --attention full) ;;
+      full-asentmax) flags=(--attn-span "$span" --attention full --normalizer asentmax) ;;
+      local) flags=(--attn-span 64 --attention fixed) ;;
+      sparse) flags=(--attn-span "$span" --attention sparse-fixed --sparse-stride 16) ;;
+      entmax15) flags=(--attn-span "$span" --span-init 0.5 --normalizer entmax15) ;;
+      asentmax) flags=(--attn-span "$span" --span-init 0.5 --normalizer asentmax) ;;
+      *) echo "unknown variant $variant" >&2; exit 2 ;;
+    esac
+    dir="$work/$d-$variant"
+    "$here/build/adaspan" train "${model[@]}" "${flags[@]}" --data "$work/train$d.txt" --steps "$steps" \
+      --log-every "$steps" --eval-every 0 --checkpoint-every "$steps" --threads "$threads" --device "$device" \
+      --run-dir "$dir" > /dev/null
+    "$here/build/adaspan" eval --checkpoint "$dir/ckpt-$steps.h5" --data "$work/valid$d.txt" \
+      --focus "$work/valid$d.mask" --device "$device" --threads "$threads" --json > "$dir/eval.json"
+    if [[ "$variant" == full* ]]; then
+      for x in 4 8; do
+        "$here/build/adaspan" eval --checkpoint "$dir/ckpt-$steps.h5" --data "$work/valid$d.txt" \
+          --focus "$work/valid$d.mask" --device "$device" --threads "$threads" --attn-span $((x * span)) \
+          --block-size $((x * 64)) --json > "$dir/eval$x.json"
+      done
+    fi
+    python3 - "$dir" "$d" "$variant" <<'PY'
+import json, os, sys
+from bench_record import record
+run, d, variant = sys.argv[1], sys.argv[2], sys.argv[3]
+e = json.load(open(f"{run}/eval.json"))
+r = [json.loads(l) for l in open(f"{run}/metrics.jsonl") if '"tokens_per_s"' in l][-1]
+spans = "; ".join(" ".join(f"{z:.0f}" for z in layer) for layer in r["spans"])
+att = r["attention_s_per_step"][0]
+case = f"d {d}, {variant}"
+longer = ""
+if os.path.exists(f"{run}/eval4.json"):
+    e4, e8 = json.load(open(f"{run}/eval4.json")), json.load(open(f"{run}/eval8.json"))
+    longer = f"{e4['bpb_focus']:.3f} / {e8['bpb_focus']:.3f}"
+    record("long_range", case, "bpb on planted bytes at 4x S", e4["bpb_focus"], "bits")
+    record("long_range", case, "bpb on planted bytes at 8x S", e8["bpb_focus"], "bits")
+print(f"| {d} | {variant} | {e['bpb_focus']:.3f} | {e['bpb_rest']:.3f} | {spans} | {att:.4f} | {r['tokens_per_s']:.0f} | {longer} |")
+record("long_range", case, "bpb on planted bytes", e["bpb_focus"], "bits")
+record("long_range", case, "bpb elsewhere", e["bpb_rest"], "bits")
+record("long_range", case, "mean span", sum(map(sum, r["spans"])) / sum(map(len, r["spans"])), "bytes")
+record("long_range", case, "attention time per step", att, "s")
+PY
+  done
+done
