@@ -10,6 +10,17 @@ uint32_t fold(uint32_t sum) { return (sum & 0xffff) + (sum >> 16); }
 
 uint32_t word_at(const uint8_t* p) { return static_cast<uint32_t>(p[0]) << 8 | p[1]; }
 
+// An odd last byte is the high byte of one more word; then the final folds and the packing.
+uint32_t finish(uint32_t sum1, uint32_t sum2, const uint8_t* last, size_t bytes) {
+  if (bytes % 2 == 1) {
+    sum1 += static_cast<uint32_t>(*last) << 8;
+    sum2 += sum1;
+    sum1 = fold(sum1);
+    sum2 = fold(sum2);
+  }
+  return fold(sum2) << 16 | fold(sum1);
+}
+
 }  // namespace
 
 uint32_t fletcher32_reference(const void* data, size_t bytes) {
@@ -26,13 +37,7 @@ uint32_t fletcher32_reference(const void* data, size_t bytes) {
     sum1 = fold(sum1);
     sum2 = fold(sum2);
   }
-  if (bytes % 2 == 1) {
-    sum1 += static_cast<uint32_t>(*p) << 8;
-    sum2 += sum1;
-    sum1 = fold(sum1);
-    sum2 = fold(sum2);
-  }
-  return fold(sum2) << 16 | fold(sum1);
+  return finish(sum1, sum2, p, bytes);
 }
 
 // The chain is arithmetic mod 2^32, so a block's effect can be taken in closed form (same value,
@@ -55,13 +60,7 @@ uint32_t fletcher32(const void* data, size_t bytes) {
     sum2 = fold(sum2 + n * sum1 + weighted);
     sum1 = fold(sum1 + plain);
   }
-  if (bytes % 2 == 1) {
-    sum1 += static_cast<uint32_t>(*p) << 8;
-    sum2 += sum1;
-    sum1 = fold(sum1);
-    sum2 = fold(sum2);
-  }
-  return fold(sum2) << 16 | fold(sum1);
+  return finish(sum1, sum2, p, bytes);
 }
 
 }  // namespace adaspan::checkpointing

@@ -4,6 +4,7 @@
 #include "tests/command_runner.h"
 #include "tests/small_configs.h"
 #include "trainer/trainer.h"
+#include "tests/scratch_dir.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -19,12 +20,7 @@ using model::AttentionKind;
 using model::NormalizerKind;
 using model::SpanMode;
 
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("adaspan_variants_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+fs::path fresh_dir(const std::string& name) { return testing::fresh_dir("variants", name); }
 
 std::vector<nlohmann::json> training_records(const fs::path& dir) {
   std::vector<nlohmann::json> out;

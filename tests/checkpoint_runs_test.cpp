@@ -2,6 +2,7 @@
 // other rank counts, and the eval / generate / inspect commands.
 #include "checkpointing/checkpoint_file.h"
 #include "tests/command_runner.h"
+#include "tests/scratch_dir.h"
 
 #include <ATen/ATen.h>
 
@@ -23,11 +24,7 @@ const std::string kRun =
     "train --layers 2 --d-model 32 --heads 2 --ff-size 64 --attn-span 64 --block-size 32 --batch-size 4"
     " --log-every 5 --eval-every 0 --threads 1 --warmup-steps 4";
 
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("adaspan_ckrun_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(dir);
-  return dir;
-}
+fs::path fresh_dir(const std::string& name) { return testing::fresh_dir("ckrun", name, false); }
 
 std::vector<nlohmann::json> records(const fs::path& dir) {
   std::vector<nlohmann::json> out;

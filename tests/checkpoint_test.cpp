@@ -4,6 +4,7 @@
 #include "checkpointing/checkpoint_store.h"
 #include "tests/small_configs.h"
 #include "trainer/trainer.h"
+#include "tests/scratch_dir.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -19,12 +20,7 @@ namespace {
 namespace fs = std::filesystem;
 using checkpointing::TrainingState;
 
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("adaspan_ckpt_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+fs::path fresh_dir(const std::string& name) { return testing::fresh_dir("ckpt", name); }
 
 trainer::TrainConfig tiny_run(const fs::path& dir, int64_t steps) { return testing::small_train_config(dir, steps); }
 

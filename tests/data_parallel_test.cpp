@@ -1,5 +1,7 @@
 // Data parallelism with real `mpirun -np N` runs of the binary (CPU, MPI backend). The one-rank
 // run is the reference: more ranks change only the order of the gradient sums.
+#include "tests/scratch_dir.h"
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -43,11 +45,7 @@ std::vector<nlohmann::json> metrics(const fs::path& dir) {
   return out;
 }
 
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("adaspan_dp_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(dir);
-  return dir;
-}
+fs::path fresh_dir(const std::string& name) { return testing::fresh_dir("dp", name, false); }
 
 TEST(DataParallel, OneTwoFourRanksGiveTheSameLossCurve) {
   std::map<int, std::vector<nlohmann::json>> runs;

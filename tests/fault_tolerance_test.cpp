@@ -2,6 +2,7 @@
 // rank, a signal, NaNs, and a launcher that gives up. The uninterrupted run is the reference.
 #include "launcher/supervisor.h"
 #include "tests/command_runner.h"
+#include "tests/scratch_dir.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -20,11 +21,7 @@ const std::string kTrain =
     " train --layers 2 --d-model 32 --heads 2 --ff-size 64 --attn-span 64 --block-size 32 --batch-size 4"
     " --log-every 5 --eval-every 0 --threads 1 --warmup-steps 4 --dropout 0.1";
 
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("adaspan_ft_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(dir);
-  return dir;
-}
+fs::path fresh_dir(const std::string& name) { return testing::fresh_dir("ft", name, false); }
 
 std::vector<nlohmann::json> lines(const fs::path& file) {
   std::vector<nlohmann::json> out;

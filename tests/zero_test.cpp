@@ -2,6 +2,7 @@
 // as replicated state, 1/N of its memory, and checkpoints that move freely between the two.
 #include "checkpointing/checkpoint_file.h"
 #include "tests/command_runner.h"
+#include "tests/scratch_dir.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -22,11 +23,7 @@ const std::string kTrain =
     "train --layers 2 --d-model 32 --heads 2 --ff-size 64 --attn-span 64 --block-size 32 --log-every 5"
     " --eval-every 0 --threads 1 --warmup-steps 4 --bucket-mb 1";
 
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("adaspan_zero_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(dir);
-  return dir;
-}
+fs::path fresh_dir(const std::string& name) { return testing::fresh_dir("zero", name, false); }
 
 struct RunFigures {
   std::map<int64_t, double> bpc;
