@@ -1,16 +1,24 @@
 // The attention variants in training: each one learns, checkpoints and resumes bit-exactly, and is
 // usable by eval and generate; dynamic spans are reported and drive the cache; bad combinations are
-// one-line errors.
+// one-line errors; ASEntmax's scale in the layer; eval's focus mask and longer contexts.
+#include "kernels/attention_masks.h"
+#include "kernels/banded_attention.h"
+#include "kernels/span_attention.h"
+#include "model/span_attention_layer.h"
 #include "tests/command_runner.h"
+#include "tests/finite_difference.h"
+#include "tests/scratch_dir.h"
 #include "tests/small_configs.h"
 #include "trainer/trainer.h"
-#include "tests/scratch_dir.h"
 
+#include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 namespace adaspan {
 namespace {
@@ -234,6 +242,54 @@ TEST(LongRange, EvalReportsPlantedBytesApartAndEvaluatesLongerContexts) {
   EXPECT_NE(bad_mask.exit_code, 0);
   EXPECT_NE(bad_mask.err.find("--focus"), std::string::npos) << bad_mask.err;
   fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace adaspan
+
+namespace adaspan {
+namespace {
+
+// The layer's ASEntmax scale is 1 + beta_h·(log n)^gamma_h with n = keys seen + 2: the layer's
+// output against projections, masks and scales written out here and the loop reference.
+TEST(AsentmaxScale, LayerScalesScoresByOnePlusBetaLogNToTheGamma) {
+  at::manual_seed(4);
+  model::ModelConfig c = testing::small_model_config();  // d 32, 2 heads, S 64
+  c.span_init = 0.4;
+  c.normalizer = NormalizerKind::asentmax;
+  model::SpanAttentionLayer layer(c);
+  layer.eval();
+  const int64_t batch = 2, block = 16, heads = c.heads, dh = c.head_dim(), S = c.attn_span;
+  const at::Tensor h = at::randn({batch, block, c.d_model});
+  const at::Tensor key_pe = at::randn({dh, S});
+  at::NoGradGuard no_grad;
+  const at::Tensor out = layer.forward(h, model::LayerCache{}, key_pe).out;
+
+  std::map<std::string, at::Tensor> p;
+  for (const auto& item : layer.named_parameters()) p[item.key()] = item.value().to(at::kDouble);
+  const at::Tensor hd = h.to(at::kDouble);
+  const auto split = [&](const at::Tensor& w) { return at::matmul(hd, w.t()).view({batch, block, heads, dh}); };
+  const at::Tensor q = split(p["proj_query.weight"]), k = split(p["proj_key.weight"]), v = split(p["proj_val.weight"]);
+  std::vector<at::Tensor> per_head;
+  for (int64_t head = 0; head < heads; ++head) {
+    const double z = S * p["span.current_val"][head].item<double>();
+    kernels::BandedAttentionOptions o;
+    o.max_span = S;
+    o.window = kernels::effective_window(z, c.span_ramp, S, 64);
+    o.normalizer = kernels::Normalizer::entmax15;
+    at::Tensor scale = at::empty({batch, block}, at::kDouble);
+    const double beta = p["asentmax.beta"][head].item<double>(), gamma = p["asentmax.gamma"][head].item<double>();
+    for (int64_t i = 0; i < block; ++i) {
+      const double n = static_cast<double>(std::min(o.window, i)) + 2;  // no cache: query i sees i keys
+      scale.select(1, i).fill_(1 + beta * std::pow(std::log(n), gamma));
+    }
+    const at::Tensor mask = kernels::static_span_window(at::full({}, z, at::kDouble), c.span_ramp, o.window);
+    per_head.push_back(kernels::banded_attention_reference(q.select(2, head), k.select(2, head), v.select(2, head),
+                                                           key_pe.to(at::kDouble), mask, scale, o));
+  }
+  const at::Tensor expected = at::matmul(at::stack(per_head, 2).reshape({batch, block, heads * dh}),
+                                         p["proj_out.weight"].t());
+  EXPECT_LT(testing::relative_error(out, expected), 1e-5);
 }
 
 }  // namespace
