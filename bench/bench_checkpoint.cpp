@@ -12,6 +12,7 @@
 // ("cold"; warm when eviction fails).
 #include "checkpointing/checkpoint_file.h"
 #include "checkpointing/checkpoint_store.h"
+#include "cluster/heap_policy.h"
 #include "cluster/thread_config.h"
 #include "cluster/world.h"
 #include "data/byte_corpus.h"
@@ -71,6 +72,7 @@ void sleeping_barrier() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  cluster::keep_large_blocks_in_heap();
   cluster::World world(&argc, &argv);
   namespace po = boost::program_options;
   model::ModelConfig mc;

@@ -7,6 +7,7 @@
 //    --cache hidden, spans at init (as a run starts) and at 50% of S (a trained model).
 // 2. One head's span_attention forward+backward at spans of 10%, 50% and 100% of S, and at 10%
 //    computed over the full S window (no trimming): the cost should follow the span.
+#include "cluster/heap_policy.h"
 #include "cluster/mpi_process_group.h"
 #include "cluster/nccl_process_group.h"
 #include "cluster/thread_config.h"
@@ -97,6 +98,7 @@ double attention_ms(const BenchConfig& c, double span_fraction, bool full_window
 }  // namespace
 
 int main(int argc, char** argv) {
+  cluster::keep_large_blocks_in_heap();
   BenchConfig c;
   c.model.layers = 4;
   c.model.d_model = 256;

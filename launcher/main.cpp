@@ -1,6 +1,7 @@
 // adaspan: train, evaluate and inspect adaptive-span transformers. `adaspan --help` lists the
 // subcommands; `adaspan SUBCOMMAND --help` explains each flag.
 #include "cluster/grid.h"
+#include "cluster/heap_policy.h"
 #include "cluster/nccl_process_group.h"
 #include "cluster/world.h"
 #include "launcher/inference_commands.h"
@@ -154,6 +155,7 @@ int run_train(const std::vector<std::string>& args, const adaspan::cluster::Worl
 }  // namespace
 
 int main(int argc, char** argv) {
+  adaspan::cluster::keep_large_blocks_in_heap();
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
