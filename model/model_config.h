@@ -27,7 +27,7 @@ std::string to_string(CacheMode mode);
 //  sparse_fixed: the Sparse Transformer's fixed pattern within S: the sparse_stride nearest keys
 //                plus every sparse_stride-th position.
 enum class AttentionKind { adaptive, fixed, full, sparse_fixed };
-// static: one span per head (the reference); dynamic: z_t = S·sigmoid(v_h·x_t + b_h) per token.
+// static: one span per head (the reference); dynamic: z_t = S·sigmoid(v_h·x_t / sqrt(d) + b_h) per token.
 enum class SpanMode { static_span, dynamic };
 // softmax; entmax15 (exact 1.5-entmax); asentmax (1.5-entmax of scores scaled per query by
 // 1 + beta·(log n)^gamma, Vasylenko et al. 2025).

@@ -226,7 +226,11 @@ AttentionOutput SpanAttentionLayer::forward_kv(const at::Tensor& h, const LayerC
 
 at::Tensor SpanAttentionLayer::dynamic_spans(const at::Tensor& h) {
   const double S = static_cast<double>(config_.attn_span);
-  const at::Tensor z = at::sigmoid(at::linear(h, dynamic_weight_, dynamic_bias_)) * S;  // [B, M, H_local]
+  // v·x / sqrt(d): the same family as v·x, but Adagrad's ~lr step on every element of v then moves
+  // v·x by O(lr·sqrt(d)) rather than O(lr·d), so per-token spans do not swing wildly early on
+  // (without it, dynamic spans did not learn the d = 64 task of bench/long_range.sh).
+  const double scale = 1.0 / std::sqrt(static_cast<double>(config_.d_model));
+  const at::Tensor z = at::sigmoid(at::linear(h, dynamic_weight_) * scale + dynamic_bias_) * S;  // [B, M, H_local]
   // L1 penalty on the mean z_t, as the static spans' lambda·S·mean(span / S).
   dynamic_span_loss_ = config_.span_loss_coeff * z.mean();
   const at::Tensor per_head = z.detach().reshape({-1, local_heads()}).to(at::kCPU, at::kDouble);  // [B·M, H]

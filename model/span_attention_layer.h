@@ -67,7 +67,8 @@ class SpanAttentionLayer : public torch::nn::Module {
   // a call that sees `cache_len` keys before its first query in a window of W: [B, T].
   at::Tensor asentmax_scale(const at::Tensor& h, int64_t head, int64_t first, int64_t count, int64_t cache_len,
                             int64_t window) const;
-  // Dynamic spans z_t = S·sigmoid(v_h·x_t + b_h): [B, M, H_local]; also sets the span loss and stats.
+  // Dynamic spans z_t = S·sigmoid(v_h·x_t / sqrt(d_model) + b_h): [B, M, H_local]; also sets the
+  // span loss and stats.
   at::Tensor dynamic_spans(const at::Tensor& h);
   AttentionOutput forward_hidden(const at::Tensor& h, const LayerCache& cache, const at::Tensor& key_pe);
   AttentionOutput forward_kv(const at::Tensor& h, const LayerCache& cache, const at::Tensor& key_pe);
