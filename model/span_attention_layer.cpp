@@ -140,28 +140,35 @@ int64_t SpanAttentionLayer::hidden_cache_size() const {
   return std::min(S, S - trim_len + kWindowGranule);
 }
 
-at::Tensor SpanAttentionLayer::attend_heads(const at::Tensor& q, const std::vector<at::Tensor>& keys,
-                                            const std::vector<at::Tensor>& values,
-                                            const at::Tensor& key_pe,
+at::Tensor SpanAttentionLayer::attend_heads(const at::Tensor& h, const at::Tensor& q,
+                                            const std::vector<at::Tensor>& keys,
+                                            const std::vector<at::Tensor>& values, const at::Tensor& key_pe,
                                             const std::vector<int64_t>& windows) {
   // q: [B, H, M, d_head]; keys[h], values[h]: [B, Lc_h + M, d_head]
-  kernels::SpanAttentionOptions options;
-  options.max_span = config_.attn_span;
-  options.ramp = config_.span_ramp;
-  options.dropout = config_.dropout;
-  options.training = is_training();
-  const at::Tensor z = current_val_ * static_cast<double>(config_.attn_span);
   const auto start = std::chrono::steady_clock::now();
   std::vector<at::Tensor> heads;
-  for (int64_t h = 0; h < local_heads(); ++h) {
-    options.window = windows[h];
-    heads.push_back(
-        kernels::span_attention(q.select(1, h), keys[h], values[h], key_pe, z.select(0, h), options));
+  for (int64_t head = 0; head < local_heads(); ++head) {
+    heads.push_back(config_.default_attention()
+                        ? attend_head_fused(q.select(1, head), keys[head], values[head], key_pe, head, windows[head])
+                        : attend_head_general(h, q.select(1, head), keys[head], values[head], key_pe, head,
+                                              windows[head]));
   }
   const at::Tensor out = at::stack(heads, 2);  // [B, M, H_local, d_head]
   attention_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const at::Tensor partial = proj_out_->forward(out.reshape({q.size(0), q.size(2), local_heads() * config_.head_dim()}));
   return reduce_from_tp_region(partial, tp_);  // row parallel: the heads' contributions summed
+}
+
+at::Tensor SpanAttentionLayer::attend_head_fused(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                                 const at::Tensor& key_pe, int64_t head, int64_t window) {
+  kernels::SpanAttentionOptions options;
+  options.max_span = config_.attn_span;
+  options.ramp = config_.span_ramp;
+  options.window = window;
+  options.dropout = config_.dropout;
+  options.training = is_training();
+  const at::Tensor z = current_val_.select(0, head) * static_cast<double>(config_.attn_span);
+  return kernels::span_attention(q, k, v, key_pe, z, options);
 }
 
 AttentionOutput SpanAttentionLayer::forward(const at::Tensor& h, const LayerCache& cache,
@@ -186,8 +193,7 @@ AttentionOutput SpanAttentionLayer::forward_hidden(const at::Tensor& h, const La
   const at::Tensor v = split_heads(proj_val_->forward(h_all), local_heads());
 
   AttentionOutput result;
-  result.out = config_.default_attention() ? attend_heads(q, k.unbind(1), v.unbind(1), key_pe, windows)
-                                           : attend_heads_general(h, q, k.unbind(1), v.unbind(1), key_pe);
+  result.out = attend_heads(h, q, k.unbind(1), v.unbind(1), key_pe, windows);
 
   // Reference: next = cat(cache[-(C - M):], h) if C > M else h[-C:], C sized before the update.
   const int64_t keep = hidden_cache_size();
@@ -219,8 +225,7 @@ AttentionOutput SpanAttentionLayer::forward_kv(const at::Tensor& h, const LayerC
     result.next_cache.keys.push_back(last_rows(keys[head].detach(), keep).contiguous());
     result.next_cache.values.push_back(last_rows(values[head].detach(), keep).contiguous());
   }
-  result.out = config_.default_attention() ? attend_heads(q, keys, values, key_pe, windows)
-                                           : attend_heads_general(h, q, keys, values, key_pe);
+  result.out = attend_heads(h, q, keys, values, key_pe, windows);
   return result;
 }
 
@@ -262,58 +267,45 @@ at::Tensor SpanAttentionLayer::asentmax_scale(const at::Tensor& h, int64_t head,
   return (1 + beta * at::pow(log_n, gamma)).expand({h.size(0), count});
 }
 
-at::Tensor SpanAttentionLayer::attend_heads_general(const at::Tensor& h, const at::Tensor& q,
-                                                    const std::vector<at::Tensor>& keys,
-                                                    const std::vector<at::Tensor>& values, const at::Tensor& key_pe) {
-  // q: [B, H, M, d_head]; keys[h], values[h]: [B, Lc_h + M, d_head]
-  const int64_t block = q.size(2), S = config_.attn_span;
+at::Tensor SpanAttentionLayer::attend_head_general(const at::Tensor& h, const at::Tensor& q, const at::Tensor& k,
+                                                   const at::Tensor& v, const at::Tensor& key_pe, int64_t head,
+                                                   int64_t window) {
+  // q: [B, M, d_head]; k, v: [B, Lc + M, d_head]
+  const int64_t block = q.size(1), cache_len = k.size(1) - block, S = config_.attn_span;
   const double ramp = config_.span_ramp;
   kernels::BandedAttentionOptions options;
   options.max_span = S;
+  options.window = window;
   options.normalizer = config_.normalizer == NormalizerKind::softmax ? kernels::Normalizer::softmax
                                                                       : kernels::Normalizer::entmax15;
   options.dropout = config_.dropout;
   options.training = is_training();
   const bool scaled = config_.normalizer == NormalizerKind::asentmax;
-  const auto start = std::chrono::steady_clock::now();
-  std::vector<at::Tensor> heads;
-  for (int64_t head = 0; head < local_heads(); ++head) {
-    const at::Tensor qh = q.select(1, head), kh = keys[head], vh = values[head];
-    const int64_t cache_len = kh.size(1) - block;
-    if (config_.learns_spans() && config_.span_mode == SpanMode::dynamic) {
-      // Query tiles of 64, each with the window of its widest span: the cost follows the per-token spans.
-      std::vector<at::Tensor> tiles;
-      for (int64_t first = 0; first < block; first += kWindowGranule) {
-        const int64_t count = std::min(kWindowGranule, block - first);
-        const at::Tensor z = token_spans_.narrow(1, first, count).select(2, head);  // [B, T]
-        options.window = kernels::effective_window(z.detach().max().item<double>(), ramp, S, kWindowGranule);
-        const at::Tensor scale = scaled ? asentmax_scale(h, head, first, count, cache_len + first, options.window)
-                                        : at::Tensor();
-        tiles.push_back(kernels::banded_attention(qh.narrow(1, first, count), kh.narrow(1, 0, cache_len + first + count),
-                                                  vh.narrow(1, 0, cache_len + first + count), key_pe,
-                                                  kernels::dynamic_span_window(z, ramp, options.window), scale, options));
-      }
-      heads.push_back(at::cat(tiles, 1));
-      continue;
+  if (config_.learns_spans() && config_.span_mode == SpanMode::dynamic) {
+    // Query tiles of 64, each with the window of its widest span: the cost follows the per-token spans.
+    std::vector<at::Tensor> tiles;
+    for (int64_t first = 0; first < block; first += kWindowGranule) {
+      const int64_t count = std::min(kWindowGranule, block - first);
+      const at::Tensor z = token_spans_.narrow(1, first, count).select(2, head);  // [B, T]
+      options.window = kernels::effective_window(z.detach().max().item<double>(), ramp, S, kWindowGranule);
+      const at::Tensor scale =
+          scaled ? asentmax_scale(h, head, first, count, cache_len + first, options.window) : at::Tensor();
+      tiles.push_back(kernels::banded_attention(q.narrow(1, first, count), k.narrow(1, 0, cache_len + first + count),
+                                                v.narrow(1, 0, cache_len + first + count), key_pe,
+                                                kernels::dynamic_span_window(z, ramp, options.window), scale, options));
     }
-    at::Tensor mask;
-    if (config_.learns_spans()) {
-      const at::Tensor z = current_val_.select(0, head) * static_cast<double>(S);
-      options.window = kernels::effective_window(z.item<double>(), ramp, S, kWindowGranule);
-      mask = kernels::static_span_window(z, ramp, options.window);
-    } else {
-      options.window = S;
-      mask = config_.attention == AttentionKind::sparse_fixed
-                 ? kernels::sparse_fixed_window(block, S, config_.sparse_stride, qh.options())
-                 : kernels::full_window(S, qh.options());
-    }
-    const at::Tensor scale = scaled ? asentmax_scale(h, head, 0, block, cache_len, options.window) : at::Tensor();
-    heads.push_back(kernels::banded_attention(qh, kh, vh, key_pe, mask, scale, options));
+    return at::cat(tiles, 1);
   }
-  const at::Tensor out = at::stack(heads, 2);  // [B, M, H_local, d_head]
-  attention_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const at::Tensor partial = proj_out_->forward(out.reshape({q.size(0), block, local_heads() * config_.head_dim()}));
-  return reduce_from_tp_region(partial, tp_);
+  at::Tensor mask;  // the window (head_windows()) is S unless the span is learned
+  if (config_.learns_spans()) {
+    mask = kernels::static_span_window(current_val_.select(0, head) * static_cast<double>(S), ramp, window);
+  } else if (config_.attention == AttentionKind::sparse_fixed) {
+    mask = kernels::sparse_fixed_window(block, window, config_.sparse_stride, q.options());
+  } else {
+    mask = kernels::full_window(window, q.options());
+  }
+  const at::Tensor scale = scaled ? asentmax_scale(h, head, 0, block, cache_len, window) : at::Tensor();
+  return kernels::banded_attention(q, k, v, key_pe, mask, scale, options);
 }
 
 }  // namespace adaspan::model

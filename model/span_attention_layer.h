@@ -56,13 +56,18 @@ class SpanAttentionLayer : public torch::nn::Module {
 
 
  private:
-  at::Tensor attend_heads(const at::Tensor& q, const std::vector<at::Tensor>& keys,
+  // Every head's attention, then W_o (summed over the tensor-parallel group). h: [B, M, d_model],
+  // the layer input; q: [B, H_local, M, d_head]; keys[h], values[h]: [B, Lc_h + M, d_head].
+  at::Tensor attend_heads(const at::Tensor& h, const at::Tensor& q, const std::vector<at::Tensor>& keys,
                           const std::vector<at::Tensor>& values, const at::Tensor& key_pe,
                           const std::vector<int64_t>& windows);
-  // The general path: q as attend_heads; h: [B, M, d_model], the layer input (dynamic spans and
-  // ASEntmax's hidden-state scales read it).
-  at::Tensor attend_heads_general(const at::Tensor& h, const at::Tensor& q, const std::vector<at::Tensor>& keys,
-                                  const std::vector<at::Tensor>& values, const at::Tensor& key_pe);
+  // One head (local index `head`) over `window` keys: the fused span kernel (the default variant)...
+  at::Tensor attend_head_fused(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                               const at::Tensor& key_pe, int64_t head, int64_t window);
+  // ... or the general banded path (every other variant; dynamic spans and ASEntmax's hidden-state
+  // scales read h).
+  at::Tensor attend_head_general(const at::Tensor& h, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                 const at::Tensor& key_pe, int64_t head, int64_t window);
   // ASEntmax's per-query scale 1 + beta·(log n)^gamma for `head` and queries [first, first + T) of
   // a call that sees `cache_len` keys before its first query in a window of W: [B, T].
   at::Tensor asentmax_scale(const at::Tensor& h, int64_t head, int64_t first, int64_t count, int64_t cache_len,
