@@ -1,6 +1,8 @@
 #include "kernels/span_attention.h"
 
 #include "kernels/band_layout.h"
+#include "kernels/span_attention_rowwise.h"
+#include "kernels/span_attention_rows_launch.h"
 #include "kernels/span_mask.h"
 
 #include <ATen/ATen.h>
@@ -171,6 +173,10 @@ at::Tensor span_attention(const at::Tensor& q, const at::Tensor& k, const at::Te
   if (options.window < 1 || options.window > options.max_span || key_pe.size(1) != options.max_span ||
       k.size(1) < block || v.sizes() != k.sizes() || key_pe.size(0) != dim || k.size(2) != dim) {
     throw std::invalid_argument("span_attention: inconsistent shapes or window");
+  }
+  // On a GPU, the CUDA row kernels (span_attention_rows.h) where this build has them.
+  if (q.is_cuda() && span_rows_cuda_built() && span_rows_support_head_dim(dim)) {
+    return span_attention_rowwise(q, k, v, key_pe, span_z, options);
   }
   const double dropout = options.training ? options.dropout : 0.0;
   return SpanAttentionFunction::apply(q, k, v, key_pe, span_z, options.max_span, options.ramp, options.window,

@@ -4,6 +4,7 @@
 #include "cluster/world.h"
 #include "kernels/span_attention.h"
 #include "kernels/span_attention_reference.h"
+#include "kernels/span_attention_rowwise.h"
 #include "model/adaptive_span_lm.h"
 #include "trainer/optimizer.h"
 #include "trainer/train_step.h"
@@ -13,6 +14,10 @@
 
 namespace adaspan {
 namespace {
+
+double testing_relative(const at::Tensor& a, const at::Tensor& b) {
+  return (a - b).abs().max().item<double>() / std::max(b.abs().max().item<double>(), 1e-12);
+}
 
 #define SKIP_WITHOUT_CUDA() \
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device (LibTorch without CUDA, or no GPU visible)"
@@ -32,6 +37,104 @@ TEST(Cuda, SpanAttentionMatchesDenseReference) {
       kernels::span_attention(q.to(gpu), k.to(gpu), v.to(gpu), pe.to(gpu), z.to(gpu), o).cpu();
   const at::Tensor dense = kernels::span_attention_reference(q, k, v, pe, z, 128, 16);
   EXPECT_LT((fast - dense).abs().max().item<double>(), 1e-10);
+}
+
+// The CUDA row kernels: the same programs as the host loop, so in float64 they agree to rounding;
+// in float32 FlashAttention's criterion (error <= 2x that of the plain reference run in float32).
+struct RowKernelRun {
+  at::Tensor out, dq, dk, dv, dpe, dz;
+};
+
+RowKernelRun run_rows(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& pe,
+                      const at::Tensor& z, const at::Tensor& w, const kernels::SpanAttentionOptions& o) {
+  std::vector<at::Tensor> in{q.clone().requires_grad_(true), k.clone().requires_grad_(true),
+                             v.clone().requires_grad_(true), pe.clone().requires_grad_(true),
+                             z.clone().requires_grad_(true)};
+  const at::Tensor out = kernels::span_attention_rowwise(in[0], in[1], in[2], in[3], in[4], o);
+  (out * w).sum().backward();
+  return {out.detach().cpu().to(at::kDouble), in[0].grad().cpu().to(at::kDouble), in[1].grad().cpu().to(at::kDouble),
+          in[2].grad().cpu().to(at::kDouble), in[3].grad().cpu().to(at::kDouble), in[4].grad().cpu().to(at::kDouble)};
+}
+
+struct RowKernelCase {
+  int64_t batch, block, cache, dim, span;
+  double ramp, z;
+};
+
+const RowKernelCase kRowKernelCases[] = {
+    {2, 70, 100, 64, 128, 8.0, 40.7},     // M not a multiple of the thread block
+    {1, 20, 0, 64, 32, 4.0, 9.5},         // no cache
+    {2, 16, 5, 96, 96, 32.0, 0.0},        // z = 0, cache shorter than the window
+    {1, 300, 700, 64, 1024, 32.0, 1024.0},// z = S
+    {2, 9, 40, 16, 64, 4.0, 12.0},        // integer z
+};
+
+TEST(Cuda, RowKernelsMatchHostRowsFloat64) {
+  SKIP_WITHOUT_CUDA();
+  if (!kernels::span_rows_cuda_built()) GTEST_SKIP() << "built without the CUDA kernels";
+  const at::Device gpu(at::kCUDA);
+  for (const RowKernelCase& c : kRowKernelCases) {
+    at::manual_seed(3);
+    const auto cpu = at::TensorOptions().dtype(at::kDouble);
+    const at::Tensor q = at::randn({c.batch, c.block, c.dim}, cpu), k = at::randn({c.batch, c.cache + c.block, c.dim}, cpu),
+                     v = at::randn_like(k), pe = at::randn({c.dim, c.span}, cpu), z = at::full({}, c.z, cpu),
+                     w = at::randn_like(q);
+    kernels::SpanAttentionOptions o;
+    o.max_span = c.span;
+    o.ramp = c.ramp;
+    o.window = kernels::effective_window(c.z, c.ramp, c.span);
+    const RowKernelRun host = run_rows(q, k, v, pe, z, w, o);
+    const RowKernelRun dev = run_rows(q.to(gpu), k.to(gpu), v.to(gpu), pe.to(gpu), z.to(gpu), w.to(gpu), o);
+    EXPECT_LT(testing_relative(dev.out, host.out), 1e-12) << "z " << c.z;
+    EXPECT_LT(testing_relative(dev.dq, host.dq), 1e-11);
+    EXPECT_LT(testing_relative(dev.dk, host.dk), 1e-11);
+    EXPECT_LT(testing_relative(dev.dv, host.dv), 1e-11);
+    EXPECT_LT(testing_relative(dev.dpe, host.dpe), 1e-11);
+    EXPECT_LT(testing_relative(dev.dz, host.dz), 1e-10);
+  }
+}
+
+TEST(Cuda, RowKernelsFloat32WithinFlashAttentionCriterion) {
+  SKIP_WITHOUT_CUDA();
+  if (!kernels::span_rows_cuda_built()) GTEST_SKIP() << "built without the CUDA kernels";
+  const at::Device gpu(at::kCUDA);
+  for (const RowKernelCase& c : kRowKernelCases) {
+    at::manual_seed(4);
+    const auto cpu = at::TensorOptions().dtype(at::kDouble);
+    const at::Tensor q = at::randn({c.batch, c.block, c.dim}, cpu), k = at::randn({c.batch, c.cache + c.block, c.dim}, cpu),
+                     v = at::randn_like(k), pe = at::randn({c.dim, c.span}, cpu), z = at::full({}, c.z, cpu);
+    const at::Tensor ref64 = kernels::span_attention_reference(q, k, v, pe, z, c.span, c.ramp);
+    const at::Tensor ref32 = kernels::span_attention_reference(q.to(at::kFloat), k.to(at::kFloat), v.to(at::kFloat),
+                                                               pe.to(at::kFloat), z.to(at::kFloat), c.span, c.ramp);
+    kernels::SpanAttentionOptions o;
+    o.max_span = c.span;
+    o.ramp = c.ramp;
+    o.window = kernels::effective_window(c.z, c.ramp, c.span);
+    const at::Tensor dev = kernels::span_attention_rowwise(
+        q.to(gpu, at::kFloat), k.to(gpu, at::kFloat), v.to(gpu, at::kFloat), pe.to(gpu, at::kFloat),
+        z.to(gpu, at::kFloat), o).cpu().to(at::kDouble);
+    const double plain_error = (ref32.to(at::kDouble) - ref64).abs().max().item<double>();
+    EXPECT_LE((dev - ref64).abs().max().item<double>(), 2 * plain_error + 1e-6) << "z " << c.z;
+  }
+}
+
+TEST(Cuda, RowKernelsBitwiseReproducible) {
+  SKIP_WITHOUT_CUDA();
+  if (!kernels::span_rows_cuda_built()) GTEST_SKIP() << "built without the CUDA kernels";
+  const at::Device gpu(at::kCUDA);
+  const auto opt = at::TensorOptions().dtype(at::kFloat).device(gpu);
+  at::manual_seed(5);
+  const at::Tensor q = at::randn({4, 512, 64}, opt), k = at::randn({4, 1536, 64}, opt), v = at::randn_like(k),
+                   pe = at::randn({64, 1024}, opt), z = at::full({}, 300.5, opt), w = at::randn_like(q);
+  kernels::SpanAttentionOptions o;
+  o.max_span = 1024;
+  o.ramp = 32;
+  o.window = kernels::effective_window(300.5, 32, 1024);
+  const RowKernelRun a = run_rows(q, k, v, pe, z, w, o), b = run_rows(q, k, v, pe, z, w, o);
+  for (auto pair : {std::make_pair(a.out, b.out), std::make_pair(a.dq, b.dq), std::make_pair(a.dk, b.dk),
+                    std::make_pair(a.dv, b.dv), std::make_pair(a.dpe, b.dpe), std::make_pair(a.dz, b.dz)}) {
+    EXPECT_TRUE(at::equal(pair.first, pair.second));
+  }
 }
 
 TEST(Cuda, TrainingStepsMatchCpu) {

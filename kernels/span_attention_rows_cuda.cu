@@ -1,0 +1,67 @@
+// The row programs of span_attention_rows.h as CUDA kernels: one thread per query row (forward,
+// backward dq/dqp/dz) or key row (backward dk/dv), blockIdx.y the batch row. No shared memory, no
+// atomics: a first, correctness-first version (see kernels.md §1.3 for the tiled design).
+#include "kernels/span_attention_rows_launch.h"
+
+#include <cuda_runtime.h>
+
+namespace adaspan::kernels {
+namespace {
+
+constexpr int kThreads = 128;
+
+template <int D, class T>
+__global__ void forward_kernel(const SpanRowsArgs<T> a) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < a.block) span_rows_forward<D>(a, blockIdx.y, i);
+}
+
+template <int D, class T>
+__global__ void backward_query_kernel(const SpanRowsArgs<T> a) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < a.block) span_rows_backward_query<D>(a, blockIdx.y, i);
+}
+
+template <int D, class T>
+__global__ void backward_key_kernel(const SpanRowsArgs<T> a) {
+  const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (j < a.cache_len + a.block) span_rows_backward_key<D>(a, blockIdx.y, j);
+}
+
+dim3 grid_for(int64_t rows, int64_t batch) {
+  if (batch > 65535) throw std::invalid_argument("span attention CUDA kernels: batch over 65535");
+  return dim3(static_cast<unsigned>((rows + kThreads - 1) / kThreads), static_cast<unsigned>(batch));
+}
+
+void check_launch(const char* what) {
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
+}
+
+}  // namespace
+
+template <class T>
+void span_rows_forward_cuda(const SpanRowsArgs<T>& a, int64_t head_dim, CUstream_st* stream) {
+  if (a.batch == 0 || a.block == 0) return;
+  dispatch_head_dim(head_dim, [&](auto dim) {
+    forward_kernel<dim(), T><<<grid_for(a.block, a.batch), kThreads, 0, stream>>>(a);
+  });
+  check_launch("span attention forward kernel");
+}
+
+template <class T>
+void span_rows_backward_cuda(const SpanRowsArgs<T>& a, int64_t head_dim, CUstream_st* stream) {
+  if (a.batch == 0 || a.block == 0) return;
+  dispatch_head_dim(head_dim, [&](auto dim) {
+    backward_query_kernel<dim(), T><<<grid_for(a.block, a.batch), kThreads, 0, stream>>>(a);
+    backward_key_kernel<dim(), T><<<grid_for(a.cache_len + a.block, a.batch), kThreads, 0, stream>>>(a);
+  });
+  check_launch("span attention backward kernels");
+}
+
+template void span_rows_forward_cuda<float>(const SpanRowsArgs<float>&, int64_t, CUstream_st*);
+template void span_rows_forward_cuda<double>(const SpanRowsArgs<double>&, int64_t, CUstream_st*);
+template void span_rows_backward_cuda<float>(const SpanRowsArgs<float>&, int64_t, CUstream_st*);
+template void span_rows_backward_cuda<double>(const SpanRowsArgs<double>&, int64_t, CUstream_st*);
+
+}  // namespace adaspan::kernels

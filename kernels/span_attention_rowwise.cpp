@@ -1,0 +1,173 @@
+#include "kernels/span_attention_rowwise.h"
+
+#include "kernels/span_attention_rows_launch.h"
+
+#include <ATen/ATen.h>
+#include <torch/autograd.h>
+
+#include <limits>
+#include <stdexcept>
+
+#ifdef ADASPAN_WITH_CUDA_KERNELS
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+namespace adaspan::kernels {
+
+bool span_rows_cuda_built() {
+#ifdef ADASPAN_WITH_CUDA_KERNELS
+  return true;
+#else
+  return false;
+#endif
+}
+
+namespace {
+
+// key_pe's last W columns in distance order: column x is key_pe[:, S-1-x]. [d, W]
+at::Tensor position_columns(const at::Tensor& key_pe, int64_t window) {
+  return key_pe.narrow(1, key_pe.size(1) - window, window).flip({1});
+}
+
+template <class T>
+SpanRowsArgs<T> base_args(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& qp,
+                          const at::Tensor& z, double ramp, double dropout, uint64_t seed) {
+  SpanRowsArgs<T> a;
+  a.q = q.data_ptr<T>();
+  a.k = k.data_ptr<T>();
+  a.v = v.data_ptr<T>();
+  a.qp = qp.data_ptr<T>();
+  a.z = z.data_ptr<T>();
+  a.z_batch_stride = z.dim() == 0 ? 0 : z.stride(0);
+  a.z_row_stride = z.dim() == 0 ? 0 : z.stride(1);
+  a.batch = q.size(0);
+  a.block = q.size(1);
+  a.cache_len = k.size(1) - q.size(1);
+  a.window = qp.size(2);
+  a.ramp = static_cast<T>(ramp);
+  a.scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(q.size(2))));
+  a.dropout = static_cast<float>(dropout);
+  a.seed = seed;
+  return a;
+}
+
+template <class T>
+void launch_forward(const SpanRowsArgs<T>& a, const at::Tensor& like) {
+  if (like.is_cuda()) {
+#ifdef ADASPAN_WITH_CUDA_KERNELS
+    const c10::cuda::CUDAGuard guard(like.device());
+    span_rows_forward_cuda(a, like.size(2), c10::cuda::getCurrentCUDAStream().stream());
+    return;
+#endif
+  }
+  span_rows_forward_host(a, like.size(2));
+}
+
+template <class T>
+void launch_backward(const SpanRowsArgs<T>& a, const at::Tensor& like) {
+  if (like.is_cuda()) {
+#ifdef ADASPAN_WITH_CUDA_KERNELS
+    const c10::cuda::CUDAGuard guard(like.device());
+    span_rows_backward_cuda(a, like.size(2), c10::cuda::getCurrentCUDAStream().stream());
+    return;
+#endif
+  }
+  span_rows_backward_host(a, like.size(2));
+}
+
+// The position term q·pe is one GEMM before the row programs (kernels.md §1.4, option E), and its
+// gradient two GEMMs after: dq += dqp·pe^T, dpe = q^T·dqp. Saved for backward: LSE per row and out.
+class SpanRowsFunction : public torch::autograd::Function<SpanRowsFunction> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& q_in, const at::Tensor& k_in,
+                            const at::Tensor& v_in, const at::Tensor& key_pe, const at::Tensor& span_z,
+                            int64_t window, double ramp, double dropout) {
+    const at::Tensor q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
+    const at::Tensor z = span_z.detach().to(q.scalar_type()).contiguous();
+    const at::Tensor qp = at::matmul(q, position_columns(key_pe, window)).contiguous();  // [B, M, W]
+    // A fresh seed per call from ATen's CPU generator (at::manual_seed fixes it); backward reuses it.
+    const uint64_t seed = dropout > 0 ? static_cast<uint64_t>(
+                                            at::randint(std::numeric_limits<int64_t>::max(), {1}, at::kLong)
+                                                .item<int64_t>())
+                                      : 0;
+    at::Tensor out = at::empty_like(q);
+    at::Tensor lse = at::empty({q.size(0), q.size(1)}, q.options());
+    AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "span_rows_forward", [&] {
+      SpanRowsArgs<scalar_t> a = base_args<scalar_t>(q, k, v, qp, z, ramp, dropout, seed);
+      a.out = out.data_ptr<scalar_t>();
+      a.lse = lse.data_ptr<scalar_t>();
+      launch_forward(a, q);
+    });
+    ctx->save_for_backward({q, k, v, key_pe, span_z, qp, out, lse});
+    ctx->saved_data["window"] = window;
+    ctx->saved_data["ramp"] = ramp;
+    ctx->saved_data["dropout"] = dropout;
+    ctx->saved_data["seed"] = static_cast<int64_t>(seed);
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &q = saved[0], &k = saved[1], &v = saved[2], &key_pe = saved[3], &span_z = saved[4];
+    const at::Tensor &qp = saved[5], &out = saved[6], &lse = saved[7];
+    const int64_t window = ctx->saved_data["window"].toInt();
+    const at::Tensor z = span_z.detach().to(q.scalar_type()).contiguous();
+    const at::Tensor d_out = grad_outputs[0].contiguous();
+    const at::Tensor delta = (d_out * out).sum(-1).contiguous();  // D_i = dO_i·out_i, [B, M]
+    at::Tensor dq = at::empty_like(q), dk = at::empty_like(k), dv = at::empty_like(v);
+    at::Tensor dqp = at::zeros_like(qp);
+    at::Tensor dz_rows = at::empty_like(lse);
+    AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "span_rows_backward", [&] {
+      SpanRowsArgs<scalar_t> a =
+          base_args<scalar_t>(q, k, v, qp, z, ctx->saved_data["ramp"].toDouble(),
+                              ctx->saved_data["dropout"].toDouble(),
+                              static_cast<uint64_t>(ctx->saved_data["seed"].toInt()));
+      a.lse = lse.data_ptr<scalar_t>();
+      a.d_out = d_out.data_ptr<scalar_t>();
+      a.delta = delta.data_ptr<scalar_t>();
+      a.dq = dq.data_ptr<scalar_t>();
+      a.dk = dk.data_ptr<scalar_t>();
+      a.dv = dv.data_ptr<scalar_t>();
+      a.dqp = dqp.data_ptr<scalar_t>();
+      a.dz_rows = dz_rows.data_ptr<scalar_t>();
+      launch_backward(a, q);
+    });
+    const at::Tensor pe_cols = position_columns(key_pe, window);  // [d, W]
+    dq.add_(at::matmul(dqp, pe_cols.t()));
+    at::Tensor d_key_pe = at::zeros_like(key_pe);
+    d_key_pe.narrow(1, key_pe.size(1) - window, window)
+        .copy_(at::mm(q.reshape({-1, q.size(2)}).t(), dqp.reshape({-1, window})).flip({1}));
+    // A head's span gets the sum over its rows (a fixed-order reduction: deterministic).
+    const at::Tensor d_z = (span_z.dim() == 0 ? dz_rows.sum() : dz_rows).to(span_z.scalar_type());
+    return {dq, dk, dv, d_key_pe, d_z, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor span_attention_rowwise(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                  const at::Tensor& key_pe, const at::Tensor& span_z,
+                                  const SpanAttentionOptions& options) {
+  const int64_t batch = q.size(0), block = q.size(1), dim = q.size(2);
+  if (q.dim() != 3 || k.dim() != 3 || k.size(0) != batch || k.size(1) < block || k.size(2) != dim ||
+      v.sizes() != k.sizes() || key_pe.dim() != 2 || key_pe.size(0) != dim ||
+      key_pe.size(1) != options.max_span || options.window < 1 || options.window > options.max_span) {
+    throw std::invalid_argument("span_attention_rowwise: inconsistent shapes or window");
+  }
+  if (!(span_z.dim() == 0 || (span_z.dim() == 2 && span_z.size(0) == batch && span_z.size(1) == block))) {
+    throw std::invalid_argument("span_attention_rowwise: span_z must be 0-dim or [B, M]");
+  }
+  if (!span_rows_support_head_dim(dim)) {
+    throw std::invalid_argument("span_attention_rowwise: head dimension " + std::to_string(dim) +
+                                " not compiled (8, 16, 32, 64, 96, 128)");
+  }
+  if (q.is_cuda() && !span_rows_cuda_built()) {
+    throw std::invalid_argument("span_attention_rowwise: CUDA tensor, but this build has no CUDA kernels");
+  }
+  const double dropout = options.training ? options.dropout : 0.0;
+  return SpanRowsFunction::apply(q, k, v, key_pe, span_z, options.window, options.ramp, dropout);
+}
+
+}  // namespace adaspan::kernels
