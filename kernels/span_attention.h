@@ -15,12 +15,17 @@
 
 namespace adaspan::kernels {
 
+// Which implementation runs: automatic = the CUDA row kernels on a GPU tensor (when built with
+// them), the ATen query-tile path otherwise. Benchmarks name one explicitly to compare them.
+enum class SpanKernel { automatic, aten_tiles, rows };
+
 struct SpanAttentionOptions {
   int64_t max_span = 0;      // S: key_pe has S columns; x ranges over [0, S)
   double ramp = 32.0;        // R
   int64_t window = 0;        // keys computed per query, 1 <= window <= S (see effective_window)
   double dropout = 0.0;      // on the attention probabilities, as the reference
   bool training = false;
+  SpanKernel kernel = SpanKernel::automatic;
 };
 
 // Keys a head with span z needs: x <= floor(z + R) (the clamp's gradient is inclusive at m = 0),

@@ -103,6 +103,9 @@ ParsedTrain parse_train_options(const std::vector<std::string>& args) {
        "CPU threads for ATen (OpenBLAS is pinned to 1). 0 = the cores of the node divided by its ranks.")
       ("device", po::value(&c.run.device)->default_value(c.run.device),
        "Where the model runs: cpu, or cuda / cuda:N when LibTorch has CUDA and a GPU is present.")
+      ("precision", po::value(&c.run.precision)->default_value(c.run.precision),
+       "fp32, or bf16: the forward pass under bf16 autocast (matrix products in bf16, softmax and losses in fp32), "
+       "attention kernels and spans in fp32; parameters, gradients and optimizer state stay fp32.")
       ("run-dir", po::value(&c.run.run_dir)->default_value(c.run.run_dir),
        "Directory for metrics.jsonl and checkpoints (created).")
       ("log-every", po::value(&c.run.log_every)->default_value(c.run.log_every),

@@ -28,7 +28,7 @@ void AdaptiveSpanLM::shard(const TensorParallel& tp) {
 }
 
 bool AdaptiveSpanLM::is_sharded(const std::string& name) {
-  for (const char* part : {".attn.proj_", ".attn.span.", ".ff.fc1.", ".ff.fc2.weight"}) {
+  for (const char* part : {".attn.proj_", ".attn.span.", ".attn.asentmax.", ".ff.fc1.", ".ff.fc2.weight"}) {
     if (name.find(part) != std::string::npos) return true;
   }
   return false;
@@ -84,6 +84,7 @@ std::vector<std::vector<int64_t>> AdaptiveSpanLM::heads() const {
 }
 
 LMOutput AdaptiveSpanLM::forward(const at::Tensor& x, const ModelCache& cache) {
+  const AutocastScope autocast(precision_, x.device().type());
   LMOutput result;
   at::Tensor h = at::embedding(in_emb_->weight, x);  // [B, M, d_model]
   const at::Tensor key_pe = copy_to_tp_region(key_pe_, tp_);  // every rank's heads add to its gradient
@@ -95,7 +96,8 @@ LMOutput AdaptiveSpanLM::forward(const at::Tensor& x, const ModelCache& cache) {
     result.next_cache.push_back(std::move(out.next_cache));
     result.span_loss = result.span_loss + layers_[l]->attention().span_loss();
   }
-  result.log_probs = at::log_softmax(out_emb_->forward(h), -1);
+  // The output distribution in the parameters' dtype, whatever autocast did to the logits.
+  result.log_probs = at::log_softmax(in_dtype_of(out_emb_->forward(h), key_pe_), -1);
   return result;
 }
 

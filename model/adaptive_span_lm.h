@@ -3,6 +3,7 @@
 // adaptive I/O and persistent memory off):
 //   h = Emb(x);  h = Layer_l(h, cache_l) for each layer;  log p = log_softmax(h W_out^T + b_out)
 // key_pe [d_head, S] is one relative-position parameter shared by every layer and head.
+#include "model/mixed_precision.h"
 #include "model/transformer_layer.h"
 
 #include <torch/nn/module.h>
@@ -37,6 +38,9 @@ class AdaptiveSpanLM : public torch::nn::Module {
   std::vector<std::vector<int64_t>> placement() const;
   void set_heads(size_t layer, const std::vector<int64_t>& heads) { layers_[layer]->attention().set_heads(heads); }
   void clamp_spans();
+  // bf16 autocast for the forward pass (model/mixed_precision.h); the parameters keep their dtype.
+  void set_precision(Precision precision) { precision_ = precision; }
+  Precision precision() const { return precision_; }
   // Dynamic spans: per layer and head, the mean and 99th percentile of z_t over the last forward.
   std::vector<std::vector<double>> span_means() const;
   std::vector<std::vector<double>> span_p99s() const;
@@ -55,6 +59,7 @@ class AdaptiveSpanLM : public torch::nn::Module {
  private:
   ModelConfig config_;
   TensorParallel tp_;
+  Precision precision_ = Precision::fp32;
   std::shared_ptr<LinearParams> in_emb_, out_emb_;
   at::Tensor key_pe_;
   std::vector<std::shared_ptr<TransformerLayer>> layers_;

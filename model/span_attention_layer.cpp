@@ -3,6 +3,9 @@
 #include "kernels/attention_masks.h"
 #include "kernels/banded_attention.h"
 #include "kernels/span_attention.h"
+#include "kernels/span_attention_rows_launch.h"
+#include "kernels/span_attention_rowwise.h"
+#include "model/mixed_precision.h"
 
 #include <ATen/ATen.h>
 
@@ -76,7 +79,15 @@ void SpanAttentionLayer::shard(const TensorParallel& tp, const std::vector<int64
     (*proj)->weight.set_data((*proj)->weight.index_select(0, row_index));
   }
   proj_out_->weight.set_data(proj_out_->weight.index_select(1, row_index).contiguous());
-  if (current_val_.defined()) current_val_.set_data(current_val_.index_select(0, head_index));
+  // Every per-head parameter keeps this rank's heads' rows.
+  for (at::Tensor* p : {&current_val_, &dynamic_weight_, &dynamic_bias_, &asentmax_beta_, &asentmax_gamma_}) {
+    if (p->defined()) p->set_data(p->index_select(0, head_index));
+  }
+  for (auto* proj : {&asentmax_beta_proj_, &asentmax_gamma_proj_}) {
+    if (!*proj) continue;
+    (*proj)->weight.set_data((*proj)->weight.index_select(0, head_index));
+    (*proj)->bias.set_data((*proj)->bias.index_select(0, head_index));
+  }
   tp_ = tp;
   heads_ = heads;
 }
@@ -146,14 +157,20 @@ at::Tensor SpanAttentionLayer::attend_heads(const at::Tensor& h, const at::Tenso
                                             const std::vector<int64_t>& windows) {
   // q: [B, H, M, d_head]; keys[h], values[h]: [B, Lc_h + M, d_head]
   const auto start = std::chrono::steady_clock::now();
-  std::vector<at::Tensor> heads;
-  for (int64_t head = 0; head < local_heads(); ++head) {
-    heads.push_back(config_.default_attention()
-                        ? attend_head_fused(q.select(1, head), keys[head], values[head], key_pe, head, windows[head])
-                        : attend_head_general(h, q.select(1, head), keys[head], values[head], key_pe, head,
-                                              windows[head]));
+  at::Tensor out;  // [B, M, H_local, d_head]
+  {
+    // The kernels run in the parameters' dtype: q, k, v come back from bf16 autocast, if on.
+    const FullPrecisionRegion full_precision;
+    const at::Tensor hp = in_dtype_of(h, key_pe), qp = in_dtype_of(q, key_pe);
+    std::vector<at::Tensor> heads;
+    for (int64_t head = 0; head < local_heads(); ++head) {
+      const at::Tensor k = in_dtype_of(keys[head], key_pe), v = in_dtype_of(values[head], key_pe);
+      heads.push_back(config_.default_attention()
+                          ? attend_head_fused(qp.select(1, head), k, v, key_pe, head, windows[head])
+                          : attend_head_general(hp, qp.select(1, head), k, v, key_pe, head, windows[head]));
+    }
+    out = at::stack(heads, 2);
   }
-  const at::Tensor out = at::stack(heads, 2);  // [B, M, H_local, d_head]
   attention_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const at::Tensor partial = proj_out_->forward(out.reshape({q.size(0), q.size(2), local_heads() * config_.head_dim()}));
   return reduce_from_tp_region(partial, tp_);  // row parallel: the heads' contributions summed
@@ -235,9 +252,12 @@ at::Tensor SpanAttentionLayer::dynamic_spans(const at::Tensor& h) {
   // v·x by O(lr·sqrt(d)) rather than O(lr·d), so per-token spans do not swing wildly early on
   // (without it, dynamic spans did not learn the d = 64 task of bench/long_range.sh).
   const double scale = 1.0 / std::sqrt(static_cast<double>(config_.d_model));
-  const at::Tensor z = at::sigmoid(at::linear(h, dynamic_weight_) * scale + dynamic_bias_) * S;  // [B, M, H_local]
+  const FullPrecisionRegion full_precision;  // a bf16 span would be quantised to S/256 bytes
+  const at::Tensor z =
+      at::sigmoid(at::linear(in_dtype_of(h, dynamic_weight_), dynamic_weight_) * scale + dynamic_bias_) * S;  // [B, M, H_local]
   // L1 penalty on the mean z_t, as the static spans' lambda·S·mean(span / S).
-  dynamic_span_loss_ = config_.span_loss_coeff * z.mean();
+  // With tensor parallelism each rank adds its heads' share: the ranks' terms sum to the mean over all heads.
+  dynamic_span_loss_ = config_.span_loss_coeff * z.sum() / static_cast<double>(z.size(0) * z.size(1) * config_.heads);
   const at::Tensor per_head = z.detach().reshape({-1, local_heads()}).to(at::kCPU, at::kDouble);  // [B·M, H]
   const at::Tensor mean = per_head.mean(0).contiguous();
   const at::Tensor p99 = at::quantile(per_head, 0.99, 0).contiguous();
@@ -281,6 +301,18 @@ at::Tensor SpanAttentionLayer::attend_head_general(const at::Tensor& h, const at
   options.dropout = config_.dropout;
   options.training = is_training();
   const bool scaled = config_.normalizer == NormalizerKind::asentmax;
+  if (config_.learns_spans() && config_.span_mode == SpanMode::dynamic && !scaled &&
+      options.normalizer == kernels::Normalizer::softmax && q.is_cuda() && kernels::span_rows_cuda_built() &&
+      kernels::span_rows_support_head_dim(q.size(2))) {
+    // On a GPU the row kernels bound every query's keys by its own span (no tiles, no host sync).
+    kernels::SpanAttentionOptions rows;
+    rows.max_span = S;
+    rows.ramp = ramp;
+    rows.window = window;  // the head's widest span (head_windows)
+    rows.dropout = config_.dropout;
+    rows.training = is_training();
+    return kernels::span_attention_rowwise(q, k, v, key_pe, token_spans_.select(2, head), rows);
+  }
   if (config_.learns_spans() && config_.span_mode == SpanMode::dynamic) {
     // Query tiles of 64, each with the window of its widest span: the cost follows the per-token spans.
     std::vector<at::Tensor> tiles;

@@ -59,7 +59,11 @@ HeadSplit head_split_of(const std::string& name, int64_t head_dim) {
     if (name.find(proj) != std::string::npos) return {0, head_dim};
   }
   if (name.find(".attn.proj_out.weight") != std::string::npos) return {1, head_dim};
-  if (name.find(".attn.span.current_val") != std::string::npos) return {0, 1};
+  // Per-head parameters, one row (or entry) per head: the span (current_val; dynamic_weight/bias)
+  // and ASEntmax's beta/gamma (per head, or the rows of their projections from the hidden state).
+  if (name.find(".attn.span.") != std::string::npos || name.find(".attn.asentmax.") != std::string::npos) {
+    return {0, 1};
+  }
   return {};
 }
 

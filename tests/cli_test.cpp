@@ -66,7 +66,8 @@ INSTANTIATE_TEST_SUITE_P(
                       BadInput{"bad_cache", "--cache disk", "disk"},
                       BadInput{"bad_optimizer", "--optimizer sgdx", "sgdx"},
                       BadInput{"not_a_number", "--lr fast", "lr"},
-                      BadInput{"bad_device", "--device tpu", "tpu"}),
+                      BadInput{"bad_device", "--device tpu", "tpu"},
+                      BadInput{"bad_precision", "--precision fp16", "fp16"}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(Cli, UnwritableRunDirIsOneClearError) {

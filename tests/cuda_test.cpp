@@ -137,9 +137,10 @@ TEST(Cuda, RowKernelsBitwiseReproducible) {
   }
 }
 
-TEST(Cuda, TrainingStepsMatchCpu) {
-  SKIP_WITHOUT_CUDA();
+void expect_training_steps_match_cpu(model::SpanMode span_mode) {
   model::ModelConfig c;
+  c.span_mode = span_mode;
+  c.dropout = 0;  // the CPU and GPU paths draw different keep-masks
   c.layers = 2;
   c.d_model = 32;
   c.heads = 2;
@@ -163,6 +164,17 @@ TEST(Cuda, TrainingStepsMatchCpu) {
     }
   }
   for (int step = 0; step < 5; ++step) EXPECT_NEAR(losses[0][step], losses[1][step], 1e-9) << "step " << step;
+}
+
+TEST(Cuda, TrainingStepsMatchCpu) {
+  SKIP_WITHOUT_CUDA();
+  expect_training_steps_match_cpu(model::SpanMode::static_span);
+}
+
+// Per-token spans: the row kernels on the GPU, 64-query tiles of the general path on the CPU.
+TEST(Cuda, DynamicSpanTrainingStepsMatchCpu) {
+  SKIP_WITHOUT_CUDA();
+  expect_training_steps_match_cpu(model::SpanMode::dynamic);
 }
 
 TEST(Cuda, NcclOneRankCollectives) {

@@ -74,13 +74,15 @@ struct Curve {
   std::vector<std::vector<double>> spans;
 };
 
-Curve run(int ranks, const std::string& flags, const std::string& name) {
+// `steps` training steps (a multiple of 3) with 3 records and a validation pass at the end.
+Curve run(int ranks, const std::string& flags, const std::string& name, int steps = 12) {
   const fs::path dir = fs::temp_directory_path() / ("adaspan_tp_" + std::to_string(::getpid()) + "_" + name);
   fs::remove_all(dir);
   const std::string args =
-      "train --steps 12 --layers 2 --d-model 32 --heads 4 --ff-size 64 --attn-span 64 --block-size 32 --batch-size 4"
-      " --span-init 0.3 --log-every 4 --eval-every 12 --eval-steps 2 --threads 1 --warmup-steps 4 --run-dir " +
-      dir.string() + " " + flags;
+      "train --steps " + std::to_string(steps) +
+      " --layers 2 --d-model 32 --heads 4 --ff-size 64 --attn-span 64 --block-size 32 --batch-size 4"
+      " --span-init 0.3 --log-every " + std::to_string(steps / 3) + " --eval-every " + std::to_string(steps) +
+      " --eval-steps 2 --threads 1 --warmup-steps 4 --run-dir " + dir.string() + " " + flags;
   const auto r = testing::run_adaspan(args, ranks);
   EXPECT_EQ(r.exit_code, 0) << name << ": " << r.err;
   Curve c;
@@ -119,6 +121,25 @@ TEST(TensorParallel, TwoAndFourWayMatchOneRank) {
       // DP 2 x TP 2, with the other scale-out options on.
       expect_same(one, run(4, flags + " --tp 2 --zero 1 --grad-accum 2", "dp2tp2"), "DP 2 x TP 2 (+zero, grad-accum)");
     }
+  }
+}
+
+// The variants' per-head parameters (dynamic span weights, ASEntmax's beta/gamma or their
+// projections) are split by head like the spans, and their losses summed over ranks.
+TEST(TensorParallel, AttentionVariantsMatchOneRank) {
+  // ASEntmax from the hidden state runs 3 steps: from the 4th on (full learning rate) Adagrad turns
+  // the ranks' different summation order in near-zero gradients into whole steps (Adagrad divides
+  // by their own tiny magnitude); the runs part at 1e-7 there and the gap grows ~3x a step.
+  const std::pair<const char*, int> variants[] = {
+      {"--span-mode dynamic", 12},
+      {"--normalizer asentmax", 12},
+      {"--normalizer asentmax --asentmax-scale hidden", 3},
+      {"--attention sparse-fixed --sparse-stride 8 --normalizer entmax15", 12}};
+  for (const auto& [variant, steps] : variants) {
+    const std::string flags = std::string("--cache kv ") + variant;
+    const Curve one = run(1, flags, "variant_np1", steps);
+    ASSERT_EQ(one.bpc.size(), 4u) << variant;
+    expect_same(one, run(2, flags + " --tp 2", "variant_tp2", steps), variant);
   }
 }
 
@@ -253,6 +274,47 @@ TEST(TensorParallel, CheckpointsLoadOnAnyTensorParallelLayout) {
   EXPECT_EQ(straight, resumed);
   EXPECT_EQ(straight_norm, resumed_norm);
   fs::remove_all(base);
+}
+
+}  // namespace
+}  // namespace adaspan
+
+namespace adaspan {
+namespace {
+
+// Rebalancing moves the variants' per-head parameters with their heads (dynamic span weights and
+// biases, ASEntmax's beta and gamma) and their optimizer state: training goes on unchanged.
+TEST(TensorParallel, RebalancingMovesVariantParameters) {
+  const auto bpc_of = [](int ranks, const std::string& flags, const std::string& name, bool* rebalanced) {
+    const fs::path dir = fs::temp_directory_path() / ("adaspan_rebal_var_" + std::to_string(::getpid()) + "_" + name);
+    fs::remove_all(dir);
+    const std::string args =
+        "train --steps 8 --layers 2 --d-model 32 --heads 4 --ff-size 64 --block-size 64 --batch-size 4 --threads 1"
+        " --warmup-steps 4 --attn-span 256 --span-init-heads 200,200,8,8 --span-loss-coeff 0 --log-every 1"
+        " --eval-every 0 --span-mode dynamic --normalizer asentmax --run-dir " + dir.string() + " " + flags;
+    const auto r = testing::run_adaspan(args, ranks);
+    EXPECT_EQ(r.exit_code, 0) << name << ": " << r.err;
+    std::map<int64_t, double> out;
+    std::ifstream in(dir / "metrics.jsonl");
+    for (std::string line; std::getline(in, line);) {
+      const auto j = nlohmann::json::parse(line);
+      if (j.contains("bpc")) out[j["step"].get<int64_t>()] = j["bpc"].get<double>();
+      if (j.value("event", "") == "rebalance") *rebalanced = true;
+    }
+    fs::remove_all(dir);
+    return out;
+  };
+  bool fixed_moved = false, moved = false, one_moved = false;
+  const auto fixed = bpc_of(2, "--tp 2", "fixed", &fixed_moved);
+  const auto rebalanced = bpc_of(2, "--tp 2 --rebalance-every 5", "moved", &moved);
+  const auto one = bpc_of(1, "", "one", &one_moved);
+  EXPECT_FALSE(fixed_moved);
+  EXPECT_TRUE(moved) << "no rebalance happened";
+  ASSERT_EQ(fixed.size(), 8u);
+  for (const auto& [step, x] : fixed) {
+    EXPECT_NEAR(rebalanced.at(step), x, 1e-5 * x) << "step " << step;
+    EXPECT_NEAR(one.at(step), x, 1e-5 * x) << "one rank, step " << step;
+  }
 }
 
 }  // namespace

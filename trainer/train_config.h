@@ -30,6 +30,7 @@ struct RunConfig {
   uint64_t seed = 1;
   int threads = 0;                 // 0: cores / ranks on the node
   std::string device = "cpu";      // cpu | cuda | cuda:N
+  std::string precision = "fp32";  // fp32 | bf16 (autocast; fp32 master weights and optimizer state)
   int tp = 1;                      // tensor-parallel ranks per replica
   int64_t rebalance_every = 0;     // steps between span-aware head placements (tp > 1); 0 = never
   double rebalance_threshold = 0.1;  // move heads when the largest rank load drops by more than this

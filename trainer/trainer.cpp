@@ -151,10 +151,6 @@ void validate(const TrainConfig& c) {
                                   " is not a multiple of --sparse-stride " + std::to_string(c.model.sparse_stride));
     }
   }
-  if (!c.model.default_attention() && c.run.tp > 1) {
-    throw std::invalid_argument("--attention, --span-mode dynamic and --normalizer other than the defaults "
-                                "run without tensor parallelism for now (use --tp 1)");
-  }
   if (c.run.rebalance_every < 0) throw std::invalid_argument("--rebalance-every must be >= 0 (0 = never)");
   if (c.run.rebalance_every > 0 && c.run.tp < 2) throw std::invalid_argument("--rebalance-every needs --tp >= 2");
   if (c.run.rebalance_every > 0 && c.model.cache != model::CacheMode::kv) {
@@ -181,6 +177,7 @@ void validate(const TrainConfig& c) {
     throw std::invalid_argument("--dp-backend '" + c.run.dp_backend + "' is not auto, mpi or nccl");
   }
   parse_device(c.run.device);
+  model::parse_precision(c.run.precision);
   require_readable(c.data.train_files, "data");
   require_readable(c.data.valid_files, "valid-data");
   if (c.run.checkpoint_every < 0) throw std::invalid_argument("--checkpoint-every must be >= 0 (0 = never)");
@@ -254,6 +251,7 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
   model::AdaptiveSpanLM model(config.model);
   model.shard(dp.tp);
   model.to(device);
+  model.set_precision(model::parse_precision(config.run.precision));
   model.train();
   std::vector<at::Tensor> params = model.parameters();
   std::unique_ptr<GradientReducer> reducer;
