@@ -5,7 +5,7 @@
 //                           [--attn-span S] [--spans 64,256,...] [--reps N] [--json FILE]
 //
 // Per span z (one head, B streams of M queries, a cache of S keys): forward+backward milliseconds
-// of each implementation, useful TFLOP/s (kernels.md §6: 4·n·s·d forward, 2.5x that backward,
+// of each implementation, useful GFLOP/s (kernels.md §6: 4·n·s·d forward, 2.5x that backward,
 // n = B·M queries, s = the keys each query reads = min(z + R, S)), their ratio, and each
 // implementation's time at the smallest span relative to S (does the cost follow the span?).
 #include "cluster/heap_policy.h"
@@ -107,7 +107,7 @@ int main(int argc, char** argv) {
               TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR, TORCH_VERSION_PATCH, threads, static_cast<long long>(c.batch),
               static_cast<long long>(c.block), static_cast<long long>(c.head_dim), static_cast<long long>(c.span),
               c.ramp);
-  std::printf("%8s %12s %12s %10s %10s %12s\n", "span", "rows ms", "aten ms", "rows TF/s", "aten TF/s",
+  std::printf("%8s %12s %12s %12s %12s %15s\n", "span", "rows ms", "aten ms", "rows GFLOP/s", "aten GFLOP/s",
               "rows/aten time");
   nlohmann::json out = {{"device", c.device}, {"batch", c.batch}, {"block", c.block}, {"head_dim", c.head_dim},
                         {"attn_span", c.span}, {"threads", threads}};
@@ -117,10 +117,10 @@ int main(int argc, char** argv) {
     const double flops = 3.5 * 4.0 * static_cast<double>(c.batch * c.block) * keys * static_cast<double>(c.head_dim);
     const double rows = attention_ms(c, z, kernels::SpanKernel::rows);
     const double aten = attention_ms(c, z, kernels::SpanKernel::aten_tiles);
-    std::printf("%8.0f %12.2f %12.2f %10.3f %10.3f %11.2fx\n", z, rows, aten, flops / rows / 1e9, flops / aten / 1e9,
-                rows / aten);
-    out["spans"].push_back({{"span", z}, {"rows_ms", rows}, {"aten_ms", aten}, {"rows_tflops", flops / rows / 1e9},
-                            {"aten_tflops", flops / aten / 1e9}});
+    std::printf("%8.0f %12.2f %12.2f %12.1f %12.1f %14.2fx\n", z, rows, aten, flops / rows / 1e6,
+                flops / aten / 1e6, rows / aten);
+    out["spans"].push_back({{"span", z}, {"rows_ms", rows}, {"aten_ms", aten}, {"rows_gflops", flops / rows / 1e6},
+                            {"aten_gflops", flops / aten / 1e6}});
     if (z == spans.front()) rows_small = rows, aten_small = aten;
     if (z == spans.back()) rows_full = rows, aten_full = aten;
   }
