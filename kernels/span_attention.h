@@ -26,7 +26,13 @@ struct SpanAttentionOptions {
   double dropout = 0.0;      // on the attention probabilities, as the reference
   bool training = false;
   SpanKernel kernel = SpanKernel::automatic;
+  // Row kernels: each query row's keys split into ranges of this many distances, merged by
+  // log-sum-exp, so that a head at a long span spreads over more GPU threads. -1: automatic
+  // (kAutoKeyChunk on a GPU when the window is longer, no split on the host); 0: no split.
+  int64_t key_chunk = -1;
 };
+
+constexpr int64_t kAutoKeyChunk = 1024;
 
 // Keys a head with span z needs: x <= floor(z + R) (the clamp's gradient is inclusive at m = 0),
 // rounded up to a multiple of `granule` so that windows change rarely; at most S.

@@ -51,6 +51,12 @@ struct SpanRowsArgs {
   T* dv = nullptr;
   T* dqp = nullptr;          // columns x >= E_i are left as they were (zero them first)
   T* dz_rows = nullptr;      // dL/dz_i per query row (sum them for a per-head span)
+  // Key-range split (0: none): each row's keys in chunks of key_chunk distances, with partials
+  // part_acc [B·M, chunks, D], part_max and part_total [B·M, chunks] (reused by backward for dq, dz).
+  int64_t key_chunk = 0;
+  T* part_acc = nullptr;
+  T* part_max = nullptr;
+  T* part_total = nullptr;
 };
 
 // Exact exp/log on both sides (not the device's fast intrinsics): correctness first.
@@ -96,24 +102,46 @@ ADASPAN_HOST_DEVICE T dot_row(const T (&r)[D], const T* w) {
   return s;
 }
 
-// One query row: out_i and LSE_i by the online (running-max) softmax over x = 0, 1, .., E_i - 1.
-// x = 0 (the previous token, m = 1) comes first and seeds the running max.
+// Keys of row i are processed in ranges ("chunks") of key_chunk distances: x in
+// [c·key_chunk, min((c+1)·key_chunk, E_i)). With one chunk a program writes its results directly;
+// with several (a head at a long span would otherwise serialise the grid on few rows) each
+// (row, chunk) program writes a partial and a merge program combines them in chunk order
+// (flash-decoding: partial softmaxes rescaled to a common max; gradients summed).
+template <class T>
+ADASPAN_HOST_DEVICE int64_t row_chunks(const SpanRowsArgs<T>& a) {
+  return a.key_chunk <= 0 ? 1 : (a.window + a.key_chunk - 1) / a.key_chunk;
+}
+
+template <class T>
+ADASPAN_HOST_DEVICE void chunk_range(const SpanRowsArgs<T>& a, int64_t keys_of_row, int64_t chunk, int64_t* begin,
+                                     int64_t* end) {
+  if (a.key_chunk <= 0) {
+    *begin = 0;
+    *end = keys_of_row;
+    return;
+  }
+  *begin = chunk * a.key_chunk;
+  *end = *begin + a.key_chunk < keys_of_row ? *begin + a.key_chunk : keys_of_row;
+}
+
+// Forward over one row's keys x in [x_begin, x_end) by the online (running-max) softmax:
+// acc = Σ m e^{s - run_max} ζ v, total = Σ m e^{s - run_max}. total = 0 if no key has m > 0.
 template <int D, class T>
-ADASPAN_HOST_DEVICE void span_rows_forward(const SpanRowsArgs<T>& a, int64_t b, int64_t i) {
+ADASPAN_HOST_DEVICE void forward_keys(const SpanRowsArgs<T>& a, int64_t b, int64_t i, int64_t x_begin, int64_t x_end,
+                                      T (&acc)[D], T* run_max_out, T* total_out) {
   const int64_t keys = a.cache_len + a.block;
   const T* q = a.q + (b * a.block + i) * D;
   const T* qp = a.qp + (b * a.block + i) * a.window;
-  T qr[D], acc[D];
+  T qr[D];
 #pragma unroll
   for (int d = 0; d < D; ++d) {
     qr[d] = q[d];
     acc[d] = 0;
   }
   const T z = row_span(a, b, i);
-  const int64_t e = row_keys(a, z);
-  T run_max = 0, total = 0;  // total = Σ m e^{s - run_max}
-  bool seen = false;         // run_max is set by the first key with m > 0 (x = 0 whenever z >= 0)
-  for (int64_t x = 0; x < e; ++x) {
+  T run_max = 0, total = 0;
+  bool seen = false;  // run_max is set by the first key with m > 0 (x = 0 whenever z >= 0)
+  for (int64_t x = x_begin; x < x_end; ++x) {
     const T m = span_mask_at(z, a.ramp, x);
     if (m <= T(0)) continue;
     const int64_t j = i + a.cache_len - 1 - x;
@@ -130,15 +158,63 @@ ADASPAN_HOST_DEVICE void span_rows_forward(const SpanRowsArgs<T>& a, int64_t b, 
     for (int d = 0; d < D; ++d) acc[d] = acc[d] * rescale + pv * vj[d];
     run_max = new_max;
   }
-  T* out = a.out + (b * a.block + i) * D;
-#pragma unroll
-  for (int d = 0; d < D; ++d) out[d] = acc[d] / total;
-  a.lse[b * a.block + i] = run_max + rows_log(total);
+  *run_max_out = run_max;
+  *total_out = total;
 }
 
-// One query row of the backward pass: dq_i, dqp_i[0, E_i) and dz_i.
+// Forward of query row i, key chunk `chunk`: out_i and LSE_i directly when there is one chunk,
+// else the chunk's partial (acc, max, total) for span_rows_forward_merge.
 template <int D, class T>
-ADASPAN_HOST_DEVICE void span_rows_backward_query(const SpanRowsArgs<T>& a, int64_t b, int64_t i) {
+ADASPAN_HOST_DEVICE void span_rows_forward(const SpanRowsArgs<T>& a, int64_t b, int64_t i, int64_t chunk = 0) {
+  const int64_t row = b * a.block + i;
+  int64_t x_begin, x_end;
+  chunk_range(a, row_keys(a, row_span(a, b, i)), chunk, &x_begin, &x_end);
+  T acc[D], run_max, total;
+  forward_keys<D>(a, b, i, x_begin, x_end, acc, &run_max, &total);
+  if (row_chunks(a) == 1) {
+#pragma unroll
+    for (int d = 0; d < D; ++d) a.out[row * D + d] = acc[d] / total;
+    a.lse[row] = run_max + rows_log(total);
+    return;
+  }
+  const int64_t part = row * row_chunks(a) + chunk;
+#pragma unroll
+  for (int d = 0; d < D; ++d) a.part_acc[part * D + d] = acc[d];
+  a.part_max[part] = run_max;
+  a.part_total[part] = total;
+}
+
+// out_i = Σ_c e^{max_c - M} acc_c / Σ_c e^{max_c - M} total_c, M = max_c max_c over chunks with keys.
+template <int D, class T>
+ADASPAN_HOST_DEVICE void span_rows_forward_merge(const SpanRowsArgs<T>& a, int64_t b, int64_t i) {
+  const int64_t row = b * a.block + i, chunks = row_chunks(a);
+  T top = 0;
+  bool seen = false;
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t part = row * chunks + c;
+    if (a.part_total[part] > T(0) && (!seen || a.part_max[part] > top)) top = a.part_max[part], seen = true;
+  }
+  T acc[D], total = 0;
+#pragma unroll
+  for (int d = 0; d < D; ++d) acc[d] = 0;
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t part = row * chunks + c;
+    if (!(a.part_total[part] > T(0))) continue;
+    const T w = rows_exp(a.part_max[part] - top);
+    total += w * a.part_total[part];
+#pragma unroll
+    for (int d = 0; d < D; ++d) acc[d] += w * a.part_acc[part * D + d];
+  }
+#pragma unroll
+  for (int d = 0; d < D; ++d) a.out[row * D + d] = acc[d] / total;
+  a.lse[row] = top + rows_log(total);
+}
+
+// Backward of query row i, key chunk `chunk`: dqp_i over the chunk's x, and dq_i and dz_i (whole,
+// or the chunk's partials for span_rows_backward_query_merge).
+template <int D, class T>
+ADASPAN_HOST_DEVICE void span_rows_backward_query(const SpanRowsArgs<T>& a, int64_t b, int64_t i,
+                                                  int64_t chunk = 0) {
   const int64_t keys = a.cache_len + a.block;
   const int64_t row = b * a.block + i;
   T qr[D], gr[D], dq[D];
@@ -151,9 +227,10 @@ ADASPAN_HOST_DEVICE void span_rows_backward_query(const SpanRowsArgs<T>& a, int6
   const T* qp = a.qp + row * a.window;
   T* dqp = a.dqp + row * a.window;
   const T z = row_span(a, b, i), lse = a.lse[row], delta = a.delta[row];
-  const int64_t e = row_keys(a, z);
+  int64_t x_begin, x_end;
+  chunk_range(a, row_keys(a, z), chunk, &x_begin, &x_end);
   T dz = 0;
-  for (int64_t x = 0; x < e; ++x) {
+  for (int64_t x = x_begin; x < x_end; ++x) {
     const int64_t j = i + a.cache_len - 1 - x;
     const T* kj = a.k + (b * keys + (j >= 0 ? j : 0)) * D;
     const T* vj = a.v + (b * keys + (j >= 0 ? j : 0)) * D;
@@ -168,6 +245,31 @@ ADASPAN_HOST_DEVICE void span_rows_backward_query(const SpanRowsArgs<T>& a, int6
     }
     dqp[x] = ds;
     if (static_cast<T>(x) >= z && static_cast<T>(x) <= z + a.ramp) dz += dm;
+  }
+  if (row_chunks(a) == 1) {
+#pragma unroll
+    for (int d = 0; d < D; ++d) a.dq[row * D + d] = dq[d];
+    a.dz_rows[row] = dz / a.ramp;
+    return;
+  }
+  const int64_t part = row * row_chunks(a) + chunk;
+#pragma unroll
+  for (int d = 0; d < D; ++d) a.part_acc[part * D + d] = dq[d];
+  a.part_total[part] = dz;
+}
+
+// dq_i and dz_i as the sums of the chunks' partials, in chunk order.
+template <int D, class T>
+ADASPAN_HOST_DEVICE void span_rows_backward_query_merge(const SpanRowsArgs<T>& a, int64_t b, int64_t i) {
+  const int64_t row = b * a.block + i, chunks = row_chunks(a);
+  T dq[D], dz = 0;
+#pragma unroll
+  for (int d = 0; d < D; ++d) dq[d] = 0;
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t part = row * chunks + c;
+#pragma unroll
+    for (int d = 0; d < D; ++d) dq[d] += a.part_acc[part * D + d];
+    dz += a.part_total[part];
   }
 #pragma unroll
   for (int d = 0; d < D; ++d) a.dq[row * D + d] = dq[d];

@@ -19,17 +19,29 @@ void for_each_row(int64_t rows, Row&& row) {
 
 template <class T>
 void span_rows_forward_host(const SpanRowsArgs<T>& a, int64_t head_dim) {
+  const int64_t rows = a.batch * a.block, chunks = row_chunks(a);
   dispatch_head_dim(head_dim, [&](auto dim) {
-    for_each_row(a.batch * a.block, [&](int64_t r) { span_rows_forward<dim()>(a, r / a.block, r % a.block); });
+    for_each_row(rows * chunks, [&](int64_t r) {
+      const int64_t row = r / chunks;
+      span_rows_forward<dim()>(a, row / a.block, row % a.block, r % chunks);
+    });
+    if (chunks > 1) {
+      for_each_row(rows, [&](int64_t r) { span_rows_forward_merge<dim()>(a, r / a.block, r % a.block); });
+    }
   });
 }
 
 template <class T>
 void span_rows_backward_host(const SpanRowsArgs<T>& a, int64_t head_dim) {
-  const int64_t keys = a.cache_len + a.block;
+  const int64_t keys = a.cache_len + a.block, rows = a.batch * a.block, chunks = row_chunks(a);
   dispatch_head_dim(head_dim, [&](auto dim) {
-    for_each_row(a.batch * a.block,
-                 [&](int64_t r) { span_rows_backward_query<dim()>(a, r / a.block, r % a.block); });
+    for_each_row(rows * chunks, [&](int64_t r) {
+      const int64_t row = r / chunks;
+      span_rows_backward_query<dim()>(a, row / a.block, row % a.block, r % chunks);
+    });
+    if (chunks > 1) {
+      for_each_row(rows, [&](int64_t r) { span_rows_backward_query_merge<dim()>(a, r / a.block, r % a.block); });
+    }
     for_each_row(a.batch * keys, [&](int64_t r) { span_rows_backward_key<dim()>(a, r / keys, r % keys); });
   });
 }

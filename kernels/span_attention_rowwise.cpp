@@ -76,13 +76,41 @@ void launch_backward(const SpanRowsArgs<T>& a, const at::Tensor& like) {
   span_rows_backward_host(a, like.size(2));
 }
 
+// The key-range split the row kernels run with (see SpanAttentionOptions::key_chunk).
+int64_t resolved_key_chunk(int64_t requested, int64_t window, bool on_gpu) {
+  if (requested >= 0) return requested;
+  return on_gpu && window > kAutoKeyChunk ? kAutoKeyChunk : 0;
+}
+
+// Partial buffers for a split: [B·M, chunks, D] and 2 x [B·M, chunks]; undefined without one.
+struct Partials {
+  at::Tensor acc, max, total;
+
+  Partials(const at::Tensor& q, int64_t window, int64_t key_chunk) {
+    if (key_chunk <= 0 || window <= key_chunk) return;
+    const int64_t chunks = (window + key_chunk - 1) / key_chunk, rows = q.size(0) * q.size(1);
+    acc = at::empty({rows, chunks, q.size(2)}, q.options());
+    max = at::empty({rows, chunks}, q.options());
+    total = at::empty({rows, chunks}, q.options());
+  }
+
+  template <class T>
+  void attach(SpanRowsArgs<T>& a, int64_t key_chunk) const {
+    if (!acc.defined()) return;
+    a.key_chunk = key_chunk;
+    a.part_acc = acc.data_ptr<T>();
+    a.part_max = max.data_ptr<T>();
+    a.part_total = total.data_ptr<T>();
+  }
+};
+
 // The position term q·pe is one GEMM before the row programs (kernels.md §1.4, option E), and its
 // gradient two GEMMs after: dq += dqp·pe^T, dpe = q^T·dqp. Saved for backward: LSE per row and out.
 class SpanRowsFunction : public torch::autograd::Function<SpanRowsFunction> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& q_in, const at::Tensor& k_in,
                             const at::Tensor& v_in, const at::Tensor& key_pe, const at::Tensor& span_z,
-                            int64_t window, double ramp, double dropout) {
+                            int64_t window, double ramp, double dropout, int64_t key_chunk) {
     const at::Tensor q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
     const at::Tensor z = span_z.detach().to(q.scalar_type()).contiguous();
     const at::Tensor qp = at::matmul(q, position_columns(key_pe, window)).contiguous();  // [B, M, W]
@@ -93,8 +121,10 @@ class SpanRowsFunction : public torch::autograd::Function<SpanRowsFunction> {
                                       : 0;
     at::Tensor out = at::empty_like(q);
     at::Tensor lse = at::empty({q.size(0), q.size(1)}, q.options());
+    const Partials parts(q, window, key_chunk);
     AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "span_rows_forward", [&] {
       SpanRowsArgs<scalar_t> a = base_args<scalar_t>(q, k, v, qp, z, ramp, dropout, seed);
+      parts.attach(a, key_chunk);
       a.out = out.data_ptr<scalar_t>();
       a.lse = lse.data_ptr<scalar_t>();
       launch_forward(a, q);
@@ -104,6 +134,7 @@ class SpanRowsFunction : public torch::autograd::Function<SpanRowsFunction> {
     ctx->saved_data["ramp"] = ramp;
     ctx->saved_data["dropout"] = dropout;
     ctx->saved_data["seed"] = static_cast<int64_t>(seed);
+    ctx->saved_data["key_chunk"] = key_chunk;
     return out;
   }
 
@@ -119,6 +150,8 @@ class SpanRowsFunction : public torch::autograd::Function<SpanRowsFunction> {
     at::Tensor dq = at::empty_like(q), dk = at::empty_like(k), dv = at::empty_like(v);
     at::Tensor dqp = at::zeros_like(qp);
     at::Tensor dz_rows = at::empty_like(lse);
+    const int64_t key_chunk = ctx->saved_data["key_chunk"].toInt();
+    const Partials parts(q, window, key_chunk);
     AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "span_rows_backward", [&] {
       SpanRowsArgs<scalar_t> a =
           base_args<scalar_t>(q, k, v, qp, z, ctx->saved_data["ramp"].toDouble(),
@@ -132,6 +165,7 @@ class SpanRowsFunction : public torch::autograd::Function<SpanRowsFunction> {
       a.dv = dv.data_ptr<scalar_t>();
       a.dqp = dqp.data_ptr<scalar_t>();
       a.dz_rows = dz_rows.data_ptr<scalar_t>();
+      parts.attach(a, key_chunk);
       launch_backward(a, q);
     });
     const at::Tensor pe_cols = position_columns(key_pe, window);  // [d, W]
@@ -141,7 +175,7 @@ class SpanRowsFunction : public torch::autograd::Function<SpanRowsFunction> {
         .copy_(at::mm(q.reshape({-1, q.size(2)}).t(), dqp.reshape({-1, window})).flip({1}));
     // A head's span gets the sum over its rows (a fixed-order reduction: deterministic).
     const at::Tensor d_z = (span_z.dim() == 0 ? dz_rows.sum() : dz_rows).to(span_z.scalar_type());
-    return {dq, dk, dv, d_key_pe, d_z, at::Tensor(), at::Tensor(), at::Tensor()};
+    return {dq, dk, dv, d_key_pe, d_z, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -167,7 +201,8 @@ at::Tensor span_attention_rowwise(const at::Tensor& q, const at::Tensor& k, cons
     throw std::invalid_argument("span_attention_rowwise: CUDA tensor, but this build has no CUDA kernels");
   }
   const double dropout = options.training ? options.dropout : 0.0;
-  return SpanRowsFunction::apply(q, k, v, key_pe, span_z, options.window, options.ramp, dropout);
+  return SpanRowsFunction::apply(q, k, v, key_pe, span_z, options.window, options.ramp, dropout,
+                                 resolved_key_chunk(options.key_chunk, options.window, q.is_cuda()));
 }
 
 }  // namespace adaspan::kernels

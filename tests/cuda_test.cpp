@@ -83,14 +83,17 @@ TEST(Cuda, RowKernelsMatchHostRowsFloat64) {
     o.max_span = c.span;
     o.ramp = c.ramp;
     o.window = kernels::effective_window(c.z, c.ramp, c.span);
-    const RowKernelRun host = run_rows(q, k, v, pe, z, w, o);
-    const RowKernelRun dev = run_rows(q.to(gpu), k.to(gpu), v.to(gpu), pe.to(gpu), z.to(gpu), w.to(gpu), o);
-    EXPECT_LT(testing_relative(dev.out, host.out), 1e-12) << "z " << c.z;
-    EXPECT_LT(testing_relative(dev.dq, host.dq), 1e-11);
-    EXPECT_LT(testing_relative(dev.dk, host.dk), 1e-11);
-    EXPECT_LT(testing_relative(dev.dv, host.dv), 1e-11);
-    EXPECT_LT(testing_relative(dev.dpe, host.dpe), 1e-11);
-    EXPECT_LT(testing_relative(dev.dz, host.dz), 1e-10);
+    for (const int64_t key_chunk : {0, 32}) {  // whole rows, and rows split into key ranges
+      o.key_chunk = key_chunk;
+      const RowKernelRun host = run_rows(q, k, v, pe, z, w, o);
+      const RowKernelRun dev = run_rows(q.to(gpu), k.to(gpu), v.to(gpu), pe.to(gpu), z.to(gpu), w.to(gpu), o);
+      EXPECT_LT(testing_relative(dev.out, host.out), 1e-12) << "z " << c.z << ", key chunk " << key_chunk;
+      EXPECT_LT(testing_relative(dev.dq, host.dq), 1e-11);
+      EXPECT_LT(testing_relative(dev.dk, host.dk), 1e-11);
+      EXPECT_LT(testing_relative(dev.dv, host.dv), 1e-11);
+      EXPECT_LT(testing_relative(dev.dpe, host.dpe), 1e-11);
+      EXPECT_LT(testing_relative(dev.dz, host.dz), 1e-10);
+    }
   }
 }
 

@@ -249,6 +249,38 @@ TEST(SpanRows, KeysPastTheSpanAreNeverRead) {
   EXPECT_TRUE(at::isfinite(in.k.grad().narrow(1, 50, 22)).all().item<bool>());
 }
 
+// A row's keys split into ranges (merged by log-sum-exp; gradients summed) give what one range
+// gives: per-head and per-query spans, ranges past some rows' spans, dropout on.
+TEST(SpanRows, KeyRangeSplitEqualsOneRange) {
+  const RowCase c{2, 37, 90, 16, 128, 8.0, 70.4, false};
+  for (const bool per_query : {false, true}) {
+    for (const int64_t chunk : {1, 7, 32, 100}) {
+      Inputs a = make_inputs(c, 12, per_query), b = make_inputs(c, 12, per_query);
+      for (auto* in : {&a, &b}) {
+        for (at::Tensor* t : in->all()) t->requires_grad_(true);
+      }
+      const at::Tensor w = at::randn({c.batch, c.block, c.dim}, at::kDouble);
+      auto options = options_for(c, per_query ? a.z.max().item<double>() : c.z);
+      options.dropout = 0.2;
+      options.training = true;
+      options.key_chunk = 0;
+      at::manual_seed(77);
+      const at::Tensor whole = kernels::span_attention_rowwise(a.q, a.k, a.v, a.key_pe, a.z, options);
+      options.key_chunk = chunk;
+      at::manual_seed(77);
+      const at::Tensor split = kernels::span_attention_rowwise(b.q, b.k, b.v, b.key_pe, b.z, options);
+      const std::string what = "chunk " + std::to_string(chunk) + (per_query ? ", per-query spans" : "");
+      EXPECT_LT((whole - split).abs().max().item<double>(), 1e-13) << what;
+      (whole * w).sum().backward();
+      (split * w).sum().backward();
+      const char* names[] = {"q", "k", "v", "key_pe", "z"};
+      for (size_t i = 0; i < 5; ++i) {
+        EXPECT_LT(relative_error(b.all()[i]->grad(), a.all()[i]->grad()), 1e-12) << what << ", " << names[i];
+      }
+    }
+  }
+}
+
 TEST(SpanRows, BitwiseReproducible) {
   const RowCase c{2, 40, 30, 16, 64, 8.0, 30.5, false};
   at::Tensor grads[2][2];
