@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -94,6 +95,10 @@ int main(int argc, char** argv) {
   if (vm.count("help")) {
     std::cout << options << "\n";
     return 0;
+  }
+  if (c.reps < 1 || c.batch < 1 || c.block < 1 || c.span < 1) {
+    std::cerr << "adaspan_bench_attention: error: --reps, --batch-size, --block-size and --attn-span must be >= 1\n";
+    return 2;
   }
   std::vector<double> spans;
   std::stringstream list(c.spans);

@@ -27,7 +27,11 @@ def main():
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--json")
     args = parser.parse_args()
-    import torch
+    try:
+        import torch
+    except ImportError:
+        print("flex_attention.py: python3 has no torch", file=sys.stderr)
+        sys.exit(2)
     try:
         from torch.nn.attention.flex_attention import create_block_mask, flex_attention
     except ImportError:

@@ -175,7 +175,9 @@ at::Tensor span_attention(const at::Tensor& q, const at::Tensor& k, const at::Te
     throw std::invalid_argument("span_attention: inconsistent shapes or window");
   }
   // On a GPU, the CUDA row kernels (span_attention_rows.h) where this build has them.
-  const bool rows_on_gpu = q.is_cuda() && span_rows_cuda_built() && span_rows_support_head_dim(dim);
+  const bool rows_on_gpu = q.is_cuda() && span_rows_cuda_built() && span_rows_support_head_dim(dim) &&
+                           (q.scalar_type() == at::kFloat || q.scalar_type() == at::kDouble) &&
+                           span_z.device() == q.device();
   if (options.kernel == SpanKernel::rows || (options.kernel == SpanKernel::automatic && rows_on_gpu)) {
     return span_attention_rowwise(q, k, v, key_pe, span_z, options);
   }

@@ -68,9 +68,13 @@ void span_rows_forward_cuda(const SpanRowsArgs<T>& a, int64_t head_dim, CUstream
 
 template <class T>
 void span_rows_backward_cuda(const SpanRowsArgs<T>& a, int64_t head_dim, CUstream_st* stream) {
-  if (a.batch == 0 || a.block == 0) return;
+  if (a.batch == 0) return;
   const int64_t chunks = row_chunks(a);
   dispatch_head_dim(head_dim, [&](auto dim) {
+    if (a.block == 0) {  // no queries: the cached keys still get their (zero) gradients
+      if (a.cache_len > 0) backward_key_kernel<dim(), T><<<grid_for(a.cache_len, 1, a.batch), kThreads, 0, stream>>>(a);
+      return;
+    }
     backward_query_kernel<dim(), T><<<grid_for(a.block, chunks, a.batch), kThreads, 0, stream>>>(a);
     if (chunks > 1) {
       backward_query_merge_kernel<dim(), T><<<grid_for(a.block, 1, a.batch), kThreads, 0, stream>>>(a);

@@ -190,8 +190,21 @@ at::Tensor span_attention_rowwise(const at::Tensor& q, const at::Tensor& k, cons
       key_pe.size(1) != options.max_span || options.window < 1 || options.window > options.max_span) {
     throw std::invalid_argument("span_attention_rowwise: inconsistent shapes or window");
   }
-  if (!(span_z.dim() == 0 || (span_z.dim() == 2 && span_z.size(0) == batch && span_z.size(1) == block))) {
-    throw std::invalid_argument("span_attention_rowwise: span_z must be 0-dim or [B, M]");
+  const bool per_head = span_z.numel() == 1 && span_z.dim() <= 1;
+  if (!(per_head || (span_z.dim() == 2 && span_z.size(0) == batch && span_z.size(1) == block))) {
+    throw std::invalid_argument("span_attention_rowwise: span_z must be one value or [B, M]");
+  }
+  for (const at::Tensor* t : {&k, &v, &key_pe, &span_z}) {
+    if (t->device() != q.device()) {
+      throw std::invalid_argument("span_attention_rowwise: q, k, v, key_pe and span_z must be on one device");
+    }
+  }
+  if (q.scalar_type() != at::kFloat && q.scalar_type() != at::kDouble) {
+    throw std::invalid_argument("span_attention_rowwise: float32 or float64 tensors only");
+  }
+  if (k.scalar_type() != q.scalar_type() || v.scalar_type() != q.scalar_type() ||
+      key_pe.scalar_type() != q.scalar_type()) {
+    throw std::invalid_argument("span_attention_rowwise: q, k, v and key_pe must have one dtype");
   }
   if (!span_rows_support_head_dim(dim)) {
     throw std::invalid_argument("span_attention_rowwise: head dimension " + std::to_string(dim) +
@@ -201,7 +214,8 @@ at::Tensor span_attention_rowwise(const at::Tensor& q, const at::Tensor& k, cons
     throw std::invalid_argument("span_attention_rowwise: CUDA tensor, but this build has no CUDA kernels");
   }
   const double dropout = options.training ? options.dropout : 0.0;
-  return SpanRowsFunction::apply(q, k, v, key_pe, span_z, options.window, options.ramp, dropout,
+  const at::Tensor z = per_head ? span_z.reshape({}) : span_z;  // a [1] span is the head's span
+  return SpanRowsFunction::apply(q, k, v, key_pe, z, options.window, options.ramp, dropout,
                                  resolved_key_chunk(options.key_chunk, options.window, q.is_cuda()));
 }
 

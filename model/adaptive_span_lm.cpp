@@ -55,14 +55,19 @@ at::Tensor AdaptiveSpanLM::local_part(const std::string& name, const at::Tensor&
 }
 
 
-std::vector<std::vector<double>> AdaptiveSpanLM::all_spans() const {
-  std::vector<double> triples;
+std::vector<std::vector<double>> AdaptiveSpanLM::gather_head_values(
+    const std::function<std::vector<double>(const SpanAttentionLayer&)>& values_of) const {
+  std::vector<double> triples;  // (layer, canonical head, value) for this rank's heads
   for (size_t l = 0; l < layers_.size(); ++l) {
     const auto& attn = layers_[l]->attention();
-    const std::vector<double> z = attn.spans();
+    const std::vector<double> z = values_of(attn);
     for (size_t i = 0; i < z.size(); ++i) triples.insert(triples.end(), {static_cast<double>(l), static_cast<double>(attn.heads()[i]), z[i]});
   }
   return gather_by_head(triples, tp_, layers_.size(), config_.heads);
+}
+
+std::vector<std::vector<double>> AdaptiveSpanLM::all_spans() const {
+  return gather_head_values([](const SpanAttentionLayer& attn) { return attn.spans(); });
 }
 
 std::vector<std::vector<int64_t>> AdaptiveSpanLM::placement() const {
@@ -114,15 +119,11 @@ double AdaptiveSpanLM::attention_seconds() const {
 }
 
 std::vector<std::vector<double>> AdaptiveSpanLM::span_means() const {
-  std::vector<std::vector<double>> out;
-  for (const auto& layer : layers_) out.push_back(layer->attention().span_stats().mean);
-  return out;
+  return gather_head_values([](const SpanAttentionLayer& attn) { return attn.span_stats().mean; });
 }
 
 std::vector<std::vector<double>> AdaptiveSpanLM::span_p99s() const {
-  std::vector<std::vector<double>> out;
-  for (const auto& layer : layers_) out.push_back(layer->attention().span_stats().p99);
-  return out;
+  return gather_head_values([](const SpanAttentionLayer& attn) { return attn.span_stats().p99; });
 }
 
 void AdaptiveSpanLM::clamp_spans() {

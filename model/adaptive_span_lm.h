@@ -8,6 +8,8 @@
 
 #include <torch/nn/module.h>
 
+#include <functional>
+
 namespace adaspan::model {
 
 struct LMOutput {
@@ -41,7 +43,8 @@ class AdaptiveSpanLM : public torch::nn::Module {
   // bf16 autocast for the forward pass (model/mixed_precision.h); the parameters keep their dtype.
   void set_precision(Precision precision) { precision_ = precision; }
   Precision precision() const { return precision_; }
-  // Dynamic spans: per layer and head, the mean and 99th percentile of z_t over the last forward.
+  // Dynamic spans: per layer and canonical head, the mean and 99th percentile of z_t over the last
+  // forward (collective over the TP group when sharded; 0 for heads not seen since they moved).
   std::vector<std::vector<double>> span_means() const;
   std::vector<std::vector<double>> span_p99s() const;
   // Seconds of attention forward over all layers so far (see SpanAttentionLayer).
@@ -57,6 +60,10 @@ class AdaptiveSpanLM : public torch::nn::Module {
   at::Tensor local_part(const std::string& name, const at::Tensor& whole) const;
 
  private:
+  // [layer][canonical head] of a per-head value of each layer's local heads (collective with TP).
+  std::vector<std::vector<double>> gather_head_values(
+      const std::function<std::vector<double>(const SpanAttentionLayer&)>& values_of) const;
+
   ModelConfig config_;
   TensorParallel tp_;
   Precision precision_ = Precision::fp32;

@@ -90,6 +90,7 @@ void SpanAttentionLayer::shard(const TensorParallel& tp, const std::vector<int64
   }
   tp_ = tp;
   heads_ = heads;
+  span_stats_ = {};
 }
 
 std::vector<double> SpanAttentionLayer::spans() const {
@@ -159,20 +160,22 @@ at::Tensor SpanAttentionLayer::attend_heads(const at::Tensor& h, const at::Tenso
   const auto start = std::chrono::steady_clock::now();
   at::Tensor out;  // [B, M, H_local, d_head]
   {
-    // The kernels run in the parameters' dtype: q, k, v come back from bf16 autocast, if on.
+    // The kernels run in the parameters' dtype (q, k, v already are), without autocast.
     const FullPrecisionRegion full_precision;
-    const at::Tensor hp = in_dtype_of(h, key_pe), qp = in_dtype_of(q, key_pe);
+    const at::Tensor hp = in_dtype_of(h, key_pe);
     std::vector<at::Tensor> heads;
     for (int64_t head = 0; head < local_heads(); ++head) {
-      const at::Tensor k = in_dtype_of(keys[head], key_pe), v = in_dtype_of(values[head], key_pe);
       heads.push_back(config_.default_attention()
-                          ? attend_head_fused(qp.select(1, head), k, v, key_pe, head, windows[head])
-                          : attend_head_general(hp, qp.select(1, head), k, v, key_pe, head, windows[head]));
+                          ? attend_head_fused(q.select(1, head), keys[head], values[head], key_pe, head, windows[head])
+                          : attend_head_general(hp, q.select(1, head), keys[head], values[head], key_pe, head,
+                                                windows[head]));
     }
     out = at::stack(heads, 2);
   }
   attention_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const at::Tensor partial = proj_out_->forward(out.reshape({q.size(0), q.size(2), local_heads() * config_.head_dim()}));
+  // In the parameters' dtype before the sum over ranks (MPI has no bf16, and the sum is more exact).
+  const at::Tensor partial = in_dtype_of(
+      proj_out_->forward(out.reshape({q.size(0), q.size(2), local_heads() * config_.head_dim()})), key_pe);
   return reduce_from_tp_region(partial, tp_);  // row parallel: the heads' contributions summed
 }
 
@@ -205,9 +208,10 @@ AttentionOutput SpanAttentionLayer::forward_hidden(const at::Tensor& h, const La
 
   // Only the cached rows some head can see are projected (the kernel zero-pads the rest).
   at::Tensor h_all = cache_rows > 0 ? at::cat({last_rows(cache.hidden, cache_rows), h}, 1) : h;
-  const at::Tensor q = split_heads(proj_query_->forward(h), local_heads());
-  const at::Tensor k = split_heads(proj_key_->forward(h_all), local_heads());
-  const at::Tensor v = split_heads(proj_val_->forward(h_all), local_heads());
+  // Projections may come back in bf16 (autocast): the kernels and the caches keep the parameters' dtype.
+  const at::Tensor q = split_heads(in_dtype_of(proj_query_->forward(h), key_pe), local_heads());
+  const at::Tensor k = split_heads(in_dtype_of(proj_key_->forward(h_all), key_pe), local_heads());
+  const at::Tensor v = split_heads(in_dtype_of(proj_val_->forward(h_all), key_pe), local_heads());
 
   AttentionOutput result;
   result.out = attend_heads(h, q, k.unbind(1), v.unbind(1), key_pe, windows);
@@ -226,9 +230,10 @@ AttentionOutput SpanAttentionLayer::forward_kv(const at::Tensor& h, const LayerC
                                                const at::Tensor& key_pe) {
   if (config_.span_mode == SpanMode::dynamic) token_spans_ = dynamic_spans(h);
   const std::vector<int64_t> windows = head_windows();
-  const at::Tensor q = split_heads(proj_query_->forward(h), local_heads());  // [B, H_local, M, dh]
-  const at::Tensor k_new = split_heads(proj_key_->forward(h), local_heads());
-  const at::Tensor v_new = split_heads(proj_val_->forward(h), local_heads());
+  // Projections may come back in bf16 (autocast): the kernels and the caches keep the parameters' dtype.
+  const at::Tensor q = split_heads(in_dtype_of(proj_query_->forward(h), key_pe), local_heads());  // [B, H_local, M, dh]
+  const at::Tensor k_new = split_heads(in_dtype_of(proj_key_->forward(h), key_pe), local_heads());
+  const at::Tensor v_new = split_heads(in_dtype_of(proj_val_->forward(h), key_pe), local_heads());
 
   std::vector<at::Tensor> keys = k_new.unbind(1), values = v_new.unbind(1);  // [B, M, dh] each
   AttentionOutput result;

@@ -30,7 +30,11 @@ class SpanAttentionLayer : public torch::nn::Module {
   // The canonical indices of the heads this layer computes (all of them without sharding).
   const std::vector<int64_t>& heads() const { return heads_; }
   // After a rebalance has replaced the parameters' slices: the heads they now hold.
-  void set_heads(const std::vector<int64_t>& heads) { heads_ = heads; }
+  // The last forward's per-token span statistics belonged to the old heads: dropped.
+  void set_heads(const std::vector<int64_t>& heads) {
+    heads_ = heads;
+    span_stats_ = {};
+  }
 
   // h: [B, M, d_model]; key_pe: [d_head, S].
   AttentionOutput forward(const at::Tensor& h, const LayerCache& cache, const at::Tensor& key_pe);

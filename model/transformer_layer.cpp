@@ -1,5 +1,7 @@
 #include "model/transformer_layer.h"
 
+#include "model/mixed_precision.h"
+
 #include <ATen/ATen.h>
 
 namespace adaspan::model {
@@ -19,7 +21,10 @@ LayerOutput TransformerLayer::forward(const at::Tensor& h, const LayerCache& cac
   at::Tensor x = norm1_->forward(h + attn.out);
   at::Tensor inner = at::relu(fc1_->forward(copy_to_tp_region(x, tp_)));  // [B, M, ff / TP]
   if (dropout_ > 0 && is_training()) inner = at::dropout(inner, dropout_, true);
-  const at::Tensor ff = tp_.active() ? reduce_from_tp_region(at::linear(inner, fc2_->weight), tp_) + fc2_->bias
+  // Row parallel: the partial products are summed over ranks in the parameters' dtype (autocast
+  // may have computed them in bf16; MPI has no bf16).
+  const at::Tensor ff = tp_.active() ? reduce_from_tp_region(in_dtype_of(at::linear(inner, fc2_->weight), fc2_->weight), tp_) +
+                                           fc2_->bias
                                      : fc2_->forward(inner);
   return {norm2_->forward(x + ff), std::move(attn.next_cache)};
 }

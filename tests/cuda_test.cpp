@@ -6,6 +6,7 @@
 #include "kernels/span_attention_reference.h"
 #include "kernels/span_attention_rowwise.h"
 #include "model/adaptive_span_lm.h"
+#include "model/mixed_precision.h"
 #include "trainer/optimizer.h"
 #include "trainer/train_step.h"
 
@@ -178,6 +179,55 @@ TEST(Cuda, TrainingStepsMatchCpu) {
 TEST(Cuda, DynamicSpanTrainingStepsMatchCpu) {
   SKIP_WITHOUT_CUDA();
   expect_training_steps_match_cpu(model::SpanMode::dynamic);
+}
+
+// A few hundred float32 steps on the GPU follow the CPU's curve (the reductions differ, so not
+// bit for bit); bf16 autocast on the GPU stays within a few percent of it.
+std::vector<double> phrase_curve(const at::Device& device, model::Precision precision, int steps) {
+  model::ModelConfig c;
+  c.layers = 2;
+  c.d_model = 64;
+  c.heads = 4;
+  c.ff_size = 128;
+  c.attn_span = 256;
+  c.dropout = 0;
+  at::manual_seed(9);
+  model::AdaptiveSpanLM lm(c);
+  lm.to(device);
+  lm.set_precision(precision);
+  lm.train();
+  auto optimizer = trainer::make_adagrad(lm.parameters(), 0.03);
+  model::ModelCache cache;
+  const std::string phrase = "adaptive spans learn to look as far back as they need. ";
+  std::vector<double> curve;
+  for (int step = 0; step < steps; ++step) {
+    at::Tensor bytes = at::empty({4, 65}, at::kLong);
+    auto a = bytes.accessor<int64_t, 2>();
+    for (int64_t r = 0; r < 4; ++r) {
+      for (int64_t t = 0; t < 65; ++t) a[r][t] = phrase[(step * 64 + r * 13 + t) % phrase.size()];
+    }
+    bytes = bytes.to(device);
+    curve.push_back(trainer::train_step(lm, *optimizer, bytes.narrow(1, 0, 64), bytes.narrow(1, 1, 64), cache, 0.07).nll);
+  }
+  return curve;
+}
+
+double mean_of_last(const std::vector<double>& v, size_t n) {
+  double sum = 0;
+  for (size_t i = v.size() - n; i < v.size(); ++i) sum += v[i];
+  return sum / static_cast<double>(n);
+}
+
+TEST(Cuda, TrainingCurveMatchesCpuFloat32AndBf16) {
+  SKIP_WITHOUT_CUDA();
+  constexpr int kSteps = 300;
+  const auto cpu = phrase_curve(at::Device(at::kCPU), model::Precision::fp32, kSteps);
+  const auto gpu = phrase_curve(at::Device(at::kCUDA), model::Precision::fp32, kSteps);
+  const auto bf16 = phrase_curve(at::Device(at::kCUDA), model::Precision::bf16, kSteps);
+  ASSERT_LT(mean_of_last(cpu, 20), 0.5 * cpu.front()) << "the CPU run did not learn";
+  for (int step = 0; step < 10; ++step) EXPECT_NEAR(gpu[step], cpu[step], 1e-4 * cpu[step]) << "step " << step;
+  EXPECT_NEAR(mean_of_last(gpu, 20), mean_of_last(cpu, 20), 0.02 * mean_of_last(cpu, 20) + 0.01);
+  EXPECT_NEAR(mean_of_last(bf16, 20), mean_of_last(cpu, 20), 0.05 * mean_of_last(cpu, 20) + 0.02);
 }
 
 TEST(Cuda, NcclOneRankCollectives) {

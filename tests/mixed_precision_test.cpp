@@ -2,6 +2,7 @@
 // bf16, the parameters and optimizer state stay fp32, and training follows the fp32 curve.
 #include "model/adaptive_span_lm.h"
 #include "model/mixed_precision.h"
+#include "tests/small_configs.h"
 #include "trainer/optimizer.h"
 #include "trainer/train_step.h"
 
@@ -12,12 +13,7 @@ namespace adaspan {
 namespace {
 
 model::ModelConfig small_model(model::SpanMode span_mode) {
-  model::ModelConfig c;
-  c.layers = 2;
-  c.d_model = 32;
-  c.heads = 2;
-  c.ff_size = 64;
-  c.attn_span = 64;
+  model::ModelConfig c = testing::small_model_config();
   c.span_mode = span_mode;
   return c;
 }

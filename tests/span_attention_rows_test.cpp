@@ -9,6 +9,9 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <string>
+
 namespace adaspan {
 namespace {
 
@@ -109,6 +112,24 @@ at::Tensor per_query_reference(const Inputs& in, const RowCase& c) {
   return at::cat(rows, 0);
 }
 
+const char* const kInputNames[] = {"q", "k", "v", "key_pe", "z"};
+
+// The gradients of every input of `a` against those of `b`, relative error below `tolerance`.
+void expect_same_gradients(Inputs& a, Inputs& b, double tolerance, const std::string& what = "") {
+  for (size_t i = 0; i < 5; ++i) {
+    EXPECT_LT(relative_error(a.all()[i]->grad(), b.all()[i]->grad()), tolerance) << what << " " << kInputNames[i];
+  }
+}
+
+// The analytic gradients of every input (already back-propagated from loss()) against central
+// finite differences of loss().
+void expect_gradients_match_finite_differences(Inputs& in, const std::function<at::Tensor()>& loss) {
+  for (size_t i = 0; i < 5; ++i) {
+    const at::Tensor numeric = numerical_gradient([&] { return loss().item<double>(); }, in.all()[i]->detach());
+    EXPECT_LT(relative_error(in.all()[i]->grad(), numeric), 1e-6) << kInputNames[i];
+  }
+}
+
 class SpanRowsVsDense : public ::testing::TestWithParam<RowCase> {};
 
 TEST_P(SpanRowsVsDense, ForwardAndGradientsMatchDenseFloat64) {
@@ -123,10 +144,7 @@ TEST_P(SpanRowsVsDense, ForwardAndGradientsMatchDenseFloat64) {
   EXPECT_LT((rows - dense).abs().max().item<double>(), 1e-12);
   (rows * w).sum().backward();
   (dense * w).sum().backward();
-  const char* names[] = {"q", "k", "v", "key_pe", "z"};
-  for (size_t i = 0; i < 5; ++i) {
-    EXPECT_LT(relative_error(a.all()[i]->grad(), b.all()[i]->grad()), 1e-11) << names[i];
-  }
+  expect_same_gradients(a, b, 1e-11);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -159,11 +177,7 @@ TEST(SpanRows, GradientsMatchFiniteDifferences) {
   };
   for (at::Tensor* t : in.all()) t->requires_grad_(true);
   loss().backward();
-  const char* names[] = {"q", "k", "v", "key_pe", "z"};
-  for (size_t i = 0; i < 5; ++i) {
-    const at::Tensor numeric = numerical_gradient([&] { return loss().item<double>(); }, in.all()[i]->detach());
-    EXPECT_LT(relative_error(in.all()[i]->grad(), numeric), 1e-6) << names[i];
-  }
+  expect_gradients_match_finite_differences(in, loss);
   EXPECT_NE(in.z.grad().item<double>(), 0.0);
 }
 
@@ -180,10 +194,7 @@ TEST(SpanRows, PerQuerySpansMatchQueryByQueryReference) {
   EXPECT_LT((rows - dense).abs().max().item<double>(), 1e-12);
   (rows * w).sum().backward();
   (dense * w).sum().backward();
-  const char* names[] = {"q", "k", "v", "key_pe", "z"};
-  for (size_t i = 0; i < 5; ++i) {
-    EXPECT_LT(relative_error(a.all()[i]->grad(), b.all()[i]->grad()), 1e-11) << names[i];
-  }
+  expect_same_gradients(a, b, 1e-11);
   // Each query's span gets its own gradient, and it is not zero where the ramp sees keys.
   EXPECT_EQ(a.z.grad().sizes(), a.z.sizes());
   EXPECT_GT(a.z.grad().abs().gt(0).sum().item<int64_t>(), c.batch * c.block / 2);
@@ -221,11 +232,7 @@ TEST(SpanRows, DropoutMaskIsRegeneratedInBackward) {
   };
   for (at::Tensor* t : in.all()) t->requires_grad_(true);
   loss().backward();
-  const char* names[] = {"q", "k", "v", "key_pe", "z"};
-  for (size_t i = 0; i < 5; ++i) {
-    const at::Tensor numeric = numerical_gradient([&] { return loss().item<double>(); }, in.all()[i]->detach());
-    EXPECT_LT(relative_error(in.all()[i]->grad(), numeric), 1e-6) << names[i];
-  }
+  expect_gradients_match_finite_differences(in, loss);
   at::NoGradGuard no_grad;
   const double dropped = loss().item<double>();
   options.dropout = 0;
@@ -273,10 +280,7 @@ TEST(SpanRows, KeyRangeSplitEqualsOneRange) {
       EXPECT_LT((whole - split).abs().max().item<double>(), 1e-13) << what;
       (whole * w).sum().backward();
       (split * w).sum().backward();
-      const char* names[] = {"q", "k", "v", "key_pe", "z"};
-      for (size_t i = 0; i < 5; ++i) {
-        EXPECT_LT(relative_error(b.all()[i]->grad(), a.all()[i]->grad()), 1e-12) << what << ", " << names[i];
-      }
+      expect_same_gradients(b, a, 1e-12, what);
     }
   }
 }

@@ -143,6 +143,19 @@ TEST(TensorParallel, AttentionVariantsMatchOneRank) {
   }
 }
 
+// bf16 autocast with tensor parallelism: the row-parallel partial sums are reduced in fp32, so the
+// run works (MPI has no bf16) and stays within bf16 rounding of one rank's.
+TEST(TensorParallel, Bf16MatchesOneRankWithinRounding) {
+  const std::string flags = "--cache kv --precision bf16";
+  const Curve one = run(1, flags, "bf16_np1");
+  const Curve two = run(2, flags + " --tp 2", "bf16_tp2");
+  ASSERT_EQ(one.bpc.size(), 4u);
+  ASSERT_EQ(two.bpc.size(), 4u);
+  for (const auto& [step, x] : one.bpc) EXPECT_NEAR(two.bpc.at(step), x, 0.01 * x) << "step " << step;
+  const Curve fp32 = run(1, "--cache kv", "fp32_np1");
+  EXPECT_NE(fp32.bpc.begin()->second, one.bpc.begin()->second) << "bf16 changed nothing";
+}
+
 TEST(TensorParallel, LayoutsThatCannotBeSplitAreRefused) {
   const std::string base = "train --steps 2 --layers 1 --d-model 32 --ff-size 64 --batch-size 4 --run-dir /tmp/adaspan_tp_refused";
   auto r = testing::run_adaspan(base + " --heads 2 --tp 4", 4);
