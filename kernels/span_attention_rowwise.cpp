@@ -52,28 +52,21 @@ SpanRowsArgs<T> base_args(const at::Tensor& q, const at::Tensor& k, const at::Te
   return a;
 }
 
-template <class T>
-void launch_forward(const SpanRowsArgs<T>& a, const at::Tensor& like) {
-  if (like.is_cuda()) {
-#ifdef ADASPAN_WITH_CUDA_KERNELS
-    const c10::cuda::CUDAGuard guard(like.device());
-    span_rows_forward_cuda(a, like.size(2), c10::cuda::getCurrentCUDAStream().stream());
-    return;
-#endif
-  }
-  span_rows_forward_host(a, like.size(2));
-}
+enum class Pass { forward, backward };
 
+// The row programs of one pass: the CUDA kernels on the tensors' stream, or the host loop.
 template <class T>
-void launch_backward(const SpanRowsArgs<T>& a, const at::Tensor& like) {
+void launch(Pass pass, const SpanRowsArgs<T>& a, const at::Tensor& like) {
+  const int64_t dim = like.size(2);
   if (like.is_cuda()) {
 #ifdef ADASPAN_WITH_CUDA_KERNELS
     const c10::cuda::CUDAGuard guard(like.device());
-    span_rows_backward_cuda(a, like.size(2), c10::cuda::getCurrentCUDAStream().stream());
+    CUstream_st* stream = c10::cuda::getCurrentCUDAStream().stream();
+    pass == Pass::forward ? span_rows_forward_cuda(a, dim, stream) : span_rows_backward_cuda(a, dim, stream);
     return;
 #endif
   }
-  span_rows_backward_host(a, like.size(2));
+  pass == Pass::forward ? span_rows_forward_host(a, dim) : span_rows_backward_host(a, dim);
 }
 
 // The key-range split the row kernels run with (see SpanAttentionOptions::key_chunk).
@@ -127,7 +120,7 @@ class SpanRowsFunction : public torch::autograd::Function<SpanRowsFunction> {
       parts.attach(a, key_chunk);
       a.out = out.data_ptr<scalar_t>();
       a.lse = lse.data_ptr<scalar_t>();
-      launch_forward(a, q);
+      launch(Pass::forward, a, q);
     });
     ctx->save_for_backward({q, k, v, key_pe, span_z, qp, out, lse});
     ctx->saved_data["window"] = window;
@@ -166,7 +159,7 @@ class SpanRowsFunction : public torch::autograd::Function<SpanRowsFunction> {
       a.dqp = dqp.data_ptr<scalar_t>();
       a.dz_rows = dz_rows.data_ptr<scalar_t>();
       parts.attach(a, key_chunk);
-      launch_backward(a, q);
+      launch(Pass::backward, a, q);
     });
     const at::Tensor pe_cols = position_columns(key_pe, window);  // [d, W]
     dq.add_(at::matmul(dqp, pe_cols.t()));
