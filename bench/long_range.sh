@@ -12,7 +12,9 @@
 #                asentmax (default all). local = --attention fixed with a 64-byte window (S = 64).
 # Length extrapolation: full and full-asentmax (softmax vs ASEntmax over all of S) are also evaluated
 # at 4x and 8x the training S and block (adaspan eval --attn-span --block-size).
-# Environment: DEVICE (cpu), THREADS (all cores), BENCH_JSON (records for bench/run_all).
+# Environment: DEVICE (cpu), THREADS (all cores), BENCH_JSON (records for bench/run_all), TASK (copy:
+# the planted byte is a copy of the byte d back, a positional lookup; recall: a key byte whose
+# previous occurrence d back was followed by the answer, found by content; see planted_text.py).
 # S = 2d for every variant but local; adaptive and dynamic start at span d (--span-init 0.5).
 # Evaluation reads the 100 KB validation text as 16 streams of 6250 bytes (the training batch): a
 # planted byte within the first d bytes of a stream has its source in another stream, so even a
@@ -24,6 +26,7 @@ steps="${1:-300}"
 IFS=, read -r -a distances <<< "${2:-64,256}"
 IFS=, read -r -a variants <<< "${3:-adaptive,dynamic,full,full-asentmax,local,sparse,entmax15,asentmax}"
 device="${DEVICE:-cpu}"
+task="${TASK:-copy}"
 threads="${THREADS:-$(nproc)}"
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 model=(--layers 2 --d-model 64 --heads 4 --ff-size 256 --block-size 64 --batch-size 16 --lr 0.03
@@ -31,8 +34,8 @@ model=(--layers 2 --d-model 64 --heads 4 --ff-size 256 --block-size 64 --batch-s
 echo "| d | variant | bpb planted | bpb elsewhere | span per head (layer 0; layer 1) | attention s/step | tokens/s | bpb planted at 4x / 8x S |"
 echo "|---:|---|---:|---:|---|---:|---:|---|"
 for d in "${distances[@]}"; do
-  python3 "$here/bench/planted_text.py" "$work/train$d" --distance "$d" --bytes 2000000 --seed 1
-  python3 "$here/bench/planted_text.py" "$work/valid$d" --distance "$d" --bytes 100000 --seed 2
+  python3 "$here/bench/planted_text.py" "$work/train$d" --distance "$d" --task "$task" --bytes 2000000 --seed 1
+  python3 "$here/bench/planted_text.py" "$work/valid$d" --distance "$d" --task "$task" --bytes 100000 --seed 2
   span=$((2 * d))
   for variant in "${variants[@]}"; do
     case "$variant" in
@@ -67,7 +70,8 @@ e = json.load(open(f"{run}/eval.json"))
 r = [json.loads(l) for l in open(f"{run}/metrics.jsonl") if '"tokens_per_s"' in l][-1]
 spans = "; ".join(" ".join(f"{z:.0f}" for z in layer) for layer in r["spans"])
 att = r["attention_s_per_step"][0]
-case = f"d {d}, {variant}"
+task = os.environ.get("TASK", "copy")
+case = f"d {d}, {variant}" + (f", {task}" if task != "copy" else "")
 longer = ""
 if os.path.exists(f"{run}/eval4.json"):
     e4, e8 = json.load(open(f"{run}/eval4.json")), json.load(open(f"{run}/eval8.json"))

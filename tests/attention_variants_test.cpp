@@ -197,6 +197,33 @@ namespace {
 
 // eval --focus reports the planted bytes of bench/planted_text.py apart; --attn-span evaluates a
 // longer context, which changes nothing for spans that do not reach the old S.
+// The associative-recall text: each planted byte follows a key byte whose previous occurrence is
+// exactly d earlier, followed there by the same byte, and that key occurs nowhere else in the 3·d
+// bytes before it: the answer is found by content, and only within a span of d.
+TEST(LongRange, RecallTextPlantsUnambiguousKeysAtDistanceD) {
+  const fs::path dir = fresh_dir("long_range_recall");
+  const fs::path source = fs::path(__FILE__).parent_path().parent_path();
+  constexpr int64_t d = 64;
+  const std::string make = "python3 " + (source / "bench" / "planted_text.py").string() + " " + (dir / "r").string() +
+                           " --task recall --distance 64 --bytes 20000";
+  ASSERT_EQ(std::system(make.c_str()), 0);
+  const std::string text = testing::slurp(dir / "r.txt"), mask = testing::slurp(dir / "r.mask");
+  ASSERT_EQ(text.size(), 20000u);
+  int64_t planted = 0;
+  for (int64_t p = 0; p < static_cast<int64_t>(text.size()); ++p) {
+    if (mask[p] == 0) continue;
+    ++planted;
+    const char key = text[p - 1];
+    ASSERT_GE(static_cast<unsigned char>(key), 0x80) << p;
+    ASSERT_EQ(text[p - d - 1], key) << p;
+    ASSERT_EQ(text[p - d], text[p]) << p;
+    for (int64_t q = std::max<int64_t>(0, p - 1 - 3 * d); q < p - 1; ++q) {
+      if (q != p - d - 1) ASSERT_NE(text[q], key) << "key of " << p << " also at " << q;
+    }
+  }
+  EXPECT_EQ(planted, (20000 - d - 12) / 12 + 1);
+}
+
 TEST(LongRange, EvalReportsPlantedBytesApartAndEvaluatesLongerContexts) {
   const fs::path dir = fresh_dir("long_range");
   const fs::path source = fs::path(__FILE__).parent_path().parent_path();
