@@ -39,6 +39,7 @@ struct BenchConfig {
   int64_t batch = 16, block = 256, steps = 10, warmup = 3;
   int threads = 0;
   std::string device = "cpu";
+  std::string precision = "fp32";
 };
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
@@ -54,6 +55,7 @@ double training_tokens_per_s(const BenchConfig& c, model::CacheMode mode, double
   model::AdaptiveSpanLM lm(mc);
   const at::Device device(c.device);
   lm.to(device);
+  lm.set_precision(model::parse_precision(c.precision));
   lm.train();
   auto optimizer = trainer::make_adagrad(lm.parameters(), 0.03);
   std::unique_ptr<trainer::GradientReducer> reducer;
@@ -120,6 +122,8 @@ int main(int argc, char** argv) {
       ("block-size", po::value(&c.block)->default_value(c.block), "M.")
       ("batch-size", po::value(&c.batch)->default_value(c.batch), "B.")
       ("device", po::value(&c.device)->default_value(c.device), "cpu or cuda.")
+      ("precision", po::value(&c.precision)->default_value(c.precision),
+       "Training precision: fp32, or bf16 (autocast; see adaspan train --help).")
       ("dp-overhead", "Also measure the data-parallel path on one rank against none (and NCCL bandwidth on CUDA).")
       ("json", po::value(&json_path), "Also write the figures as JSON to this file.");
   po::variables_map vm;
@@ -134,12 +138,19 @@ int main(int argc, char** argv) {
     std::cout << options << "\n";
     return 0;
   }
+  try {
+    model::parse_precision(c.precision);
+  } catch (const std::exception& e) {
+    std::cerr << "adaspan_bench: error: " << e.what() << "\n";
+    return 2;
+  }
   const int threads = cluster::configure_threads(c.threads, 1);
-  std::printf("config: layers %lld d_model %lld heads %lld ff %lld S %lld M %lld B %lld, %d threads, %s, torch %d.%d.%d\n",
+  std::printf("config: layers %lld d_model %lld heads %lld ff %lld S %lld M %lld B %lld, %d threads, %s %s, torch %d.%d.%d\n",
               static_cast<long long>(c.model.layers), static_cast<long long>(c.model.d_model),
               static_cast<long long>(c.model.heads), static_cast<long long>(c.model.ff_size),
               static_cast<long long>(c.model.attn_span), static_cast<long long>(c.block),
-              static_cast<long long>(c.batch), threads, c.device.c_str(), TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR,
+              static_cast<long long>(c.batch), threads, c.device.c_str(), c.precision.c_str(), TORCH_VERSION_MAJOR,
+              TORCH_VERSION_MINOR,
               TORCH_VERSION_PATCH);
 
   nlohmann::json out = {{"threads", threads}};

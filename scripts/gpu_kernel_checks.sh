@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# What a session with a GPU should run first for the CUDA kernels (issue: CUDA kernels), in one
+# go, with every log kept: the CUDA tests, compute-sanitizer, the kernel benchmark against the ATen
+# path and FlexAttention, and training tokens/s of the enwik8-small config in fp32 and bf16.
+#
+#   scripts/gpu_kernel_checks.sh BUILD_DIR OUT_DIR
+# BUILD_DIR: a build against a CUDA LibTorch (docs/gpu-host.md); OUT_DIR: logs (created).
+set -uo pipefail
+build="${1:?usage: gpu_kernel_checks.sh BUILD_DIR OUT_DIR}"
+out="${2:?usage: gpu_kernel_checks.sh BUILD_DIR OUT_DIR}"
+here="$(cd "$(dirname "$0")/.." && pwd)"
+mkdir -p "$out"
+nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || { echo "gpu_kernel_checks: no GPU (nvidia-smi failed)" >&2; exit 2; }
+status=0
+step() {  # step NAME COMMAND...: runs it, logs to OUT/NAME.log, remembers a failure
+  local name="$1"; shift
+  echo "== $name: $*"
+  if ! "$@" > "$out/$name.log" 2>&1; then echo "   FAILED (see $out/$name.log)"; status=1; fi
+  tail -n 12 "$out/$name.log"
+}
+step cuda_tests "$build/tests/adaspan_tests" --gtest_filter='Cuda.*'
+step sanitizer bash "$here/scripts/cuda_sanitize.sh" "$build"
+step attention "$build/adaspan_bench_attention" --device cuda --batch-size 8 --block-size 512 --head-dim 64 \
+  --attn-span 8192 --spans 64,256,819,1024,2048,4096,8192 --json "$out/attention.json"
+step flex python3 "$here/bench/flex_attention.py" --batch-size 8 --block-size 512 --head-dim 64 \
+  --attn-span 8192 --spans 64,256,819,1024,2048,4096,8192 --json "$out/flex.json"
+for precision in fp32 bf16; do
+  step "train_$precision" "$build/adaspan_bench" --device cuda --precision "$precision" --layers 12 --d-model 512 \
+    --heads 8 --ff-size 2048 --attn-span 8192 --block-size 512 --batch-size 8 --steps 10 --warmup 3 \
+    --json "$out/train_$precision.json"
+done
+exit $status
