@@ -252,6 +252,11 @@ TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet)
   model.shard(dp.tp);
   model.to(device);
   model.set_precision(model::parse_precision(config.run.precision));
+  if (root && !quiet && device.is_cpu() && model.precision() == model::Precision::bf16) {
+    // Measured on an AVX2 CPU (no bf16 instructions): 30x slower than fp32 (adaspan_bench).
+    std::fprintf(stderr, "adaspan train: note: --precision bf16 on a CPU is emulated unless it has bf16 "
+                         "instructions (AVX512-BF16, AMX) and can be many times slower than fp32\n");
+  }
   model.train();
   std::vector<at::Tensor> params = model.parameters();
   std::unique_ptr<GradientReducer> reducer;
