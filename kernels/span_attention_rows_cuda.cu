@@ -12,33 +12,36 @@ namespace {
 constexpr int kThreads = 128;
 
 // Grid: x = row tiles of kThreads, y = key chunks, z = batch rows.
+// This thread's row (query or key) within its batch row.
+__device__ __forceinline__ int64_t thread_row() { return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; }
+
 template <int D, class T>
 __global__ void forward_kernel(const SpanRowsArgs<T> a) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t i = thread_row();
   if (i < a.block) span_rows_forward<D>(a, blockIdx.z, i, blockIdx.y);
 }
 
 template <int D, class T>
 __global__ void forward_merge_kernel(const SpanRowsArgs<T> a) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t i = thread_row();
   if (i < a.block) span_rows_forward_merge<D>(a, blockIdx.z, i);
 }
 
 template <int D, class T>
 __global__ void backward_query_kernel(const SpanRowsArgs<T> a) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t i = thread_row();
   if (i < a.block) span_rows_backward_query<D>(a, blockIdx.z, i, blockIdx.y);
 }
 
 template <int D, class T>
 __global__ void backward_query_merge_kernel(const SpanRowsArgs<T> a) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t i = thread_row();
   if (i < a.block) span_rows_backward_query_merge<D>(a, blockIdx.z, i);
 }
 
 template <int D, class T>
 __global__ void backward_key_kernel(const SpanRowsArgs<T> a) {
-  const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t j = thread_row();
   if (j < a.cache_len + a.block) span_rows_backward_key<D>(a, blockIdx.z, j);
 }
 

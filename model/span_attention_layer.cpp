@@ -179,16 +179,20 @@ at::Tensor SpanAttentionLayer::attend_heads(const at::Tensor& h, const at::Tenso
   return reduce_from_tp_region(partial, tp_);  // row parallel: the heads' contributions summed
 }
 
-at::Tensor SpanAttentionLayer::attend_head_fused(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                                 const at::Tensor& key_pe, int64_t head, int64_t window) {
+kernels::SpanAttentionOptions SpanAttentionLayer::span_options(int64_t window) const {
   kernels::SpanAttentionOptions options;
   options.max_span = config_.attn_span;
   options.ramp = config_.span_ramp;
   options.window = window;
   options.dropout = config_.dropout;
   options.training = is_training();
+  return options;
+}
+
+at::Tensor SpanAttentionLayer::attend_head_fused(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                                 const at::Tensor& key_pe, int64_t head, int64_t window) {
   const at::Tensor z = current_val_.select(0, head) * static_cast<double>(config_.attn_span);
-  return kernels::span_attention(q, k, v, key_pe, z, options);
+  return kernels::span_attention(q, k, v, key_pe, z, span_options(window));
 }
 
 AttentionOutput SpanAttentionLayer::forward(const at::Tensor& h, const LayerCache& cache,
@@ -310,13 +314,8 @@ at::Tensor SpanAttentionLayer::attend_head_general(const at::Tensor& h, const at
       options.normalizer == kernels::Normalizer::softmax && q.is_cuda() && kernels::span_rows_cuda_built() &&
       kernels::span_rows_support_head_dim(q.size(2))) {
     // On a GPU the row kernels bound every query's keys by its own span (no tiles, no host sync).
-    kernels::SpanAttentionOptions rows;
-    rows.max_span = S;
-    rows.ramp = ramp;
-    rows.window = window;  // the head's widest span (head_windows)
-    rows.dropout = config_.dropout;
-    rows.training = is_training();
-    return kernels::span_attention_rowwise(q, k, v, key_pe, token_spans_.select(2, head), rows);
+    // window: the head's widest span (head_windows)
+    return kernels::span_attention_rowwise(q, k, v, key_pe, token_spans_.select(2, head), span_options(window));
   }
   if (config_.learns_spans() && config_.span_mode == SpanMode::dynamic) {
     // Query tiles of 64, each with the window of its widest span: the cost follows the per-token spans.

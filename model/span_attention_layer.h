@@ -6,6 +6,7 @@
 // Each head computes only the keys inside its own window (kernels::effective_window).
 // The variants of ModelConfig (dynamic per-token spans, fixed / full / sparse windows, entmax
 // normalizers) go through kernels::banded_attention; the default through the fused span kernel.
+#include "kernels/span_attention.h"
 #include "model/layer_cache.h"
 #include "model/model_config.h"
 #include "model/parameter_modules.h"
@@ -66,6 +67,8 @@ class SpanAttentionLayer : public torch::nn::Module {
                           const std::vector<at::Tensor>& values, const at::Tensor& key_pe,
                           const std::vector<int64_t>& windows);
   // One head (local index `head`) over `window` keys: the fused span kernel (the default variant)...
+  // The span kernels' options for a window of `window` keys (dropout when training).
+  kernels::SpanAttentionOptions span_options(int64_t window) const;
   at::Tensor attend_head_fused(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                const at::Tensor& key_pe, int64_t head, int64_t window);
   // ... or the general banded path (every other variant; dynamic spans and ASEntmax's hidden-state

@@ -57,10 +57,34 @@ RowKernelRun run_rows(const at::Tensor& q, const at::Tensor& k, const at::Tensor
           in[2].grad().cpu().to(at::kDouble), in[3].grad().cpu().to(at::kDouble), in[4].grad().cpu().to(at::kDouble)};
 }
 
+struct RowKernelInputs {
+  at::Tensor q, k, v, pe, z;
+};
+
 struct RowKernelCase {
   int64_t batch, block, cache, dim, span;
   double ramp, z;
+
+  // float64 on the CPU, from `seed`.
+  RowKernelInputs inputs(uint64_t seed) const {
+    at::manual_seed(seed);
+    const auto cpu = at::TensorOptions().dtype(at::kDouble);
+    return {at::randn({batch, block, dim}, cpu), at::randn({batch, cache + block, dim}, cpu),
+            at::randn({batch, cache + block, dim}, cpu), at::randn({dim, span}, cpu), at::full({}, z, cpu)};
+  }
+
+  kernels::SpanAttentionOptions options() const {
+    kernels::SpanAttentionOptions o;
+    o.max_span = span;
+    o.ramp = ramp;
+    o.window = kernels::effective_window(z, ramp, span);
+    return o;
+  }
 };
+
+#define SKIP_WITHOUT_ROW_KERNELS()  \
+  SKIP_WITHOUT_CUDA();              \
+  if (!kernels::span_rows_cuda_built()) GTEST_SKIP() << "built without the CUDA kernels"
 
 const RowKernelCase kRowKernelCases[] = {
     {2, 70, 100, 64, 128, 8.0, 40.7},     // M not a multiple of the thread block
@@ -71,19 +95,12 @@ const RowKernelCase kRowKernelCases[] = {
 };
 
 TEST(Cuda, RowKernelsMatchHostRowsFloat64) {
-  SKIP_WITHOUT_CUDA();
-  if (!kernels::span_rows_cuda_built()) GTEST_SKIP() << "built without the CUDA kernels";
+  SKIP_WITHOUT_ROW_KERNELS();
   const at::Device gpu(at::kCUDA);
   for (const RowKernelCase& c : kRowKernelCases) {
-    at::manual_seed(3);
-    const auto cpu = at::TensorOptions().dtype(at::kDouble);
-    const at::Tensor q = at::randn({c.batch, c.block, c.dim}, cpu), k = at::randn({c.batch, c.cache + c.block, c.dim}, cpu),
-                     v = at::randn_like(k), pe = at::randn({c.dim, c.span}, cpu), z = at::full({}, c.z, cpu),
-                     w = at::randn_like(q);
-    kernels::SpanAttentionOptions o;
-    o.max_span = c.span;
-    o.ramp = c.ramp;
-    o.window = kernels::effective_window(c.z, c.ramp, c.span);
+    const auto [q, k, v, pe, z] = c.inputs(3);
+    const at::Tensor w = at::randn_like(q);
+    kernels::SpanAttentionOptions o = c.options();
     for (const int64_t key_chunk : {0, 32}) {  // whole rows, and rows split into key ranges
       o.key_chunk = key_chunk;
       const RowKernelRun host = run_rows(q, k, v, pe, z, w, o);
@@ -99,21 +116,14 @@ TEST(Cuda, RowKernelsMatchHostRowsFloat64) {
 }
 
 TEST(Cuda, RowKernelsFloat32WithinFlashAttentionCriterion) {
-  SKIP_WITHOUT_CUDA();
-  if (!kernels::span_rows_cuda_built()) GTEST_SKIP() << "built without the CUDA kernels";
+  SKIP_WITHOUT_ROW_KERNELS();
   const at::Device gpu(at::kCUDA);
   for (const RowKernelCase& c : kRowKernelCases) {
-    at::manual_seed(4);
-    const auto cpu = at::TensorOptions().dtype(at::kDouble);
-    const at::Tensor q = at::randn({c.batch, c.block, c.dim}, cpu), k = at::randn({c.batch, c.cache + c.block, c.dim}, cpu),
-                     v = at::randn_like(k), pe = at::randn({c.dim, c.span}, cpu), z = at::full({}, c.z, cpu);
+    const auto [q, k, v, pe, z] = c.inputs(4);
     const at::Tensor ref64 = kernels::span_attention_reference(q, k, v, pe, z, c.span, c.ramp);
     const at::Tensor ref32 = kernels::span_attention_reference(q.to(at::kFloat), k.to(at::kFloat), v.to(at::kFloat),
                                                                pe.to(at::kFloat), z.to(at::kFloat), c.span, c.ramp);
-    kernels::SpanAttentionOptions o;
-    o.max_span = c.span;
-    o.ramp = c.ramp;
-    o.window = kernels::effective_window(c.z, c.ramp, c.span);
+    const kernels::SpanAttentionOptions o = c.options();
     const at::Tensor dev = kernels::span_attention_rowwise(
         q.to(gpu, at::kFloat), k.to(gpu, at::kFloat), v.to(gpu, at::kFloat), pe.to(gpu, at::kFloat),
         z.to(gpu, at::kFloat), o).cpu().to(at::kDouble);
@@ -123,17 +133,13 @@ TEST(Cuda, RowKernelsFloat32WithinFlashAttentionCriterion) {
 }
 
 TEST(Cuda, RowKernelsBitwiseReproducible) {
-  SKIP_WITHOUT_CUDA();
-  if (!kernels::span_rows_cuda_built()) GTEST_SKIP() << "built without the CUDA kernels";
+  SKIP_WITHOUT_ROW_KERNELS();
   const at::Device gpu(at::kCUDA);
   const auto opt = at::TensorOptions().dtype(at::kFloat).device(gpu);
   at::manual_seed(5);
   const at::Tensor q = at::randn({4, 512, 64}, opt), k = at::randn({4, 1536, 64}, opt), v = at::randn_like(k),
                    pe = at::randn({64, 1024}, opt), z = at::full({}, 300.5, opt), w = at::randn_like(q);
-  kernels::SpanAttentionOptions o;
-  o.max_span = 1024;
-  o.ramp = 32;
-  o.window = kernels::effective_window(300.5, 32, 1024);
+  const kernels::SpanAttentionOptions o = RowKernelCase{4, 512, 1024, 64, 1024, 32.0, 300.5}.options();
   const RowKernelRun a = run_rows(q, k, v, pe, z, w, o), b = run_rows(q, k, v, pe, z, w, o);
   for (auto pair : {std::make_pair(a.out, b.out), std::make_pair(a.dq, b.dq), std::make_pair(a.dk, b.dk),
                     std::make_pair(a.dv, b.dv), std::make_pair(a.dpe, b.dpe), std::make_pair(a.dz, b.dz)}) {
