@@ -7,7 +7,9 @@
 #   bench/long_range.sh [STEPS] [DISTANCES] [VARIANTS]
 #     STEPS      training steps per run (default 300)
 #     DISTANCES  comma-separated (default 64,256; the issue's family is 64,256,1024,4096: the longer
-#                ones take hours on a 2-core CPU, minutes on a GPU with DEVICE=cuda)
+#                ones take hours on a 2-core CPU, minutes on a GPU with DEVICE=cuda), and `builtin`:
+#                the built-in corpus (adaspan prepare builtin), text-like words where the planted
+#                bytes are the values of <use K=V> recalling a <def K=V> 200-800 bytes back; S = 2048.
 #     VARIANTS   comma-separated from: adaptive dynamic full full-asentmax local sparse entmax15
 #                asentmax (default all). local = --attention fixed with a 64-byte window (S = 64).
 # Length extrapolation: full and full-asentmax (softmax vs ASEntmax over all of S) are also evaluated
@@ -16,9 +18,9 @@
 # the planted byte is a copy of the byte d back, a positional lookup; recall: a key byte whose
 # previous occurrence d back was followed by the answer, found by content; see planted_text.py).
 # S = 2d for every variant but local; adaptive and dynamic start at span d (--span-init 0.5).
-# Evaluation reads the 100 KB validation text as 16 streams of 6250 bytes (the training batch): a
-# planted byte within the first d bytes of a stream has its source in another stream, so even a
-# perfect model scores 4·d/6250 bits on the planted bytes (0.04 at d 64, 0.16 at 256, 0.66 at 1024).
+# Evaluation reads the validation text as 16 streams (the training batch) of 6250 bytes (62500 at d 4096):
+# a planted byte within the first d bytes of a stream has its source in another stream, so even a perfect
+# model scores 4·d/stream bits on the planted bytes (0.04 at d 64, 0.16 at 256, 0.66 at 1024, 0.26 at 4096).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 export PYTHONPATH="$here/bench${PYTHONPATH:+:$PYTHONPATH}"  # bench_record
@@ -31,12 +33,23 @@ threads="${THREADS:-$(nproc)}"
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 model=(--layers 2 --d-model 64 --heads 4 --ff-size 256 --block-size 64 --batch-size 16 --lr 0.03
        --warmup-steps 20 --span-loss-coeff 1e-5)
+# The validation text: 100 KB, or 1 MB at d >= 4096 (so that most planted bytes have their source in their stream).
+valid_bytes() { if (( $1 >= 4096 )); then echo 1000000; else echo 100000; fi; }
 echo "| d | variant | bpb planted | bpb elsewhere | span per head (layer 0; layer 1) | attention s/step | tokens/s | bpb planted at 4x / 8x S |"
 echo "|---:|---|---:|---:|---|---:|---:|---|"
 for d in "${distances[@]}"; do
-  python3 "$here/bench/planted_text.py" "$work/train$d" --distance "$d" --task "$task" --bytes 2000000 --seed 1
-  python3 "$here/bench/planted_text.py" "$work/valid$d" --distance "$d" --task "$task" --bytes 100000 --seed 2
-  span=$((2 * d))
+  if [[ "$d" == builtin ]]; then
+    # The built-in corpus: text-like words with <use K=V> recalling a <def K=V> 200-800 bytes back.
+    "$here/build/adaspan" prepare builtin --out "$work/builtin" > /dev/null
+    for split in train valid; do ln -sf "$work/builtin/$split.txt" "$work/${split}builtin.txt"; done
+    ln -sf "$work/builtin/valid.mask" "$work/validbuiltin.mask"
+    span=2048
+  else
+    python3 "$here/bench/planted_text.py" "$work/train$d" --distance "$d" --task "$task" --bytes 2000000 --seed 1
+    python3 "$here/bench/planted_text.py" "$work/valid$d" --distance "$d" --task "$task" --bytes "$(valid_bytes "$d")" \
+      --seed 2
+    span=$((2 * d))
+  fi
   for variant in "${variants[@]}"; do
     case "$variant" in
       adaptive) flags=(--attn-span "$span" --span-init 0.5) ;;

@@ -28,7 +28,6 @@ constexpr double kZipfExponent = 1.1;
 constexpr int kDefinitionEverySentences = 5;
 constexpr int kMinRecallDistance = 200;
 constexpr int kMaxRecallDistance = 700;  // + up to one sentence before it is emitted: <= ~800
-constexpr int kCodeLength = 4;
 
 std::vector<std::string> make_words(Rng& rng) {
   std::vector<std::string> words;
@@ -45,7 +44,7 @@ std::vector<std::string> make_words(Rng& rng) {
 std::string random_code(Rng& rng) {
   static const char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
   std::string code;
-  for (int i = 0; i < kCodeLength; ++i) code += kAlphabet[rng.below(sizeof(kAlphabet) - 1)];
+  for (int i = 0; i < kBuiltinCodeLength; ++i) code += kAlphabet[rng.below(sizeof(kAlphabet) - 1)];
   return code;
 }
 
@@ -101,7 +100,7 @@ SyntheticCorpus make_synthetic_corpus(uint64_t size, uint64_t seed) {
     out += rng.below(6) == 0 ? "\n" : " ";
   }
   out.resize(size);
-  while (!corpus.recalls.empty() && corpus.recalls.back().recall + kCodeLength > size) corpus.recalls.pop_back();
+  while (!corpus.recalls.empty() && corpus.recalls.back().recall + kBuiltinCodeLength > size) corpus.recalls.pop_back();
   return corpus;
 }
 

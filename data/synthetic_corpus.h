@@ -13,6 +13,8 @@
 
 namespace adaspan::data {
 
+constexpr int kBuiltinCodeLength = 4;  // bytes of each key K and value V
+
 struct PlantedRecall {
   uint64_t definition;  // offset of the value's first byte in `<def K=V>`
   uint64_t recall;      // offset of the value's first byte in `<use K=V>`

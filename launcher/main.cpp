@@ -34,7 +34,7 @@ constexpr const char* kUsage =
     "  inspect   show a checkpoint's config, step, learned spans and sizes\n"
     "  report    plots of a run (bpc, throughput, span heatmap and trajectories) in RUN_DIR/report.html\n"
     "  launch    run a training command, restarting it from its newest checkpoint when it fails\n"
-    "  prepare   prepare a standard corpus (enwik8) as train/valid/test byte files\n"
+    "  prepare   write a standard corpus (enwik8, builtin) as train/valid(/test) byte files\n"
     "\n"
     "`adaspan <command> --help` lists the command's options.\n";
 

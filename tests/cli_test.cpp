@@ -115,5 +115,15 @@ TEST(Cli, PrepareEnwik8RejectsMissingZip) {
   EXPECT_FALSE(fs::exists("/tmp/adaspan_never"));
 }
 
+TEST(Cli, PrepareRejectsUnknownDatasetsAndMissingOut) {
+  const RunResult unknown = run("prepare enwik9 --out /tmp/adaspan_never");
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_NE(unknown.err.find("supported: enwik8, builtin"), std::string::npos) << unknown.err;
+  const RunResult no_out = run("prepare builtin");
+  EXPECT_EQ(no_out.exit_code, 2);
+  EXPECT_NE(no_out.err.find("--out is required"), std::string::npos) << no_out.err;
+  EXPECT_FALSE(fs::exists("/tmp/adaspan_never"));
+}
+
 }  // namespace
 }  // namespace adaspan

@@ -1,3 +1,4 @@
+#include "data/builtin_prepare.h"
 #include "data/byte_corpus.h"
 #include "data/enwik8_prepare.h"
 #include "data/stream_sampler.h"
@@ -7,6 +8,7 @@
 #include <sys/resource.h>
 #include <zip.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -144,6 +146,30 @@ TEST(SyntheticCorpus, DeterministicWithPlantedRecallsAtKnownDistances) {
     EXPECT_EQ(a.bytes.substr(r.definition, 4), a.bytes.substr(r.recall, 4));
     EXPECT_EQ(a.bytes.substr(r.recall - 10, 5), "<use ");
   }
+}
+
+TEST(PrepareBuiltin, WritesTheBuiltinCorpusAndMasksExactlyTheRecalledValues) {
+  TempDir dir;
+  const auto prepared = data::prepare_builtin((dir.path / "out").string());
+  const auto valid = data::make_synthetic_corpus(data::kBuiltinValidBytes, data::kBuiltinValidSeed);
+  EXPECT_EQ(read_file(dir.path / "out" / "valid.txt"), valid.bytes);
+  EXPECT_EQ(read_file(dir.path / "out" / "train.txt"),
+            data::make_synthetic_corpus(data::kBuiltinTrainBytes, data::kBuiltinTrainSeed).bytes);
+  EXPECT_EQ(prepared.valid_recalls, valid.recalls.size());
+  const std::string mask = read_file(dir.path / "out" / "valid.mask");
+  ASSERT_EQ(mask.size(), valid.bytes.size());
+  EXPECT_EQ(read_file(dir.path / "out" / "train.mask").size(), data::kBuiltinTrainBytes);
+  // Found from the text alone: the 4 bytes after each "<use KKKK=" that repeat an earlier "<def KKKK=".
+  std::string expected(valid.bytes.size(), '\0');
+  for (size_t at = valid.bytes.find("<use "); at != std::string::npos; at = valid.bytes.find("<use ", at + 1)) {
+    const size_t value = at + 10;
+    if (value + 4 > valid.bytes.size()) continue;
+    ASSERT_NE(valid.bytes.rfind("<def " + valid.bytes.substr(at + 5, 5) + valid.bytes.substr(value, 4), at),
+              std::string::npos);
+    for (size_t i = 0; i < 4; ++i) expected[value + i] = 1;
+  }
+  EXPECT_EQ(mask, expected);
+  EXPECT_GT(std::count(mask.begin(), mask.end(), 1), 400);
 }
 
 TEST(PrepareEnwik8, SplitsTheZipMemberIntoTrainValidTest) {
