@@ -67,6 +67,15 @@ ADASPAN_HOST_DEVICE double rows_log(double a) { return ::log(a); }
 ADASPAN_HOST_DEVICE float rows_floor(float a) { return ::floorf(a); }
 ADASPAN_HOST_DEVICE double rows_floor(double a) { return ::floor(a); }
 
+// e^{s - LSE} <= 1/m for a key with m > 0, but the key at x = z + R (m = 0, kept for dz) is left
+// out of the LSE and can overflow there with a huge score (then 0·inf = NaN in dq, dk). Its exponent
+// is capped; keys with m > 0 never reach the cap (1/m < e^16 in float32, e^36 in float64).
+constexpr double kRampEndExponentCap = 40;
+template <class T>
+ADASPAN_HOST_DEVICE T capped_exp(T a) {
+  return rows_exp(a < T(kRampEndExponentCap) ? a : T(kRampEndExponentCap));
+}
+
 template <class T>
 ADASPAN_HOST_DEVICE T row_span(const SpanRowsArgs<T>& a, int64_t b, int64_t i) {
   return a.z[b * a.z_batch_stride + i * a.z_row_stride];
@@ -235,7 +244,7 @@ ADASPAN_HOST_DEVICE void span_rows_backward_query(const SpanRowsArgs<T>& a, int6
     const T* kj = a.k + (b * keys + (j >= 0 ? j : 0)) * D;
     const T* vj = a.v + (b * keys + (j >= 0 ? j : 0)) * D;
     const T s = a.scale * (qp[x] + (j >= 0 ? dot_row<D>(qr, kj) : T(0)));
-    const T ex = rows_exp(s - lse);
+    const T ex = capped_exp(s - lse);
     const T dp = j >= 0 ? keep_factor(a, b, i, x) * dot_row<D>(gr, vj) : T(0);
     const T dm = ex * (dp - delta);
     const T ds = a.scale * span_mask_at(z, a.ramp, x) * dm;
@@ -300,7 +309,7 @@ ADASPAN_HOST_DEVICE void span_rows_backward_key(const SpanRowsArgs<T>& a, int64_
     const T* qi = a.q + row * D;
     const T* gi = a.d_out + row * D;
     const T s = a.scale * (a.qp[row * a.window + x] + dot_row<D>(kr, qi));
-    const T mp = span_mask_at(z, a.ramp, x) * rows_exp(s - a.lse[row]);  // P_ij
+    const T mp = span_mask_at(z, a.ramp, x) * capped_exp(s - a.lse[row]);  // P_ij
     const T keep = keep_factor(a, b, i, x);
     const T dp = keep * dot_row<D>(vr, gi);
     const T ds = a.scale * mp * (dp - a.delta[row]);

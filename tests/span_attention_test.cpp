@@ -144,6 +144,38 @@ TEST(SpanAttention, HugeScoreOnAMaskedKeyChangesNothing) {
   EXPECT_TRUE(at::isfinite(in.z.grad()).all().item<bool>());
 }
 
+// The key at x = z + R exactly has m = 0 but stays in the softmax's window for dz's sake, and the
+// LSE leaves it out: a huge score there must not overflow e^{s - LSE} (inf·0 = NaN in dq, dk). The
+// other gradients are as if the key were zero (its m = 0); dz, large there, stays finite.
+TEST(SpanAttention, HugeScoreWhereTheRampEndsStaysFinite) {
+  for (const auto kernel : {kernels::SpanKernel::aten_tiles, kernels::SpanKernel::rows}) {
+    const Case c{1, 4, 60, 8, 128, 4.0, 3.0, false};  // query 0 sees the key at x = 7 = z + R
+    Inputs in = make_inputs(c, at::kFloat, 13);
+    at::Tensor zeroed = in.k.clone();
+    const int64_t end_of_ramp = c.cache - 1 - 7;  // x = 7 for query 0, past the ramp for the others
+    in.k[0][end_of_ramp] = in.q[0][0] * 1000.0f;
+    zeroed[0][end_of_ramp] = 0.0f;
+    kernels::SpanAttentionOptions options = options_for(c);
+    options.kernel = kernel;
+    auto run = [&](const at::Tensor& keys) {
+      Inputs leaf{in.q.clone().requires_grad_(true), keys.clone().requires_grad_(true), in.v.clone().requires_grad_(true),
+                  in.key_pe.clone().requires_grad_(true), in.z.clone().requires_grad_(true)};
+      const at::Tensor out = kernels::span_attention(leaf.q, leaf.k, leaf.v, leaf.key_pe, leaf.z, options);
+      (out * at::linspace(-1, 1, out.numel()).view(out.sizes())).sum().backward();
+      return std::make_pair(out.detach(), leaf);
+    };
+    const auto [out, grads] = run(in.k);
+    const auto [expected, expected_grads] = run(zeroed);
+    const std::string which = kernel == kernels::SpanKernel::rows ? "rows" : "aten tiles";
+    EXPECT_LT((out - expected).abs().max().item<double>(), 1e-6) << which;
+    EXPECT_LT((grads.q.grad() - expected_grads.q.grad()).abs().max().item<double>(), 1e-5) << which;
+    EXPECT_LT((grads.v.grad() - expected_grads.v.grad()).abs().max().item<double>(), 1e-5) << which;
+    EXPECT_LT((grads.key_pe.grad() - expected_grads.key_pe.grad()).abs().max().item<double>(), 1e-5) << which;
+    EXPECT_LT((grads.k.grad() - expected_grads.k.grad()).abs().max().item<double>(), 1e-5) << which;
+    EXPECT_TRUE(at::isfinite(grads.z.grad()).all().item<bool>()) << which;
+  }
+}
+
 TEST(SpanAttention, TrimmedWindowEqualsFullWindowFloat32) {
   for (double z : {0.0, 17.5, 100.5, 400.0}) {
     const Case trimmed{2, 128, 512, 16, 512, 32.0, z, false};
