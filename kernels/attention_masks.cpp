@@ -23,11 +23,12 @@ at::Tensor dynamic_span_window(const at::Tensor& z, double ramp, int64_t window)
 
 at::Tensor full_window(int64_t window, const at::TensorOptions& options) { return at::ones({1, 1, window}, options); }
 
-at::Tensor sparse_fixed_window(int64_t block, int64_t window, int64_t stride, const at::TensorOptions& options) {
+at::Tensor sparse_fixed_window(int64_t block, int64_t window, int64_t stride, int64_t first_position,
+                               const at::TensorOptions& options) {
   const at::TensorOptions integers = options.dtype(at::kLong);
   const at::Tensor x = window_distances(window, integers).view({1, window});
-  const at::Tensor query = at::arange(block, integers).view({block, 1});
-  const at::Tensor position = query - 1 - x;  // [M, W], relative to the block's first query
+  const at::Tensor query = at::arange(block, integers).view({block, 1}) + first_position % stride;
+  const at::Tensor position = query - 1 - x;  // [M, W], stream positions of the keys (up to a multiple of c)
   const at::Tensor summary = at::remainder(position, stride) == stride - 1;
   return ((x < stride) | summary).to(options.dtype()).unsqueeze(0);
 }

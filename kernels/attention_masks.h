@@ -15,9 +15,10 @@ at::Tensor dynamic_span_window(const at::Tensor& z, double ramp, int64_t window)
 at::Tensor full_window(int64_t window, const at::TensorOptions& options);
 
 // The fixed pattern of the Sparse Transformer (Child et al. 2019, §4.2) with stride c: the c nearest
-// keys, plus every key at a position p with p mod c = c - 1 (positions counted from the block's
-// first query, earlier blocks negative, so the summary columns are the same for every query and
-// every block when M is a multiple of c). [1, M, W]
-at::Tensor sparse_fixed_window(int64_t block, int64_t window, int64_t stride, const at::TensorOptions& options);
+// keys, plus every key at a stream position p with p mod c = c - 1. `first_position`: the stream
+// position of the block's first query (only its value mod c matters), so that one long block and
+// the same bytes fed in shorter blocks (generation: one at a time) see the same keys. [1, M, W]
+at::Tensor sparse_fixed_window(int64_t block, int64_t window, int64_t stride, int64_t first_position,
+                               const at::TensorOptions& options);
 
 }  // namespace adaspan::kernels

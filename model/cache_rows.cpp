@@ -30,6 +30,7 @@ ModelCache concat_rows(const std::vector<ModelCache>& parts) {
       if (l < p.size()) heads = std::max(heads, p[l].keys.size());
     }
     layer.hidden = cat_defined(hidden);
+    layer.stream_position = l < parts[0].size() ? parts[0][l].stream_position : 0;
     for (size_t h = 0; h < heads; ++h) {
       std::vector<at::Tensor> keys, values;
       for (const auto& p : parts) {
@@ -63,6 +64,7 @@ std::vector<ModelCache> split_rows(const ModelCache& cache, int64_t parts) {
     for (const auto& layer : cache) {
       LayerCache piece;
       piece.hidden = chunk(layer.hidden, k);
+      piece.stream_position = layer.stream_position;
       for (const auto& key : layer.keys) piece.keys.push_back(chunk(key, k));
       for (const auto& value : layer.values) piece.values.push_back(chunk(value, k));
       out[static_cast<size_t>(k)].push_back(std::move(piece));

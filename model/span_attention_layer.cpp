@@ -206,6 +206,7 @@ AttentionOutput SpanAttentionLayer::forward_hidden(const at::Tensor& h, const La
                                                    const at::Tensor& key_pe) {
   const int64_t block = h.size(1);
   if (config_.span_mode == SpanMode::dynamic) token_spans_ = dynamic_spans(h);
+  block_position_ = cache.stream_position;
   const std::vector<int64_t> windows = head_windows();
   const int64_t widest = *std::max_element(windows.begin(), windows.end());
   const int64_t cache_rows = std::min(cache.hidden.defined() ? cache.hidden.size(1) : 0, widest);
@@ -227,12 +228,14 @@ AttentionOutput SpanAttentionLayer::forward_hidden(const at::Tensor& h, const La
     next = at::cat({last_rows(cache.hidden, keep - block), next}, 1);
   }
   result.next_cache.hidden = last_rows(next, keep);
+  result.next_cache.stream_position = cache.stream_position + block;
   return result;
 }
 
 AttentionOutput SpanAttentionLayer::forward_kv(const at::Tensor& h, const LayerCache& cache,
                                                const at::Tensor& key_pe) {
   if (config_.span_mode == SpanMode::dynamic) token_spans_ = dynamic_spans(h);
+  block_position_ = cache.stream_position;
   const std::vector<int64_t> windows = head_windows();
   // Projections may come back in bf16 (autocast): the kernels and the caches keep the parameters' dtype.
   const at::Tensor q = split_heads(in_dtype_of(proj_query_->forward(h), key_pe), local_heads());  // [B, H_local, M, dh]
@@ -251,6 +254,7 @@ AttentionOutput SpanAttentionLayer::forward_kv(const at::Tensor& h, const LayerC
     result.next_cache.keys.push_back(last_rows(keys[head].detach(), keep).contiguous());
     result.next_cache.values.push_back(last_rows(values[head].detach(), keep).contiguous());
   }
+  result.next_cache.stream_position = cache.stream_position + h.size(1);
   result.out = attend_heads(h, q, keys, values, key_pe, windows);
   return result;
 }
@@ -336,7 +340,7 @@ at::Tensor SpanAttentionLayer::attend_head_general(const at::Tensor& h, const at
   if (config_.learns_spans()) {
     mask = kernels::static_span_window(current_val_.select(0, head) * static_cast<double>(S), ramp, window);
   } else if (config_.attention == AttentionKind::sparse_fixed) {
-    mask = kernels::sparse_fixed_window(block, window, config_.sparse_stride, q.options());
+    mask = kernels::sparse_fixed_window(block, window, config_.sparse_stride, block_position_, q.options());
   } else {
     mask = kernels::full_window(window, q.options());
   }

@@ -98,6 +98,7 @@ class SpanAttentionLayer : public torch::nn::Module {
   at::Tensor asentmax_beta_, asentmax_gamma_;  // [H] each (--asentmax-scale head)
   std::shared_ptr<LinearParams> asentmax_beta_proj_, asentmax_gamma_proj_;  // d_model -> H (hidden)
   at::Tensor token_spans_;        // dynamic: z of the current forward, [B, M, H_local]
+  int64_t block_position_ = 0;    // stream position of the current forward's first query (LayerCache)
   at::Tensor dynamic_span_loss_;  // dynamic: lambda * mean(z_t) of the last forward
   SpanStats span_stats_;
   double attention_seconds_ = 0;

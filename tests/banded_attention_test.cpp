@@ -50,7 +50,7 @@ at::Tensor make_mask(MaskKind kind, int64_t window) {
     case MaskKind::dynamic_span:
       return kernels::dynamic_span_window(at::rand({kBatch, kBlock}, opt) * (window - kRamp), kRamp, window);
     case MaskKind::full: return kernels::full_window(window, opt);
-    case MaskKind::sparse_fixed: return kernels::sparse_fixed_window(kBlock, window, 4, opt);
+    case MaskKind::sparse_fixed: return kernels::sparse_fixed_window(kBlock, window, 4, 0, opt);
   }
   return {};
 }
@@ -125,7 +125,7 @@ TEST(BandedAttention, GradientsMatchFiniteDifferences) {
 }
 
 TEST(AttentionMasks, SparseFixedSeesTheLocalKeysAndEveryStrideTh) {
-  const at::Tensor m = kernels::sparse_fixed_window(8, 16, 4, at::kDouble).squeeze(0);  // [M, W]
+  const at::Tensor m = kernels::sparse_fixed_window(8, 16, 4, 0, at::kDouble).squeeze(0);  // [M, W]
   for (int64_t i = 0; i < 8; ++i) {
     for (int64_t c = 0; c < 16; ++c) {
       const int64_t x = 15 - c, position = i - 1 - x;
@@ -135,7 +135,7 @@ TEST(AttentionMasks, SparseFixedSeesTheLocalKeysAndEveryStrideTh) {
   }
   // Entmax gives keys outside the pattern exactly zero weight, like softmax.
   const Inputs in = make_inputs(16, 9);
-  const at::Tensor mask = kernels::sparse_fixed_window(kBlock, kSpan, 4, at::kDouble);
+  const at::Tensor mask = kernels::sparse_fixed_window(kBlock, kSpan, 4, 0, at::kDouble);
   const at::Tensor a = kernels::banded_attention(in.q, in.k, in.v, in.key_pe, mask, {}, options(kSpan, Normalizer::entmax15));
   EXPECT_TRUE(at::isfinite(a).all().item<bool>());
 }
