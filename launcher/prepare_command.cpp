@@ -53,6 +53,11 @@ int run_prepare(const std::vector<std::string>& args) {
                  dataset.c_str());
     return 2;
   }
+  if (dataset == "builtin" && (vm.count("zip") || !vm["valid-bytes"].defaulted() || !vm["test-bytes"].defaulted())) {
+    std::fprintf(stderr, "adaspan prepare: error: --zip, --valid-bytes and --test-bytes are enwik8's; the built-in "
+                         "corpus has fixed sizes\n");
+    return 2;
+  }
   if (out_dir.empty() || (dataset == "enwik8" && zip_path.empty())) {
     std::fprintf(stderr, "adaspan prepare: error: %s\n",
                  dataset == "enwik8" ? "--zip and --out are required" : "--out is required");

@@ -68,18 +68,20 @@ ParsedTrain parse_train_options(const std::vector<std::string>& args) {
        "pattern within --attn-span: the --sparse-stride nearest keys plus every --sparse-stride-th position).")
       ("span-mode", po::value(&span_mode)->default_value(span_mode),
        "static (one span per head, as the reference) or dynamic (a span per token and head, "
-       "z_t = S*sigmoid(v_h.x_t + b_h) from the layer input; L1 penalty on the mean z_t; cost follows the "
-       "largest span of each 64-query tile). Needs --attention adaptive.")
+       "z_t = S*sigmoid(v_h.x_t/sqrt(d_model) + b_h) from the layer input, starting at --span-init; L1 penalty "
+       "on the mean z_t; cost follows the largest span of each 64-query tile; the kv cache keeps the widest "
+       "window of the last block + 64). Needs --attention adaptive.")
       ("normalizer", po::value(&normalizer)->default_value(normalizer),
        "softmax, entmax15 (exact sort-based 1.5-entmax: exact zeros) or asentmax (1.5-entmax of scores "
-       "scaled per query by 1 + beta*(log n)^gamma, n = keys seen + 2; Vasylenko et al. 2025). The span "
+       "scaled per query by 1 + beta*(log n)^gamma (delta = 1), n = keys the query sees + 2, at most the "
+       "window + 2; Vasylenko et al. 2025). The span "
        "mask applies as with softmax: mask, then renormalise.")
       ("asentmax-scale", po::value(&asentmax_scale)->default_value(asentmax_scale),
-       "asentmax's beta and gamma: head (learned per head: beta ~ U(0.1,1), gamma ~ N(0,0.1)) or hidden "
+       "With --normalizer asentmax, its beta and gamma: head (learned per head: beta ~ U(0.1,1), gamma ~ N(0,0.1)) or hidden "
        "(beta = softplus(W_b x), gamma = 2 tanh(W_g x) from the query's layer input).")
       ("sparse-stride", po::value(&c.model.sparse_stride)->default_value(c.model.sparse_stride),
-       "c of --attention sparse-fixed: local keys and the stride of the summary positions; --block-size "
-       "must be a multiple of it.");
+       "c of --attention sparse-fixed: local keys and the stride of the summary positions (stream positions "
+       "p with p mod c = c - 1); --block-size must be a multiple of it (so resumed caches keep the pattern).");
 
   po::options_description optim("Optimisation");
   optim.add_options()
@@ -128,8 +130,9 @@ ParsedTrain parse_train_options(const std::vector<std::string>& args) {
        "checkpoint and one written on a stop signal are synchronous. Needs MPI_THREAD_MULTIPLE (else synchronous).")
       ("resume", po::value(&c.run.resume),
        "Continue a run: `auto` (the newest valid checkpoint in --run-dir, skipping damaged ones with a warning; "
-       "a fresh start when there is none) or a checkpoint path. Model shape, --batch-size, --optimizer and --cache "
-       "must match the checkpoint; --steps is the step to stop at. Any number of ranks may resume any checkpoint.");
+       "a fresh start when there is none) or a checkpoint path. Model shape, the attention variant (--attention, "
+       "--span-mode, --normalizer, and --asentmax-scale / --sparse-stride where used), --batch-size, --optimizer "
+       "and --cache must match the checkpoint; --steps is the step to stop at. Any number of ranks may resume any checkpoint.");
 
   po::options_description faults("Fault tolerance (see also `adaspan launch --help`)");
   faults.add_options()

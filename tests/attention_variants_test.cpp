@@ -9,6 +9,7 @@
 #include "tests/finite_difference.h"
 #include "tests/scratch_dir.h"
 #include "tests/small_configs.h"
+#include "trainer/config_json.h"
 #include "trainer/trainer.h"
 
 #include <ATen/ATen.h>
@@ -186,6 +187,16 @@ TEST(AttentionVariants, BadCombinationsAreOneLineErrors) {
   } catch (const std::exception& error) {
     EXPECT_NE(std::string(error.what()).find("--normalizer"), std::string::npos) << error.what();
   }
+  // A variant's own option counts only where the variant is on.
+  trainer::TrainConfig softmax = variant_run({"s", AttentionKind::adaptive}, dir, 2);
+  const nlohmann::json stored = trainer::to_json(softmax);
+  softmax.model.asentmax_scale = model::AsentmaxScale::hidden;
+  softmax.model.sparse_stride = 8;
+  EXPECT_EQ(trainer::resume_incompatibility(softmax, stored), "");
+  trainer::TrainConfig sparse = variant_run({"p", AttentionKind::sparse_fixed}, dir, 2);
+  const nlohmann::json stored_sparse = trainer::to_json(sparse);
+  sparse.model.sparse_stride *= 2;
+  EXPECT_NE(trainer::resume_incompatibility(sparse, stored_sparse).find("--sparse-stride"), std::string::npos);
   fs::remove_all(dir);
 }
 

@@ -115,13 +115,16 @@ TEST(Cli, PrepareEnwik8RejectsMissingZip) {
   EXPECT_FALSE(fs::exists("/tmp/adaspan_never"));
 }
 
-TEST(Cli, PrepareRejectsUnknownDatasetsAndMissingOut) {
+TEST(Cli, PrepareRejectsUnknownDatasetsMissingOutAndForeignFlags) {
   const RunResult unknown = run("prepare enwik9 --out /tmp/adaspan_never");
   EXPECT_EQ(unknown.exit_code, 2);
   EXPECT_NE(unknown.err.find("supported: enwik8, builtin"), std::string::npos) << unknown.err;
   const RunResult no_out = run("prepare builtin");
   EXPECT_EQ(no_out.exit_code, 2);
   EXPECT_NE(no_out.err.find("--out is required"), std::string::npos) << no_out.err;
+  const RunResult zip = run("prepare builtin --zip enwik8.zip --out /tmp/adaspan_never");
+  EXPECT_EQ(zip.exit_code, 2);
+  EXPECT_NE(zip.err.find("enwik8's"), std::string::npos) << zip.err;
   EXPECT_FALSE(fs::exists("/tmp/adaspan_never"));
 }
 
