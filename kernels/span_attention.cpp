@@ -89,7 +89,7 @@ class SpanAttentionFunction : public torch::autograd::Function<SpanAttentionFunc
       st.add_(unskew(at::bmm(qt, kt.transpose(1, 2)), g.window)).mul_(scale).masked_fill_(beyond_ramp, -INFINITY);
       // E = e^{s - LSE}, LSE = log sum_j m_j e^{s_j}; the max runs over unmasked keys (x = 0 has m = 1).
       const at::Tensor row_max = std::get<0>(st.masked_fill(masked_out, -INFINITY).max(-1, true));
-      st.sub_(row_max).clamp_max_(kRampEndExponentCap).exp_();  // see capped_exp  // see capped_exp
+      st.sub_(row_max).clamp_max_(kRampEndExponentCap).exp_();  // see capped_exp
       st.div_((st * mask).sum(-1, true));
       at::Tensor p = st * mask;
       if (keep.defined()) p.mul_(keep.narrow(1, t * g.tile, g.tile));

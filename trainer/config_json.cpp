@@ -89,16 +89,14 @@ std::string resume_incompatibility(const TrainConfig& now, const nlohmann::json&
       {"optim", "optimizer"}};
   // Added with the attention variants: a checkpoint without them had the defaults.
   const nlohmann::json defaults = to_json(TrainConfig{});
-  const auto stored_model = [&](const char* key) -> const nlohmann::json& {
-    return stored.contains("model") && stored["model"].contains(key) ? stored["model"][key] : defaults["model"][key];
-  };
   for (const char* key : {"attention", "span-mode", "normalizer", "asentmax-scale", "sparse-stride"}) {
     // A variant's own option matters only where that variant is on (then both sides have it on).
     if ((std::string(key) == "asentmax-scale" && mine["model"]["normalizer"] != "asentmax") ||
         (std::string(key) == "sparse-stride" && mine["model"]["attention"] != "sparse-fixed")) {
       continue;
     }
-    const nlohmann::json& then = stored_model(key);
+    const nlohmann::json& then = stored.contains("model") && stored["model"].contains(key) ? stored["model"][key]
+                                                                                           : defaults["model"][key];
     if (then != mine["model"][key]) {
       return std::string("--") + key + " is " + then.dump() + " in the checkpoint, " + mine["model"][key].dump() + " here";
     }
