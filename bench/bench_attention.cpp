@@ -1,4 +1,4 @@
-// Span-attention kernels side by side: the row kernels (span_attention_rows.h; CUDA threads on a
+// Span-attention kernels side by side: the row kernels (kernels/span_rows/; CUDA threads on a
 // GPU, a host loop on the CPU) against the ATen query-tile path, at spans from 64 to S.
 //
 //   adaspan_bench_attention [--device cpu|cuda] [--batch-size B] [--block-size M] [--head-dim d]

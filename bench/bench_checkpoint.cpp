@@ -14,6 +14,7 @@
 #include "checkpointing/checkpoint_store.h"
 #include "cluster/heap_policy.h"
 #include "cluster/thread_config.h"
+#include "cluster/communicator.h"
 #include "cluster/world.h"
 #include "data/byte_corpus.h"
 #include "data/stream_sampler.h"
@@ -23,6 +24,7 @@
 
 #include <ATen/ATen.h>
 #include <boost/program_options.hpp>
+#include <mpi.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -69,12 +71,42 @@ void sleeping_barrier() {
   }
 }
 
+// Seconds of each repeat: adaspan's checkpoint write and read, and dd's of the same size.
+struct Timings {
+  std::vector<double> writes, reads, dd_writes, dd_reads;
+  int64_t bytes = 0;
+  bool cold = false;  // reads were from disk, not the page cache
+};
+
+// Medians as MB/s beside dd's, printed and (with json_path) written as JSON.
+void report(const Timings& t, int64_t params, int ranks, int repeats, const std::string& json_path) {
+  const auto& [writes, reads, dd_writes, dd_reads, bytes, cold] = t;
+  const auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  const double mb = static_cast<double>(bytes) / 1e6;
+  const double w = mb / median(writes), rd = mb / median(reads);
+  const double dw = mb / median(dd_writes), dr = mb / median(dd_reads);
+  const nlohmann::json figures = {{"parameters", params},        {"file_mb", mb},
+                                  {"ranks", ranks},       {"write_mb_per_s", w},
+                                  {"read_mb_per_s", rd},         {"dd_write_mb_per_s", dw},
+                                  {"dd_read_mb_per_s", dr},      {"write_vs_dd", w / dw},
+                                  {"read_vs_dd", rd / dr},       {"cold_reads", cold},
+                                  {"repeats", repeats}};
+  std::printf("checkpoint of %.1fM parameters + Adagrad state: %.0f MB, written by %d rank(s)\n", params / 1e6, mb,
+              ranks);
+  std::printf("  write  %7.0f MB/s   dd %7.0f MB/s   ratio %.2f\n", w, dw, w / dw);
+  std::printf("  read   %7.0f MB/s   dd %7.0f MB/s   ratio %.2f   (%s)\n", rd, dr, rd / dr,
+              cold ? "file evicted from the page cache before each read" : "page cache NOT dropped: warm reads");
+  if (!json_path.empty()) std::ofstream(json_path) << figures.dump(2) << "\n";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   cluster::keep_large_blocks_in_heap();
   cluster::World world(&argc, &argv);
-  namespace po = boost::program_options;
   model::ModelConfig mc;
   mc.layers = 12;
   mc.d_model = 512;
@@ -83,6 +115,7 @@ int main(int argc, char** argv) {
   mc.attn_span = 1024;
   std::string dir = "bench_checkpoint.tmp", json_path;
   int repeats = 3;
+  namespace po = boost::program_options;
   po::options_description options("adaspan_bench_checkpoint: checkpoint write/read MB/s vs dd\n\nOptions");
   options.add_options()
       ("help,h", "Show this help.")
@@ -113,9 +146,8 @@ int main(int argc, char** argv) {
   const int64_t streams = 8 * world.size();
   data::StreamSampler sampler(corpus, streams, 128, world.rank() * 8, 8);
   std::vector<model::ModelCache> caches(1);
-  double window_nll = 0;
-  int64_t window_steps = 0;
-  const trainer::LiveTraining live{lm, *optimizer, sampler, caches, window_nll, window_steps, world.rank(), world.size()};
+  trainer::MetricsWindow window;
+  const trainer::LiveTraining live{lm, *optimizer, sampler, caches, window, world.rank(), world.size()};
   const checkpointing::TrainingState state = trainer::capture_state(live, 1, 0, "{}");
   int64_t params = 0;
   for (const auto& p : lm.parameters()) params += p.numel();
@@ -127,7 +159,7 @@ int main(int argc, char** argv) {
     sleeping_barrier();
     auto start = Clock::now();
     checkpointing::write_checkpoint(checkpointing::temporary_path(dir, r + 1), state,
-                                    {world.size() > 1 ? MPI_COMM_WORLD : MPI_COMM_NULL, streams});
+                                    {world.size() > 1 ? cluster::Communicator::world() : cluster::Communicator(), streams});
     std::string path;
     if (world.is_root()) path = checkpointing::commit_checkpoint(dir, r + 1, 1);
     MPI_Barrier(MPI_COMM_WORLD);
@@ -148,25 +180,7 @@ int main(int argc, char** argv) {
     fs::remove(dd_file);
   }
   if (world.is_root()) {
-    const auto median = [](std::vector<double> v) {
-      std::sort(v.begin(), v.end());
-      return v[v.size() / 2];
-    };
-    const double mb = static_cast<double>(bytes) / 1e6;
-    const double w = mb / median(writes), rd = mb / median(reads);
-    const double dw = mb / median(dd_writes), dr = mb / median(dd_reads);
-    const nlohmann::json figures = {{"parameters", params},        {"file_mb", mb},
-                                    {"ranks", world.size()},       {"write_mb_per_s", w},
-                                    {"read_mb_per_s", rd},         {"dd_write_mb_per_s", dw},
-                                    {"dd_read_mb_per_s", dr},      {"write_vs_dd", w / dw},
-                                    {"read_vs_dd", rd / dr},       {"cold_reads", cold},
-                                    {"repeats", repeats}};
-    std::printf("checkpoint of %.1fM parameters + Adagrad state: %.0f MB, written by %d rank(s)\n", params / 1e6, mb,
-                world.size());
-    std::printf("  write  %7.0f MB/s   dd %7.0f MB/s   ratio %.2f\n", w, dw, w / dw);
-    std::printf("  read   %7.0f MB/s   dd %7.0f MB/s   ratio %.2f   (%s)\n", rd, dr, rd / dr,
-                cold ? "file evicted from the page cache before each read" : "page cache NOT dropped: warm reads");
-    if (!json_path.empty()) std::ofstream(json_path) << figures.dump(2) << "\n";
+    report({writes, reads, dd_writes, dd_reads, bytes, cold}, params, world.size(), repeats, json_path);
     fs::remove_all(dir);
   }
   return 0;

@@ -97,6 +97,64 @@ double attention_ms(const BenchConfig& c, double span_fraction, bool full_window
   return 1000.0 * seconds_since(start) / static_cast<double>(reps);
 }
 
+// Training tokens/s with either cache at two span fractions, and one head's attention time at
+// three spans (and untrimmed), into `out`.
+void measure_training_and_attention(const BenchConfig& c, nlohmann::json& out) {
+  std::printf("\ntraining tokens/s (steps %lld after %lld warm-up)\n", static_cast<long long>(c.steps),
+              static_cast<long long>(c.warmup));
+  for (double fraction : {0.0, 0.5}) {
+    const double kv = training_tokens_per_s(c, model::CacheMode::kv, fraction);
+    const double hidden = training_tokens_per_s(c, model::CacheMode::hidden, fraction);
+    std::printf("  spans at %3.0f%% of S: cache kv %8.0f  cache hidden %8.0f  kv/hidden %.2fx\n", 100 * fraction, kv,
+                hidden, kv / hidden);
+    const std::string key = "train_tokens_per_s_span" + std::to_string(static_cast<int>(100 * fraction));
+    out[key] = {{"kv", kv}, {"hidden", hidden}};
+  }
+
+  std::printf("\none head's attention forward+backward (B %lld, M %lld, d %lld)\n", static_cast<long long>(c.batch),
+              static_cast<long long>(c.block), static_cast<long long>(c.model.head_dim()));
+  const double full = attention_ms(c, 1.0, true);
+  for (double fraction : {0.1, 0.5, 1.0}) {
+    const double ms = attention_ms(c, fraction, false);
+    std::printf("  span %3.0f%% of S: %8.2f ms  (%.2fx of the 100%% cost)\n", 100 * fraction, ms, ms / full);
+    out["attention_ms"][std::to_string(static_cast<int>(100 * fraction)) + "%"] = ms;
+  }
+  const double untrimmed = attention_ms(c, 0.1, true);
+  std::printf("  span  10%% of S, full-S window (no trimming): %8.2f ms\n", untrimmed);
+  out["attention_ms"]["10%_untrimmed"] = untrimmed;
+}
+
+// The whole data-parallel path (hooks, buckets, all-reduce, averaging) on a one-rank group,
+// against no data parallelism: what DP costs before any other rank is involved.
+void measure_dp_overhead(const BenchConfig& c, int& argc, char**& argv, nlohmann::json& out) {
+  cluster::World world(&argc, &argv);
+  cluster::MpiProcessGroup mpi(cluster::Communicator::world());
+  std::unique_ptr<model::ProcessGroup> nccl;
+  model::ProcessGroup* group = &mpi;
+  if (c.device != "cpu" && cluster::nccl_available()) {
+    nccl = cluster::make_nccl_process_group(cluster::Communicator::world(), at::Device(c.device).index() < 0 ? 0 : at::Device(c.device).index());
+    group = nccl.get();
+  }
+  const double plain = training_tokens_per_s(c, model::CacheMode::kv, 0.0);
+  const double with_dp = training_tokens_per_s(c, model::CacheMode::kv, 0.0, group);
+  std::printf("\ndata-parallel path on one rank (%s): %.0f tokens/s vs %.0f without: overhead %.2f%%\n",
+              nccl ? "nccl" : "mpi", with_dp, plain, 100.0 * (plain - with_dp) / plain);
+  out["dp_overhead_percent"] = 100.0 * (plain - with_dp) / plain;
+  if (nccl) {
+    at::Tensor buffer = at::ones({64 << 20}, at::TensorOptions(at::Device(c.device)));  // 256 MiB fp32
+    for (int i = 0; i < 3; ++i) nccl->all_reduce(buffer);
+    (void)buffer.sum().item<double>();
+    const auto start = Clock::now();
+    const int reps = 20;
+    for (int i = 0; i < reps; ++i) nccl->all_reduce(buffer);
+    (void)buffer.sum().item<double>();
+    // One rank moves no data: this is the cost of a call, not a bandwidth.
+    const double us = 1e6 * seconds_since(start) / reps;
+    std::printf("NCCL all-reduce of 256 MiB on one rank: %.1f us per call (no data moves with one rank)\n", us);
+    out["nccl_one_rank_allreduce_us"] = us;
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -154,58 +212,8 @@ int main(int argc, char** argv) {
               TORCH_VERSION_PATCH);
 
   nlohmann::json out = {{"threads", threads}};
-  std::printf("\ntraining tokens/s (steps %lld after %lld warm-up)\n", static_cast<long long>(c.steps),
-              static_cast<long long>(c.warmup));
-  for (double fraction : {0.0, 0.5}) {
-    const double kv = training_tokens_per_s(c, model::CacheMode::kv, fraction);
-    const double hidden = training_tokens_per_s(c, model::CacheMode::hidden, fraction);
-    std::printf("  spans at %3.0f%% of S: cache kv %8.0f  cache hidden %8.0f  kv/hidden %.2fx\n", 100 * fraction, kv,
-                hidden, kv / hidden);
-    const std::string key = "train_tokens_per_s_span" + std::to_string(static_cast<int>(100 * fraction));
-    out[key] = {{"kv", kv}, {"hidden", hidden}};
-  }
-
-  std::printf("\none head's attention forward+backward (B %lld, M %lld, d %lld)\n", static_cast<long long>(c.batch),
-              static_cast<long long>(c.block), static_cast<long long>(c.model.head_dim()));
-  const double full = attention_ms(c, 1.0, true);
-  for (double fraction : {0.1, 0.5, 1.0}) {
-    const double ms = attention_ms(c, fraction, false);
-    std::printf("  span %3.0f%% of S: %8.2f ms  (%.2fx of the 100%% cost)\n", 100 * fraction, ms, ms / full);
-    out["attention_ms"][std::to_string(static_cast<int>(100 * fraction)) + "%"] = ms;
-  }
-  const double untrimmed = attention_ms(c, 0.1, true);
-  std::printf("  span  10%% of S, full-S window (no trimming): %8.2f ms\n", untrimmed);
-  out["attention_ms"]["10%_untrimmed"] = untrimmed;
-  if (vm.count("dp-overhead")) {
-    // The whole data-parallel path (hooks, buckets, all-reduce, averaging) on a one-rank group,
-    // against no data parallelism: what DP costs before any other rank is involved.
-    cluster::World world(&argc, &argv);
-    cluster::MpiProcessGroup mpi(MPI_COMM_WORLD);
-    std::unique_ptr<model::ProcessGroup> nccl;
-    model::ProcessGroup* group = &mpi;
-    if (c.device != "cpu" && cluster::nccl_available()) {
-      nccl = cluster::make_nccl_process_group(MPI_COMM_WORLD, at::Device(c.device).index() < 0 ? 0 : at::Device(c.device).index());
-      group = nccl.get();
-    }
-    const double plain = training_tokens_per_s(c, model::CacheMode::kv, 0.0);
-    const double with_dp = training_tokens_per_s(c, model::CacheMode::kv, 0.0, group);
-    std::printf("\ndata-parallel path on one rank (%s): %.0f tokens/s vs %.0f without: overhead %.2f%%\n",
-                nccl ? "nccl" : "mpi", with_dp, plain, 100.0 * (plain - with_dp) / plain);
-    out["dp_overhead_percent"] = 100.0 * (plain - with_dp) / plain;
-    if (nccl) {
-      at::Tensor buffer = at::ones({64 << 20}, at::TensorOptions(at::Device(c.device)));  // 256 MiB fp32
-      for (int i = 0; i < 3; ++i) nccl->all_reduce(buffer);
-      (void)buffer.sum().item<double>();
-      const auto start = Clock::now();
-      const int reps = 20;
-      for (int i = 0; i < reps; ++i) nccl->all_reduce(buffer);
-      (void)buffer.sum().item<double>();
-      // One rank moves no data: this is the cost of a call, not a bandwidth.
-      const double us = 1e6 * seconds_since(start) / reps;
-      std::printf("NCCL all-reduce of 256 MiB on one rank: %.1f us per call (no data moves with one rank)\n", us);
-      out["nccl_one_rank_allreduce_us"] = us;
-    }
-  }
+  measure_training_and_attention(c, out);
+  if (vm.count("dp-overhead")) measure_dp_overhead(c, argc, argv, out);
   if (!json_path.empty()) std::ofstream(json_path) << out.dump(2) << "\n";
   return 0;
 }

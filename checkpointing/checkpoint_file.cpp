@@ -67,7 +67,7 @@ TrainingState read_header(const Hdf5File& f) {
 
 void write_checkpoint(const std::string& path, const TrainingState& s, const WriterLayout& layout) {
   std::optional<Hdf5File> file;
-  if (layout.comm == MPI_COMM_NULL) {
+  if (!layout.comm.valid()) {
     file.emplace(path, Hdf5File::Mode::truncate);
   } else {
     file.emplace(path, layout.comm);

@@ -3,8 +3,7 @@
 // the data-parallel ranks (each writes its row share of every tensor; nobody gathers the model);
 // read independently by each rank of any later layout, which takes what it needs.
 #include "checkpointing/training_state.h"
-
-#include <mpi.h>
+#include "cluster/communicator.h"
 
 #include <string>
 
@@ -13,7 +12,7 @@ namespace adaspan::checkpointing {
 constexpr int64_t kFormatVersion = 1;
 
 struct WriterLayout {
-  MPI_Comm comm = MPI_COMM_NULL;  // MPI_COMM_NULL: a single rank writes serially
+  cluster::Communicator comm;      // not valid: a single rank writes serially
   int64_t global_streams = 1;     // B; this rank's cache rows are its row share of B
 };
 

@@ -1,6 +1,7 @@
 #include "checkpointing/hdf5_file.h"
 
 #include "checkpointing/fletcher32.h"
+#include "cluster/mpi_communicator.h"
 
 #include <ATen/ATen.h>
 #include <hdf5.h>
@@ -218,11 +219,11 @@ Hdf5File::Hdf5File(const std::string& path, Mode mode) : path_(path) {
   }
 }
 
-Hdf5File::Hdf5File(const std::string& path, MPI_Comm comm) : path_(path), collective_(true) {
+Hdf5File::Hdf5File(const std::string& path, const cluster::Communicator& comm) : path_(path), collective_(true) {
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-  MPI_Comm_rank(comm, &rank_);
-  MPI_Comm_size(comm, &ranks_);
-  Handle fapl{file_access(comm), H5Pclose};
+  rank_ = comm.rank();
+  ranks_ = comm.size();
+  Handle fapl{file_access(cluster::to_mpi(comm)), H5Pclose};
   file_ = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id);
   if (file_ < 0) fail(path, "cannot create (collectively)");
 }

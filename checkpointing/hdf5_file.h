@@ -4,8 +4,9 @@
 // communicator (MPI-IO): then every rank makes every call with the same names and shapes, and
 // each writes only its share of the rows of each dataset.
 // Errors throw std::runtime_error naming the file and the object.
+#include "cluster/communicator.h"
+
 #include <ATen/core/Tensor.h>
-#include <mpi.h>
 
 #include <cstdint>
 #include <memory>
@@ -35,7 +36,7 @@ class Hdf5File {
   enum class Mode { read, truncate };
   Hdf5File(const std::string& path, Mode mode);  // serial
   // Collective create over `comm` (every rank of it calls this).
-  Hdf5File(const std::string& path, MPI_Comm comm);
+  Hdf5File(const std::string& path, const cluster::Communicator& comm);
   ~Hdf5File();
   Hdf5File(const Hdf5File&) = delete;
   Hdf5File& operator=(const Hdf5File&) = delete;

@@ -18,16 +18,14 @@ std::string check_grid(const GridShape& shape, int64_t global_streams) {
   return "";
 }
 
-Grid::Grid(MPI_Comm world, int tp) {
-  int rank = 0, size = 1;
-  MPI_Comm_rank(world, &rank);
-  MPI_Comm_size(world, &size);
+Grid::Grid(const Communicator& world, int tp) {
+  const int rank = world.rank(), size = world.size();
   tp_size_ = tp;
   dp_size_ = size / tp;
   tp_rank_ = rank % tp;
   dp_rank_ = rank / tp;
-  MPI_Comm_split(world, rank / tp, tp_rank_, &tp_comm_);  // same TP group: consecutive ranks
-  MPI_Comm_split(world, tp_rank_, dp_rank_, &dp_comm_);   // same DP group: same shard
+  tp_comm_ = world.split(rank / tp, tp_rank_);  // same TP group: consecutive ranks
+  dp_comm_ = world.split(tp_rank_, dp_rank_);   // same DP group: same shard
   tp_group_ = std::make_unique<MpiProcessGroup>(tp_comm_);
   dp_group_ = std::make_unique<MpiProcessGroup>(dp_comm_);
 }
@@ -35,8 +33,8 @@ Grid::Grid(MPI_Comm world, int tp) {
 Grid::~Grid() {
   dp_group_.reset();
   tp_group_.reset();
-  if (dp_comm_ != MPI_COMM_NULL) MPI_Comm_free(&dp_comm_);
-  if (tp_comm_ != MPI_COMM_NULL) MPI_Comm_free(&tp_comm_);
+  dp_comm_.release();
+  tp_comm_.release();
 }
 
 }  // namespace adaspan::cluster

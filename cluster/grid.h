@@ -8,6 +8,7 @@
 //   rank 5: tp_rank 1 (second in [4 5]), dp_rank 2 (third in [1 3 5 ...]).
 // A DP group holds one replica slot per TP shard: rank 5 averages its gradients with ranks 1, 3,
 // 7, ... which hold the same shard of the model. Data: the B global streams are split over DP.
+#include "cluster/communicator.h"
 #include "cluster/mpi_process_group.h"
 
 #include <memory>
@@ -25,7 +26,7 @@ std::string check_grid(const GridShape& shape, int64_t global_streams);
 
 class Grid {
  public:
-  Grid(MPI_Comm world, int tp);  // collective over `world`; shape already checked
+  Grid(const Communicator& world, int tp);  // collective over `world`; shape already checked
   ~Grid();
   Grid(const Grid&) = delete;
   Grid& operator=(const Grid&) = delete;
@@ -36,11 +37,11 @@ class Grid {
   int tp_size() const { return tp_size_; }
   MpiProcessGroup& dp_group() { return *dp_group_; }
   MpiProcessGroup& tp_group() { return *tp_group_; }
-  MPI_Comm dp_comm() const { return dp_comm_; }
+  const Communicator& dp_comm() const { return dp_comm_; }
 
  private:
   int dp_rank_ = 0, dp_size_ = 1, tp_rank_ = 0, tp_size_ = 1;
-  MPI_Comm dp_comm_ = MPI_COMM_NULL, tp_comm_ = MPI_COMM_NULL;
+  Communicator dp_comm_, tp_comm_;
   std::unique_ptr<MpiProcessGroup> dp_group_, tp_group_;
 };
 

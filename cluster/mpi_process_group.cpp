@@ -1,5 +1,7 @@
 #include "cluster/mpi_process_group.h"
 
+#include "cluster/mpi_communicator.h"
+
 #include <ATen/ATen.h>
 
 #include <limits>
@@ -76,16 +78,16 @@ static int count_of(const at::Tensor& t) {
   return static_cast<int>(t.numel());
 }
 
-MpiProcessGroup::MpiProcessGroup(MPI_Comm comm) : comm_(comm) {
-  MPI_Comm_rank(comm_, &rank_);
-  MPI_Comm_size(comm_, &size_);
+MpiProcessGroup::MpiProcessGroup(const Communicator& comm) : comm_(comm) {
+  rank_ = comm_.rank();
+  size_ = comm_.size();
 }
 
 std::unique_ptr<model::CollectiveWork> MpiProcessGroup::all_reduce_async(at::Tensor& tensor, model::ReduceOp op) {
   at::Tensor host = host_view(tensor);
   MPI_Request request;
   check(MPI_Iallreduce(MPI_IN_PLACE, host.data_ptr(), count_of(host), mpi_type(host), mpi_op(op),
-                       comm_, &request),
+                       to_mpi(comm_), &request),
         "all-reduce");
   return std::make_unique<MpiWork>(tensor, host, request);
 }
@@ -96,7 +98,7 @@ std::unique_ptr<model::CollectiveWork> MpiProcessGroup::reduce_scatter_async(con
   at::Tensor host_out = host_view(out);
   MPI_Request request;
   check(MPI_Ireduce_scatter_block(host_in.data_ptr(), host_out.data_ptr(), count_of(host_out), mpi_type(host_out), MPI_SUM,
-                                  comm_, &request),
+                                  to_mpi(comm_), &request),
         "reduce-scatter");
   return std::make_unique<MpiWork>(out, host_out, request, host_in);
 }
@@ -105,17 +107,17 @@ void MpiProcessGroup::all_gather(const at::Tensor& in, at::Tensor& out) {
   const at::Tensor host_in = host_view(in);
   at::Tensor host_out = host_view(out);
   check(MPI_Allgather(host_in.data_ptr(), count_of(host_in), mpi_type(host_in), host_out.data_ptr(),
-                      count_of(host_in), mpi_type(host_out), comm_),
+                      count_of(host_in), mpi_type(host_out), to_mpi(comm_)),
         "all-gather");
   if (!out.is_same(host_out)) out.copy_(host_out);
 }
 
 void MpiProcessGroup::broadcast(at::Tensor& tensor, int root) {
   at::Tensor host = host_view(tensor);
-  check(MPI_Bcast(host.data_ptr(), count_of(host), mpi_type(host), root, comm_), "broadcast");
+  check(MPI_Bcast(host.data_ptr(), count_of(host), mpi_type(host), root, to_mpi(comm_)), "broadcast");
   if (!tensor.is_same(host)) tensor.copy_(host);
 }
 
-void MpiProcessGroup::barrier() { check(MPI_Barrier(comm_), "barrier"); }
+void MpiProcessGroup::barrier() { check(MPI_Barrier(to_mpi(comm_)), "barrier"); }
 
 }  // namespace adaspan::cluster

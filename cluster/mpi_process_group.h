@@ -2,15 +2,15 @@
 // ProcessGroup over an MPI communicator. CPU tensors go straight to MPI; CUDA tensors are staged
 // through host memory (slower than NCCL, but works with several ranks on one GPU, which NCCL
 // refuses).
+#include "cluster/communicator.h"
 #include "model/process_group.h"
 
-#include <mpi.h>
 
 namespace adaspan::cluster {
 
 class MpiProcessGroup final : public model::ProcessGroup {
  public:
-  explicit MpiProcessGroup(MPI_Comm comm);  // borrows comm
+  explicit MpiProcessGroup(const Communicator& comm);  // borrows comm
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::unique_ptr<model::CollectiveWork> all_reduce_async(at::Tensor& tensor, model::ReduceOp op) override;
@@ -20,7 +20,7 @@ class MpiProcessGroup final : public model::ProcessGroup {
   void barrier() override;
 
  private:
-  MPI_Comm comm_;
+  Communicator comm_;
   int rank_ = 0, size_ = 1;
 };
 

@@ -1,5 +1,7 @@
 #include "cluster/nccl_process_group.h"
 
+#include "cluster/mpi_communicator.h"
+
 #include <atomic>
 #include <stdexcept>
 #include <string>
@@ -162,15 +164,15 @@ class NcclProcessGroup final : public model::ProcessGroup {
 
 bool nccl_available() { return true; }
 
-std::unique_ptr<model::ProcessGroup> make_nccl_process_group(MPI_Comm comm, int device) {
-  return std::make_unique<NcclProcessGroup>(comm, device);
+std::unique_ptr<model::ProcessGroup> make_nccl_process_group(const Communicator& comm, int device) {
+  return std::make_unique<NcclProcessGroup>(to_mpi(comm), device);
 }
 
 #else
 
 bool nccl_available() { return false; }
 
-std::unique_ptr<model::ProcessGroup> make_nccl_process_group(MPI_Comm, int) {
+std::unique_ptr<model::ProcessGroup> make_nccl_process_group(const Communicator&, int) {
   throw std::runtime_error("this build has no NCCL backend (LibTorch without CUDA, or nccl.h not found)");
 }
 

@@ -3,9 +3,9 @@
 // all_reduce_async runs on a side stream that first waits for the compute stream, so a bucket's
 // reduction overlaps the rest of backward without a host sync; wait() makes the compute stream
 // wait for it (again no host sync).
+#include "cluster/communicator.h"
 #include "model/process_group.h"
 
-#include <mpi.h>
 
 #include <memory>
 
@@ -15,6 +15,6 @@ namespace adaspan::cluster {
 bool nccl_available();
 
 // Throws std::runtime_error where NCCL is not built in, or NCCL fails (e.g. two ranks on one GPU).
-std::unique_ptr<model::ProcessGroup> make_nccl_process_group(MPI_Comm comm, int device);
+std::unique_ptr<model::ProcessGroup> make_nccl_process_group(const Communicator& comm, int device);
 
 }  // namespace adaspan::cluster

@@ -2,31 +2,39 @@
 
 #include "kernels/band_layout.h"
 #include "kernels/entmax.h"
+#include "kernels/shape_checks.h"
 
 #include <ATen/ATen.h>
 
 #include <cmath>
-#include <stdexcept>
+#include <string>
+#include <vector>
 
 namespace adaspan::kernels {
 namespace {
 
-void check_shapes(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_pe,
-                  const at::Tensor& mask, const at::Tensor& scale, const BandedAttentionOptions& o) {
-  const int64_t batch = q.size(0), block = q.size(1), dim = q.size(2);
-  const bool ok = o.window >= 1 && o.window <= o.max_span && key_pe.size(1) == o.max_span &&
-                  key_pe.size(0) == dim && k.size(1) >= block && v.sizes() == k.sizes() && k.size(2) == dim &&
-                  mask.dim() == 3 && mask.size(2) == o.window && (mask.size(0) == 1 || mask.size(0) == batch) &&
-                  (mask.size(1) == 1 || mask.size(1) == block) &&
-                  (!scale.defined() || scale.sizes() == at::IntArrayRef{batch, block});
-  if (!ok) throw std::invalid_argument("banded_attention: inconsistent shapes, window or mask");
+void check_shapes(const char* entry, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                  const at::Tensor& key_pe, const at::Tensor& mask, const at::Tensor& scale,
+                  const BandedAttentionOptions& o) {
+  check_attention_inputs(entry, q, k, v, key_pe, o.max_span, o.window);
+  const int64_t batch = q.size(0), block = q.size(1);
+  if (!mask.defined() || mask.dim() != 3 || mask.size(2) != o.window || (mask.size(0) != 1 && mask.size(0) != batch) ||
+      (mask.size(1) != 1 && mask.size(1) != block)) {
+    throw_bad_argument(entry, "mask is " + shape_of(mask) + " but must be [1 or B, 1 or M, W] = [1 or " +
+                                  std::to_string(batch) + ", 1 or " + std::to_string(block) + ", " +
+                                  std::to_string(o.window) + "]");
+  }
+  if (scale.defined() && scale.sizes() != at::IntArrayRef{batch, block}) {
+    throw_bad_argument(entry, "scale is " + shape_of(scale) + " but must be [B, M] = [" + std::to_string(batch) +
+                                  ", " + std::to_string(block) + "]");
+  }
 }
 
 }  // namespace
 
 at::Tensor banded_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_pe,
                             const at::Tensor& mask, const at::Tensor& scale, const BandedAttentionOptions& options) {
-  check_shapes(q, k, v, key_pe, mask, scale, options);
+  check_shapes("banded_attention", q, k, v, key_pe, mask, scale, options);
   const int64_t block = q.size(1), window = options.window;
   const int64_t first_key = k.size(1) - block - window;  // band row 0: query 0's farthest key
   const at::Tensor k_band = rows_zero_padded(k, first_key, window + block - 1);  // [B, W + M - 1, d]
@@ -48,7 +56,7 @@ at::Tensor banded_attention(const at::Tensor& q, const at::Tensor& k, const at::
 at::Tensor banded_attention_reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                       const at::Tensor& key_pe, const at::Tensor& mask, const at::Tensor& scale,
                                       const BandedAttentionOptions& options) {
-  check_shapes(q, k, v, key_pe, mask, scale, options);
+  check_shapes("banded_attention_reference", q, k, v, key_pe, mask, scale, options);
   const int64_t batch = q.size(0), block = q.size(1), dim = q.size(2), window = options.window;
   const int64_t cache_len = k.size(1) - block;
   const at::Tensor weights = mask.expand({batch, block, window});

@@ -9,11 +9,11 @@
 //   p_ij = a_ij m_ij / Σ_j' a_ij' m_ij'                         (mask, then renormalise)
 //   out_i = Σ_j p_ij v_j
 // With softmax, λ = 1 and the span mask m_z(x) this is exactly span_attention.
+#include "kernels/normalizer.h"
+
 #include <ATen/core/Tensor.h>
 
 namespace adaspan::kernels {
-
-enum class Normalizer { softmax, entmax15 };
 
 struct BandedAttentionOptions {
   int64_t max_span = 0;  // S: key_pe has S columns
@@ -27,7 +27,7 @@ struct BandedAttentionOptions {
 // mask: [1 or B, 1 or M, W], weights in [0, 1] by window column (column c holds x = W - 1 - c;
 //       0 = the key is not seen); every query must see at least one key;
 // scale: λ as [B, M], or undefined for 1.
-// Returns out: [B, M, d].
+// Returns out: [B, M, d]. Bad shapes or values: std::invalid_argument naming them.
 at::Tensor banded_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_pe,
                             const at::Tensor& mask, const at::Tensor& scale, const BandedAttentionOptions& options);
 

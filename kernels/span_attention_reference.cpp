@@ -1,5 +1,6 @@
 #include "kernels/span_attention_reference.h"
 
+#include "kernels/shape_checks.h"
 #include "kernels/span_mask.h"
 
 #include <ATen/ATen.h>
@@ -11,6 +12,9 @@ namespace adaspan::kernels {
 at::Tensor span_attention_reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                     const at::Tensor& key_pe, const at::Tensor& span_z,
                                     int64_t max_span, double ramp) {
+  constexpr const char* kEntry = "span_attention_reference";
+  check_attention_inputs(kEntry, q, k, v, key_pe, max_span, max_span);
+  if (check_span_z(kEntry, q, span_z)) throw_bad_argument(kEntry, "span_z is " + shape_of(span_z) + " but must be one value");
   const int64_t block = q.size(1), dim = q.size(2);
   const int64_t S = max_span;
   // Prepend S zero keys so every x in [0, S) has a key: [B, S + Lc + M, d].

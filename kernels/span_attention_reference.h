@@ -2,7 +2,7 @@
 // Slow, obviously-correct span attention: a dense [M, S + Lc + M] score matrix with an explicit
 // mask matrix built in a loop, the full S window, no tiling, no trimming. Tests hold
 // kernels::span_attention to it. Same arguments and semantics as span_attention (keys before
-// index 0 are zero vectors, as the reference's zero cache).
+// index 0 are zero vectors, as the reference's zero cache), with one span for the head.
 #include <ATen/core/Tensor.h>
 
 namespace adaspan::kernels {

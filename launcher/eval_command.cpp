@@ -2,13 +2,13 @@
 #include "cluster/mpi_process_group.h"
 #include "cluster/thread_config.h"
 #include "data/byte_corpus.h"
+#include "launcher/command_line.h"
 #include "launcher/inference_commands.h"
 #include "trainer/checkpoint_model.h"
 #include "trainer/file_evaluation.h"
 #include "trainer/group_scalars.h"
 
 #include <ATen/ATen.h>
-#include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
@@ -20,79 +20,150 @@
 
 namespace adaspan::launcher {
 
-namespace po = boost::program_options;
+namespace {
 
-int run_eval(const std::vector<std::string>& args, const cluster::World& world) {
-  std::string checkpoint, focus_file, device_name = "cpu";
+struct EvalConfig {
+  std::string checkpoint, focus, device = "cpu";
   std::vector<std::string> files;
   int64_t batch_size = 0, block_size = 0, attn_span = 0;
   int threads = 0;
   bool json = false;
-  po::options_description options(
-      "adaspan eval: bits per byte of a checkpoint's model over whole files\n"
-      "(mpirun -np N adaspan eval ... splits the streams over N ranks)\n\nOptions");
-  options.add_options()
-      ("help,h", "Show this help and exit.")
-      ("checkpoint", po::value(&checkpoint), "Checkpoint file (RUN_DIR/ckpt-STEP.h5).")
-      ("data", po::value(&files)->multitoken(), "File(s) to evaluate, read as raw bytes and concatenated.")
-      ("batch-size", po::value(&batch_size)->default_value(0),
-       "B: the text is cut into B contiguous streams, each read start to end with its cache carried. "
-       "0 = the checkpoint's training --batch-size. Must be divisible by the number of ranks.")
-      ("block-size", po::value(&block_size)->default_value(0), "M: bytes per forward pass; 0 = as trained.")
-      ("attn-span", po::value(&attn_span)->default_value(0),
-       "S for evaluation, >= the trained S (length extrapolation, e.g. 4x or 8x with --block-size 4x/8x); "
-       "key_pe is zero at the new far positions, learned spans keep their length in bytes. 0 = as trained. "
-       "Not for --span-mode dynamic models.")
-      ("device", po::value(&device_name)->default_value(device_name), "cpu, cuda or cuda:N.")
-      ("threads", po::value(&threads)->default_value(0), "CPU threads for ATen; 0 = cores / ranks on the node.")
-      ("focus", po::value(&focus_file),
-       "A mask file as long as the data (one byte per data byte): the bytes where it is nonzero are also "
-       "reported on their own (bpb_focus) and the rest apart (bpb_rest), e.g. the planted bytes written by "
-       "bench/planted_text.py.")
-      ("json", po::bool_switch(&json), "Print the result as one JSON object.");
-  std::string error;
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(options).run(), vm);
-    po::notify(vm);
-    if (!vm.count("help") && (checkpoint.empty() || files.empty())) error = "--checkpoint and --data are required";
-  } catch (const po::error& e) {
-    error = e.what();
+};
+
+const trainer::OptionTable<EvalConfig>& eval_options() {
+  using trainer::value;
+  static const trainer::OptionTable<EvalConfig> table = {
+      value<EvalConfig>("checkpoint", FIELD(checkpoint), "Checkpoint file (RUN_DIR/ckpt-STEP.h5).")
+          .check([](const EvalConfig& c) {
+            if (c.checkpoint.empty() || c.files.empty()) throw std::invalid_argument("--checkpoint and --data are required");
+          }),
+      value<EvalConfig>("data", FIELD(files), "File(s) to evaluate, read as raw bytes and concatenated."),
+      value<EvalConfig>("batch-size", FIELD(batch_size),
+                        "B: the text is cut into B contiguous streams, each read start to end with its cache carried. "
+                        "0 = the checkpoint's training --batch-size. Must be divisible by the number of ranks.")
+          .at_least(0),
+      value<EvalConfig>("block-size", FIELD(block_size), "M: bytes per forward pass; 0 = as trained.").at_least(0),
+      value<EvalConfig>("attn-span", FIELD(attn_span),
+                        "S for evaluation, >= the trained S (length extrapolation, e.g. 4x or 8x with --block-size "
+                        "4x/8x); key_pe is zero at the new far positions, learned spans keep their length in bytes. "
+                        "0 = as trained. Not for --span-mode dynamic models.")
+          .at_least(0),
+      value<EvalConfig>("device", FIELD(device), "cpu, cuda or cuda:N."),
+      value<EvalConfig>("threads", FIELD(threads), "CPU threads for ATen; 0 = cores / ranks on the node.").at_least(0),
+      value<EvalConfig>("focus", FIELD(focus),
+                        "A mask file as long as the data (one byte per data byte): the bytes where it is nonzero are "
+                        "also reported on their own (bpb_focus) and the rest apart (bpb_rest), e.g. the planted bytes "
+                        "written by bench/planted_text.py."),
+      value<EvalConfig>("json", FIELD(json), "Print the result as one JSON object."),
+  };
+  return table;
+}
+
+// What an evaluation reads: the model, the text, the optional focus mask, and the layout.
+struct EvalInputs {
+  trainer::CheckpointModel loaded;
+  std::optional<data::ByteCorpus> corpus, focus;
+  int64_t batch_size = 0, block_size = 0;
+};
+
+EvalInputs open_inputs(const EvalConfig& c, const at::Device& device, int ranks) {
+  EvalInputs in;
+  in.loaded = trainer::load_checkpoint_model(c.checkpoint, device, c.attn_span);
+  in.corpus.emplace(data::ByteCorpus::open_files(c.files));
+  if (!c.focus.empty()) {
+    in.focus.emplace(data::ByteCorpus::open_files({c.focus}));
+    if (in.focus->size() != in.corpus->size()) {
+      throw std::invalid_argument("--focus " + c.focus + " has " + std::to_string(in.focus->size()) +
+                                  " bytes, the data " + std::to_string(in.corpus->size()));
+    }
   }
-  if (vm.count("help") && error.empty()) {
-    if (world.is_root()) std::cout << options << "\n";
-    return 0;
+  in.batch_size = c.batch_size > 0 ? c.batch_size : in.loaded.batch_size;
+  in.block_size = c.block_size > 0 ? c.block_size : in.loaded.block_size;
+  if (in.batch_size % ranks != 0) {
+    throw std::invalid_argument("--batch-size " + std::to_string(in.batch_size) + " is not divisible by the " +
+                                std::to_string(ranks) + " ranks");
   }
-  if (!error.empty()) {
-    if (world.is_root()) std::fprintf(stderr, "adaspan eval: error: %s\n", error.c_str());
-    return 2;
+  return in;
+}
+
+// Bits per byte over all ranks: everything, the focus bytes, the rest.
+struct EvalResult {
+  double bpb = 0, bpb_focus = 0, bpb_rest = 0, predicted = 0, focus_predicted = 0, seconds = 0;
+};
+
+EvalResult evaluate(const EvalInputs& in, const at::Device& device, const cluster::World& world,
+                    const trainer::GroupScalars& scalars) {
+  trainer::FileEvalOptions o;
+  o.streams = in.batch_size;
+  o.block_size = in.block_size;
+  o.local_streams = in.batch_size / world.size();
+  o.first_stream = world.rank() * o.local_streams;
+  o.focus = in.focus ? &*in.focus : nullptr;
+  const bool show = world.is_root() && isatty(STDERR_FILENO);
+  const auto start = std::chrono::steady_clock::now();
+  const trainer::EvalSums local =
+      trainer::evaluate_file(*in.loaded.model, *in.corpus, o, device, [&](int64_t done, int64_t total) {
+        if (show) std::fprintf(stderr, "\reval block %lld/%lld", static_cast<long long>(done), static_cast<long long>(total));
+      });
+  if (show) std::fprintf(stderr, "\n");
+  EvalResult r;
+  const double nll = scalars.reduce(local.nll_nats, model::ReduceOp::sum);
+  r.predicted = scalars.reduce(static_cast<double>(local.predicted), model::ReduceOp::sum);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  r.bpb = nll / r.predicted / std::log(2.0);
+  const double focus_nll = scalars.reduce(local.focus_nll_nats, model::ReduceOp::sum);
+  r.focus_predicted = scalars.reduce(static_cast<double>(local.focus_predicted), model::ReduceOp::sum);
+  r.bpb_focus = r.focus_predicted > 0 ? focus_nll / r.focus_predicted / std::log(2.0) : 0.0;
+  r.bpb_rest = (nll - focus_nll) / std::max(1.0, r.predicted - r.focus_predicted) / std::log(2.0);
+  return r;
+}
+
+void print_result(const EvalConfig& c, const EvalInputs& in, const EvalResult& r, int ranks) {
+  if (c.json) {
+    nlohmann::json out{{"checkpoint", c.checkpoint}, {"step", in.loaded.step}, {"bpb", r.bpb},
+                       {"attn_span", in.loaded.attn_span}, {"bytes", in.corpus->size()},
+                       {"predicted_bytes", static_cast<int64_t>(r.predicted)}, {"batch_size", in.batch_size},
+                       {"block_size", in.block_size}, {"ranks", ranks}, {"seconds", r.seconds}};
+    if (in.focus) {
+      out["bpb_focus"] = r.bpb_focus;
+      out["bpb_rest"] = r.bpb_rest;
+      out["focus_bytes"] = static_cast<int64_t>(r.focus_predicted);
+    }
+    std::cout << out.dump() << "\n";
+    return;
   }
-  cluster::MpiProcessGroup group(MPI_COMM_WORLD);
+  std::printf("bpb %.6f over %lld predicted bytes of %s (checkpoint step %lld, %d ranks, %.1f s)\n", r.bpb,
+              static_cast<long long>(r.predicted), in.corpus->name().c_str(), static_cast<long long>(in.loaded.step),
+              ranks, r.seconds);
+  if (in.focus) {
+    std::printf("  focus bytes %lld: bpb %.6f; the rest: bpb %.6f\n", static_cast<long long>(r.focus_predicted),
+                r.bpb_focus, r.bpb_rest);
+  }
+}
+
+}  // namespace
+
+int run_eval(const std::vector<std::string>& args, const cluster::World& world) {
+  const CommandLine line{"eval",
+                         "adaspan eval: bits per byte of a checkpoint's model over whole files\n"
+                         "(mpirun -np N adaspan eval ... splits the streams over N ranks)"};
+  ParsedCommand<EvalConfig> parsed = parse_command(line, eval_options(), args);
+  if (parsed.help || !parsed.error.empty()) {  // the same on every rank: rank 0 prints
+    int exit_code = parsed.help ? 0 : 2;
+    if (world.is_root()) exit_on_help_or_error(line, parsed, exit_code);
+    return exit_code;
+  }
+  const EvalConfig& c = parsed.config;
+  cluster::MpiProcessGroup group(cluster::Communicator::world());
   const trainer::GroupScalars scalars(world.size() > 1 ? &group : nullptr);
   try {
-    cluster::configure_threads(threads, world.local_size());
-    at::Device device(device_name);
+    cluster::configure_threads(c.threads, world.local_size());
+    at::Device device(c.device);
     if (device.is_cuda()) device = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(world.local_rank()));
-    trainer::CheckpointModel loaded;
-    std::optional<data::ByteCorpus> corpus, focus;
-    error.clear();
+    std::optional<EvalInputs> in;
+    std::string error;
     try {
-      loaded = trainer::load_checkpoint_model(checkpoint, device, attn_span);
-      corpus.emplace(data::ByteCorpus::open_files(files));
-      if (!focus_file.empty()) {
-        focus.emplace(data::ByteCorpus::open_files({focus_file}));
-        if (focus->size() != corpus->size()) {
-          throw std::invalid_argument("--focus " + focus_file + " has " + std::to_string(focus->size()) +
-                                      " bytes, the data " + std::to_string(corpus->size()));
-        }
-      }
-      if (batch_size == 0) batch_size = loaded.batch_size;
-      if (block_size == 0) block_size = loaded.block_size;
-      if (batch_size % world.size() != 0) {
-        throw std::invalid_argument("--batch-size " + std::to_string(batch_size) + " is not divisible by the " +
-                                    std::to_string(world.size()) + " ranks");
-      }
-      if (block_size <= 0) throw std::invalid_argument("--block-size must be positive");
+      in.emplace(open_inputs(c, device, world.size()));
     } catch (const std::exception& e) {
       error = e.what();
     }
@@ -101,48 +172,8 @@ int run_eval(const std::vector<std::string>& args, const cluster::World& world) 
       if (world.rank() == failing) std::fprintf(stderr, "adaspan eval: error: %s\n", error.c_str());
       return 1;
     }
-    trainer::FileEvalOptions o;
-    o.streams = batch_size;
-    o.block_size = block_size;
-    o.local_streams = batch_size / world.size();
-    o.first_stream = world.rank() * o.local_streams;
-    o.focus = focus ? &*focus : nullptr;
-    const bool show = world.is_root() && isatty(STDERR_FILENO);
-    const auto start = std::chrono::steady_clock::now();
-    const trainer::EvalSums local = trainer::evaluate_file(*loaded.model, *corpus, o, device, [&](int64_t done, int64_t total) {
-      if (show) std::fprintf(stderr, "\reval block %lld/%lld", static_cast<long long>(done), static_cast<long long>(total));
-    });
-    if (show) std::fprintf(stderr, "\n");
-    const double nll = scalars.reduce(local.nll_nats, model::ReduceOp::sum);
-    const double predicted = scalars.reduce(static_cast<double>(local.predicted), model::ReduceOp::sum);
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const double bpb = nll / predicted / std::log(2.0);
-    const double focus_nll = scalars.reduce(local.focus_nll_nats, model::ReduceOp::sum);
-    const double focus_predicted = scalars.reduce(static_cast<double>(local.focus_predicted), model::ReduceOp::sum);
-    const double bpb_focus = focus_predicted > 0 ? focus_nll / focus_predicted / std::log(2.0) : 0.0;
-    const double bpb_rest = (nll - focus_nll) / std::max(1.0, predicted - focus_predicted) / std::log(2.0);
-    if (world.is_root()) {
-      if (json) {
-        nlohmann::json out{{"checkpoint", checkpoint}, {"step", loaded.step}, {"bpb", bpb}, {"attn_span", loaded.attn_span},
-                           {"bytes", corpus->size()}, {"predicted_bytes", static_cast<int64_t>(predicted)},
-                           {"batch_size", batch_size}, {"block_size", block_size},
-                           {"ranks", world.size()}, {"seconds", seconds}};
-        if (focus) {
-          out["bpb_focus"] = bpb_focus;
-          out["bpb_rest"] = bpb_rest;
-          out["focus_bytes"] = static_cast<int64_t>(focus_predicted);
-        }
-        std::cout << out.dump() << "\n";
-      } else {
-        std::printf("bpb %.6f over %lld predicted bytes of %s (checkpoint step %lld, %d ranks, %.1f s)\n", bpb,
-                    static_cast<long long>(predicted), corpus->name().c_str(), static_cast<long long>(loaded.step),
-                    world.size(), seconds);
-        if (focus) {
-          std::printf("  focus bytes %lld: bpb %.6f; the rest: bpb %.6f\n", static_cast<long long>(focus_predicted),
-                      bpb_focus, bpb_rest);
-        }
-      }
-    }
+    const EvalResult result = evaluate(*in, device, world, scalars);
+    if (world.is_root()) print_result(c, *in, result, world.size());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "adaspan eval: error on rank %d: %s\n", world.rank(), e.what());
     if (world.size() > 1) world.abort(1);

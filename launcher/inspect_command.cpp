@@ -1,10 +1,11 @@
 // adaspan inspect F [--json]: what a checkpoint holds, read with no model built.
 #include "checkpointing/checkpoint_file.h"
 #include "checkpointing/hdf5_file.h"
+#include "launcher/command_line.h"
 #include "launcher/inference_commands.h"
+#include "trainer/train_option_table.h"
 
 #include <ATen/ATen.h>
-#include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
@@ -14,8 +15,6 @@
 
 namespace adaspan::launcher {
 namespace {
-
-namespace po = boost::program_options;
 
 struct DatasetSizes {
   int64_t count = 0, elements = 0;
@@ -44,38 +43,45 @@ DatasetSizes walk(const checkpointing::Hdf5File& f, const std::string& group, bo
   return sizes;
 }
 
+struct InspectConfig {
+  std::string file;
+  bool json = false, no_verify = false;
+};
+
+const trainer::OptionTable<InspectConfig>& inspect_options() {
+  using trainer::value;
+  static const trainer::OptionTable<InspectConfig> table = {
+      value<InspectConfig>("file", FIELD(file), "The checkpoint file.").check([](const InspectConfig& c) {
+        if (c.file.empty()) throw std::invalid_argument("name a checkpoint file");
+      }),
+      value<InspectConfig>("json", FIELD(json), "Print one JSON object."),
+      value<InspectConfig>("no-verify", FIELD(no_verify), "Skip reading every dataset to verify its checksum."),
+  };
+  return table;
+}
+
+// "layers 4, d-model 128, ..., cache kv": the stored model options, as the option table names them.
+std::string model_line(const nlohmann::json& stored) {
+  trainer::TrainConfig config;
+  trainer::load_stored(trainer::train_option_table(), stored, config, "model");
+  std::string line;
+  for (const auto& o : trainer::train_option_table()) {
+    if (o.section != "model" || !o.flag_on_command_line || o.text(config).empty()) continue;
+    line += (line.empty() ? "" : ", ") + o.name + " " + o.text(config);
+  }
+  return line;
+}
+
 }  // namespace
 
 int run_inspect(const std::vector<std::string>& args) {
-  std::string path;
-  bool json = false, no_verify = false;
-  po::options_description options("adaspan inspect FILE: a checkpoint's config, step, spans and sizes\n\nOptions");
-  options.add_options()
-      ("help,h", "Show this help and exit.")
-      ("json", po::bool_switch(&json), "Print one JSON object.")
-      ("no-verify", po::bool_switch(&no_verify), "Skip reading every dataset to verify its checksum.");
-  po::options_description hidden;
-  hidden.add_options()("file", po::value(&path));
-  po::options_description all;
-  all.add(options).add(hidden);
-  po::positional_options_description positional;
-  positional.add("file", 1);
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(all).positional(positional).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::fprintf(stderr, "adaspan inspect: error: %s\n", e.what());
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << options << "\n";
-    return 0;
-  }
-  if (path.empty()) {
-    std::fprintf(stderr, "adaspan inspect: error: name a checkpoint file\n");
-    return 2;
-  }
+  int exit_code = 0;
+  const CommandLine line{"inspect", "adaspan inspect FILE: a checkpoint's config, step, spans and sizes", {}, false,
+                         {"file"}};
+  const std::optional<InspectConfig> options = parse_or_exit(line, inspect_options(), args, exit_code);
+  if (!options) return exit_code;
+  const std::string& path = options->file;
+  const bool json = options->json, no_verify = options->no_verify;
   try {
     const checkpointing::TrainingState header = checkpointing::read_checkpoint_header(path);
     const checkpointing::Hdf5File f(path, checkpointing::Hdf5File::Mode::read);
@@ -109,10 +115,7 @@ int run_inspect(const std::vector<std::string>& args) {
     std::printf("%s: adaspan checkpoint, format %lld\n", path.c_str(), static_cast<long long>(report["format_version"]));
     std::printf("  step %lld, %lld tokens seen, written by %lld ranks\n", static_cast<long long>(header.step),
                 static_cast<long long>(header.tokens_seen), static_cast<long long>(report["writer_ranks"]));
-    const auto& m = config["model"];
-    std::printf("  model: %s layers, d-model %s, %s heads, ff-size %s, attn-span %s, cache %s\n",
-                m["layers"].dump().c_str(), m["d-model"].dump().c_str(), m["heads"].dump().c_str(),
-                m["ff-size"].dump().c_str(), m["attn-span"].dump().c_str(), m["cache"].get<std::string>().c_str());
+    std::printf("  model: %s\n", model_line(config).c_str());
     std::printf("  %lld parameters, %s state %lld values, cache %lld values, file %.2f MB, checksums %s\n",
                 static_cast<long long>(params.elements), header.optimizer.c_str(),
                 static_cast<long long>(optimizer.elements), static_cast<long long>(cache.elements),

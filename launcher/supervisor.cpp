@@ -1,8 +1,9 @@
 #include "launcher/supervisor.h"
 
+#include "launcher/command_line.h"
+
 #include "trainer/trainer.h"
 
-#include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
 #include <signal.h>
 #include <sys/wait.h>
@@ -159,47 +160,45 @@ int supervise(const LaunchOptions& o) {
   }
 }
 
+namespace {
+
+const trainer::OptionTable<LaunchOptions>& launch_options() {
+  using trainer::value;
+  static const trainer::OptionTable<LaunchOptions> table = {
+      value<LaunchOptions>("max-restarts", FIELD(max_restarts),
+                           "Restarts after the first attempt; then give up with a summary of the attempts.")
+          .at_least(0),
+      value<LaunchOptions>("backoff", FIELD(backoff_s),
+                           "Seconds before the first restart, doubling for each further one (at most 600).")
+          .at_least(0),
+  };
+  return table;
+}
+
+const char* kLaunchSummary =
+    "adaspan launch [options] -- COMMAND...: run a training command and restart it from its newest checkpoint\n"
+    "when it fails.\n\n"
+    "  adaspan launch --max-restarts 5 -- mpirun -np 8 build/adaspan train --checkpoint-every 500 --run-dir runs/x ...\n\n"
+    "Attempt 2 onwards runs COMMAND with --resume auto (replacing any --resume). Each attempt is logged to\n"
+    "RUN_DIR/attempts.jsonl (RUN_DIR from COMMAND's --run-dir). Exit: 0 when an attempt finished; 75 when it\n"
+    "was preempted (it checkpointed on SIGUSR1/SIGTERM; requeue the job); 1 when every attempt failed.\n"
+    "SIGUSR1, SIGTERM and SIGINT received by launch are passed to the running attempt.";
+
+}  // namespace
+
 int run_launch(const std::vector<std::string>& args) {
-  namespace po = boost::program_options;
-  LaunchOptions o;
-  po::options_description options(
-      "adaspan launch [options] -- COMMAND...: run a training command and restart it from its newest checkpoint\n"
-      "when it fails.\n\n"
-      "  adaspan launch --max-restarts 5 -- mpirun -np 8 build/adaspan train --checkpoint-every 500 --run-dir runs/x ...\n\n"
-      "Attempt 2 onwards runs COMMAND with --resume auto (replacing any --resume). Each attempt is logged to\n"
-      "RUN_DIR/attempts.jsonl (RUN_DIR from COMMAND's --run-dir). Exit: 0 when an attempt finished; 75 when it\n"
-      "was preempted (it checkpointed on SIGUSR1/SIGTERM; requeue the job); 1 when every attempt failed.\n"
-      "SIGUSR1, SIGTERM and SIGINT received by launch are passed to the running attempt.\n\nOptions");
-  options.add_options()
-      ("help,h", "Show this help and exit.")
-      ("max-restarts", po::value(&o.max_restarts)->default_value(o.max_restarts),
-       "Restarts after the first attempt; then give up with a summary of the attempts.")
-      ("backoff", po::value(&o.backoff_s)->default_value(o.backoff_s),
-       "Seconds before the first restart, doubling for each further one (at most 600).");
+  // launch's own flags come before `--`, the supervised command after it.
   const auto separator = std::find(args.begin(), args.end(), "--");
   const std::vector<std::string> own(args.begin(), separator);
-  if (separator != args.end()) o.command.assign(separator + 1, args.end());
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(own).options(options).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::fprintf(stderr, "adaspan launch: error: %s\n", e.what());
-    return 2;
+  const CommandLine line{"launch", kLaunchSummary};
+  ParsedCommand<LaunchOptions> parsed = parse_command(line, launch_options(), own);
+  if (separator != args.end()) parsed.config.command.assign(separator + 1, args.end());
+  if (parsed.error.empty() && !parsed.help && parsed.config.command.empty()) {
+    parsed.error = "give the command after --, e.g. adaspan launch -- mpirun -np 2 adaspan train ...";
   }
-  if (vm.count("help")) {
-    std::cout << options << "\n";
-    return 0;
-  }
-  if (o.command.empty()) {
-    std::fprintf(stderr, "adaspan launch: error: give the command after --, e.g. adaspan launch -- mpirun -np 2 adaspan train ...\n");
-    return 2;
-  }
-  if (o.max_restarts < 0 || o.backoff_s < 0) {
-    std::fprintf(stderr, "adaspan launch: error: --max-restarts and --backoff must be >= 0\n");
-    return 2;
-  }
-  return supervise(o);
+  int exit_code = 0;
+  const std::optional<LaunchOptions> o = exit_on_help_or_error(line, parsed, exit_code);
+  return o ? supervise(*o) : exit_code;
 }
 
 }  // namespace adaspan::launcher

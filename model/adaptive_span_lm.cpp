@@ -54,6 +54,18 @@ at::Tensor AdaptiveSpanLM::local_part(const std::string& name, const at::Tensor&
   return whole.narrow(dim, tp_.rank * units, units);
 }
 
+void AdaptiveSpanLM::extend_span(std::map<std::string, at::Tensor>& state, int64_t trained_span) const {
+  const auto key_pe = state.find("key_pe");
+  if (key_pe != state.end()) {
+    // key_pe column S-1-x holds distance x: the trained columns become the last ones, zeros before.
+    const at::Tensor trained = key_pe->second;
+    key_pe->second = at::cat(
+        {at::zeros({trained.size(0), config_.attn_span - trained_span}, trained.options()), trained}, 1);
+  }
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    layers_[l]->attention().extend_span(state, "layers." + std::to_string(l) + ".attn.", trained_span);
+  }
+}
 
 std::vector<std::vector<double>> AdaptiveSpanLM::gather_head_values(
     const std::function<std::vector<double>(const SpanAttentionLayer&)>& values_of) const {

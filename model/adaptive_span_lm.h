@@ -9,6 +9,8 @@
 #include <torch/nn/module.h>
 
 #include <functional>
+#include <map>
+#include <string>
 
 namespace adaspan::model {
 
@@ -58,6 +60,12 @@ class AdaptiveSpanLM : public torch::nn::Module {
   // This rank's part of a whole (unsharded) tensor shaped as parameter `name` (the whole tensor
   // without tensor parallelism): its heads' rows/columns, or its feed-forward units.
   at::Tensor local_part(const std::string& name, const at::Tensor& whole) const;
+  // Length extrapolation (eval --attn-span): `state` (named_parameters() names) of a model of this
+  // shape trained at span trained_span <= S, mapped in place to this model's S. key_pe is zero at
+  // the new far distances (content-only scores there); learned spans keep their length in bytes
+  // (current_val·trained_span/S). Not for dynamic spans (z_t = S·sigmoid(..) would stretch):
+  // std::invalid_argument. Parameters missing from `state` are left for the caller to report.
+  void extend_span(std::map<std::string, at::Tensor>& state, int64_t trained_span) const;
 
  private:
   // [layer][canonical head] of a per-head value of each layer's local heads (collective with TP).

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""The README's configuration reference, generated from the binary's own --help.
+"""The command-line reference in docs/cli.md, generated from the binary's own --help.
 
-    scripts/config_reference.py ADASPAN README.md           # rewrite the section in place
-    scripts/config_reference.py --check ADASPAN README.md   # exit 1 when it is out of date
+    scripts/config_reference.py ADASPAN docs/cli.md           # rewrite the section in place
+    scripts/config_reference.py --check ADASPAN docs/cli.md   # exit 1 when it is out of date
 
-The section lies between the BEGIN/END markers below; everything else in the README is untouched.
+The section lies between the BEGIN/END markers below; everything else in the file is untouched.
+Any markdown file holding the markers can be given in place of docs/cli.md.
 """
 import subprocess
 import sys
@@ -32,19 +33,19 @@ def main(argv):
     args = [a for a in argv if a != "--check"]
     if len(args) != 2:
         sys.exit(__doc__)
-    binary, readme = args
-    text = open(readme).read()
+    binary, doc = args
+    text = open(doc).read()
     if BEGIN not in text or END not in text:
-        sys.exit(f"{readme}: no configuration reference markers ({BEGIN!r} ... {END!r})")
+        sys.exit(f"{doc}: no configuration reference markers ({BEGIN!r} ... {END!r})")
     before, rest = text.split(BEGIN, 1)
     after = rest.split(END, 1)[1]
     updated = before + reference(binary) + after
     if check:
         if updated != text:
-            sys.exit(f"{readme}: the configuration reference differs from `{binary} COMMAND --help`; "
-                     "run scripts/config_reference.py to regenerate it")
+            sys.exit(f"{doc}: the configuration reference differs from `{binary} COMMAND --help`; "
+                     f"regenerate it with: python3 scripts/config_reference.py {binary} {doc}")
         return
-    open(readme, "w").write(updated)
+    open(doc, "w").write(updated)
 
 
 if __name__ == "__main__":

@@ -149,6 +149,24 @@ TEST(CheckpointRuns, CrashBetweenWriteAndRenameLosesOnlyTheStepsSince) {
   fs::remove_all(dir);
 }
 
+// MPI's thread level is chosen before MPI starts: --async-checkpoint in a --config file must ask
+// for MPI_THREAD_MULTIPLE as the flag does (it once gave silently synchronous checkpoints).
+TEST(CheckpointRuns, AsyncCheckpointFromAConfigFileIsAsynchronousLikeTheFlag) {
+  const fs::path flag = fresh_dir("async_flag"), file = fresh_dir("async_file");
+  const auto by_flag = run_adaspan(run_args(flag, 6, "--checkpoint-every 3 --async-checkpoint"), 2);
+  ASSERT_EQ(by_flag.exit_code, 0) << by_flag.err;
+  ASSERT_EQ(by_flag.err.find("written synchronously"), std::string::npos)
+      << "this MPI lacks MPI_THREAD_MULTIPLE, so the test cannot tell: " << by_flag.err;
+  fs::create_directories(file);
+  std::ofstream(file / "async.cfg") << "async-checkpoint = true\n";
+  const auto by_file = run_adaspan(run_args(file, 6, "--checkpoint-every 3 --config " + (file / "async.cfg").string()), 2);
+  ASSERT_EQ(by_file.exit_code, 0) << by_file.err;
+  EXPECT_EQ(by_file.err.find("written synchronously"), std::string::npos) << by_file.err;
+  EXPECT_EQ(curve(flag).bpc, curve(file).bpc);
+  fs::remove_all(flag);
+  fs::remove_all(file);
+}
+
 TEST(CheckpointRuns, AsynchronousCheckpointsTrainTheSameAndCommitWhenComplete) {
   const fs::path sync = fresh_dir("sync"), async = fresh_dir("async");
   ASSERT_EQ(run_adaspan(run_args(sync, 20, "--checkpoint-every 5"), 2).exit_code, 0);

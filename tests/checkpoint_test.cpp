@@ -59,7 +59,7 @@ TEST(Checkpoint, FileRoundTripKeepsEveryPiece) {
   s.spans = {{1.5, 2.0}, {3.25, 4.0}};
   s.placement = {{0, 0}, {0, 0}};
   const std::string path = (dir / "state.h5").string();
-  checkpointing::write_checkpoint(path, s, {MPI_COMM_NULL, 4});
+  checkpointing::write_checkpoint(path, s, {cluster::Communicator(), 4});
 
   const TrainingState r = checkpointing::read_checkpoint(path, {0, 1, 0, 4});
   EXPECT_EQ(r.step, 12);

@@ -4,7 +4,7 @@
 #include "cluster/world.h"
 #include "kernels/span_attention.h"
 #include "kernels/span_attention_reference.h"
-#include "kernels/span_attention_rowwise.h"
+#include "kernels/span_rows/span_attention_rows.h"
 #include "model/adaptive_span_lm.h"
 #include "model/mixed_precision.h"
 #include "trainer/optimizer.h"
@@ -51,7 +51,7 @@ RowKernelRun run_rows(const at::Tensor& q, const at::Tensor& k, const at::Tensor
   std::vector<at::Tensor> in{q.clone().requires_grad_(true), k.clone().requires_grad_(true),
                              v.clone().requires_grad_(true), pe.clone().requires_grad_(true),
                              z.clone().requires_grad_(true)};
-  const at::Tensor out = kernels::span_attention_rowwise(in[0], in[1], in[2], in[3], in[4], o);
+  const at::Tensor out = kernels::span_attention_rows(in[0], in[1], in[2], in[3], in[4], o);
   (out * w).sum().backward();
   return {out.detach().cpu().to(at::kDouble), in[0].grad().cpu().to(at::kDouble), in[1].grad().cpu().to(at::kDouble),
           in[2].grad().cpu().to(at::kDouble), in[3].grad().cpu().to(at::kDouble), in[4].grad().cpu().to(at::kDouble)};
@@ -124,7 +124,7 @@ TEST(Cuda, RowKernelsFloat32WithinFlashAttentionCriterion) {
     const at::Tensor ref32 = kernels::span_attention_reference(q.to(at::kFloat), k.to(at::kFloat), v.to(at::kFloat),
                                                                pe.to(at::kFloat), z.to(at::kFloat), c.span, c.ramp);
     const kernels::SpanAttentionOptions o = c.options();
-    const at::Tensor dev = kernels::span_attention_rowwise(
+    const at::Tensor dev = kernels::span_attention_rows(
         q.to(gpu, at::kFloat), k.to(gpu, at::kFloat), v.to(gpu, at::kFloat), pe.to(gpu, at::kFloat),
         z.to(gpu, at::kFloat), o).cpu().to(at::kDouble);
     const double plain_error = (ref32.to(at::kDouble) - ref64).abs().max().item<double>();
@@ -240,7 +240,7 @@ TEST(Cuda, NcclOneRankCollectives) {
   SKIP_WITHOUT_CUDA();
   if (!cluster::nccl_available()) GTEST_SKIP() << "built without NCCL";
   cluster::World world(nullptr, nullptr);
-  auto group = cluster::make_nccl_process_group(MPI_COMM_WORLD, 0);
+  auto group = cluster::make_nccl_process_group(cluster::Communicator::world(), 0);
   at::Tensor t = at::arange(10, at::TensorOptions().device(at::kCUDA).dtype(at::kFloat));
   group->all_reduce_async(t, model::ReduceOp::sum)->wait();
   EXPECT_EQ(t.sum().item<float>(), 45.0f);

@@ -1,9 +1,10 @@
-// The row programs (kernels/span_attention_rows.h), run on the host exactly as the CUDA kernels run
+// The row programs (kernels/span_rows/row_program.h), run on the host exactly as the CUDA kernels run
 // them on a GPU, held to the float64 dense reference and to finite differences.
 #include "kernels/philox.h"
 #include "kernels/span_attention.h"
 #include "kernels/span_attention_reference.h"
-#include "kernels/span_attention_rowwise.h"
+#include "kernels/span_mask.h"
+#include "kernels/span_rows/span_attention_rows.h"
 #include "tests/finite_difference.h"
 
 #include <ATen/ATen.h>
@@ -139,7 +140,7 @@ TEST_P(SpanRowsVsDense, ForwardAndGradientsMatchDenseFloat64) {
     for (at::Tensor* t : in->all()) t->requires_grad_(true);
   }
   const at::Tensor w = at::randn({c.batch, c.block, c.dim}, at::kDouble);
-  const at::Tensor rows = kernels::span_attention_rowwise(a.q, a.k, a.v, a.key_pe, a.z, options_for(c, c.z));
+  const at::Tensor rows = kernels::span_attention_rows(a.q, a.k, a.v, a.key_pe, a.z, options_for(c, c.z));
   const at::Tensor dense = kernels::span_attention_reference(b.q, b.k, b.v, b.key_pe, b.z, c.span, c.ramp);
   EXPECT_LT((rows - dense).abs().max().item<double>(), 1e-12);
   (rows * w).sum().backward();
@@ -162,7 +163,7 @@ TEST(SpanRows, EqualsTheFusedCpuKernelFloat32) {
   Inputs in = make_inputs(c, 3);
   for (at::Tensor* t : in.all()) *t = t->to(at::kFloat).requires_grad_(true);
   const auto options = options_for(c, c.z);
-  const at::Tensor rows = kernels::span_attention_rowwise(in.q, in.k, in.v, in.key_pe, in.z, options);
+  const at::Tensor rows = kernels::span_attention_rows(in.q, in.k, in.v, in.key_pe, in.z, options);
   const at::Tensor fused = kernels::span_attention(in.q, in.k, in.v, in.key_pe, in.z, options);
   EXPECT_LT(relative_error(rows, fused), 1e-5);
 }
@@ -173,7 +174,7 @@ TEST(SpanRows, GradientsMatchFiniteDifferences) {
   const at::Tensor w = at::randn({c.batch, c.block, c.dim}, at::kDouble);
   const auto options = options_for(c, c.z);
   auto loss = [&] {
-    return (kernels::span_attention_rowwise(in.q, in.k, in.v, in.key_pe, in.z, options) * w).sum();
+    return (kernels::span_attention_rows(in.q, in.k, in.v, in.key_pe, in.z, options) * w).sum();
   };
   for (at::Tensor* t : in.all()) t->requires_grad_(true);
   loss().backward();
@@ -189,7 +190,7 @@ TEST(SpanRows, PerQuerySpansMatchQueryByQueryReference) {
   }
   const at::Tensor w = at::randn({c.batch, c.block, c.dim}, at::kDouble);
   const double widest = a.z.max().item<double>();
-  const at::Tensor rows = kernels::span_attention_rowwise(a.q, a.k, a.v, a.key_pe, a.z, options_for(c, widest));
+  const at::Tensor rows = kernels::span_attention_rows(a.q, a.k, a.v, a.key_pe, a.z, options_for(c, widest));
   const at::Tensor dense = per_query_reference(b, c);
   EXPECT_LT((rows - dense).abs().max().item<double>(), 1e-12);
   (rows * w).sum().backward();
@@ -206,7 +207,7 @@ TEST(SpanRows, PerQuerySpanGradientsMatchFiniteDifferences) {
   const at::Tensor w = at::randn({c.batch, c.block, c.dim}, at::kDouble);
   const auto options = options_for(c, in.z.max().item<double>());
   auto loss = [&] {
-    return (kernels::span_attention_rowwise(in.q, in.k, in.v, in.key_pe, in.z, options) * w).sum();
+    return (kernels::span_attention_rows(in.q, in.k, in.v, in.key_pe, in.z, options) * w).sum();
   };
   in.z.requires_grad_(true);
   in.q.requires_grad_(true);
@@ -228,7 +229,7 @@ TEST(SpanRows, DropoutMaskIsRegeneratedInBackward) {
   options.training = true;
   auto loss = [&] {
     at::manual_seed(42);
-    return (kernels::span_attention_rowwise(in.q, in.k, in.v, in.key_pe, in.z, options) * w).sum();
+    return (kernels::span_attention_rows(in.q, in.k, in.v, in.key_pe, in.z, options) * w).sum();
   };
   for (at::Tensor* t : in.all()) t->requires_grad_(true);
   loss().backward();
@@ -248,7 +249,7 @@ TEST(SpanRows, KeysPastTheSpanAreNeverRead) {
   for (at::Tensor* t : in.all()) t->requires_grad_(true);
   auto options = options_for(c, c.z);
   options.window = c.span;  // the buffer is wider than the span: the bound comes from z alone
-  const at::Tensor out = kernels::span_attention_rowwise(in.q, in.k, in.v, in.key_pe, in.z, options);
+  const at::Tensor out = kernels::span_attention_rows(in.q, in.k, in.v, in.key_pe, in.z, options);
   EXPECT_TRUE(at::isfinite(out).all().item<bool>());
   out.sum().backward();
   EXPECT_TRUE(at::isfinite(in.q.grad()).all().item<bool>());
@@ -272,10 +273,10 @@ TEST(SpanRows, KeyRangeSplitEqualsOneRange) {
       options.training = true;
       options.key_chunk = 0;
       at::manual_seed(77);
-      const at::Tensor whole = kernels::span_attention_rowwise(a.q, a.k, a.v, a.key_pe, a.z, options);
+      const at::Tensor whole = kernels::span_attention_rows(a.q, a.k, a.v, a.key_pe, a.z, options);
       options.key_chunk = chunk;
       at::manual_seed(77);
-      const at::Tensor split = kernels::span_attention_rowwise(b.q, b.k, b.v, b.key_pe, b.z, options);
+      const at::Tensor split = kernels::span_attention_rows(b.q, b.k, b.v, b.key_pe, b.z, options);
       const std::string what = "chunk " + std::to_string(chunk) + (per_query ? ", per-query spans" : "");
       EXPECT_LT((whole - split).abs().max().item<double>(), 1e-13) << what;
       (whole * w).sum().backward();
@@ -291,7 +292,7 @@ TEST(SpanRows, BitwiseReproducible) {
   for (int run = 0; run < 2; ++run) {
     Inputs in = make_inputs(c, 6);
     for (at::Tensor* t : in.all()) *t = t->to(at::kFloat).requires_grad_(true);
-    kernels::span_attention_rowwise(in.q, in.k, in.v, in.key_pe, in.z, options_for(c, c.z)).pow(2).sum().backward();
+    kernels::span_attention_rows(in.q, in.k, in.v, in.key_pe, in.z, options_for(c, c.z)).pow(2).sum().backward();
     grads[run][0] = in.k.grad();
     grads[run][1] = in.z.grad();
   }
@@ -302,12 +303,12 @@ TEST(SpanRows, BitwiseReproducible) {
 TEST(SpanRows, RefusesWhatItCannotRun) {
   const RowCase c{1, 4, 4, 12, 16, 4.0, 3.0, false};  // head dimension 12: no instantiation
   Inputs in = make_inputs(c, 1);
-  EXPECT_THROW(kernels::span_attention_rowwise(in.q, in.k, in.v, in.key_pe, in.z, options_for(c, c.z)),
+  EXPECT_THROW(kernels::span_attention_rows(in.q, in.k, in.v, in.key_pe, in.z, options_for(c, c.z)),
                std::invalid_argument);
   const RowCase ok{1, 4, 4, 8, 16, 4.0, 3.0, false};
   Inputs in8 = make_inputs(ok, 1);
-  EXPECT_THROW(kernels::span_attention_rowwise(in8.q, in8.k, in8.v, in8.key_pe, at::zeros({1, 3}, at::kDouble),
-                                               options_for(ok, ok.z)),
+  EXPECT_THROW(kernels::span_attention_rows(in8.q, in8.k, in8.v, in8.key_pe, at::zeros({1, 3}, at::kDouble),
+                                            options_for(ok, ok.z)),
                std::invalid_argument);
 }
 

@@ -1,9 +1,13 @@
 #include "kernels/span_attention.h"
 #include "kernels/span_attention_reference.h"
+#include "kernels/span_mask.h"
 #include "tests/finite_difference.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+
+#include <stdexcept>
+#include <string>
 
 namespace adaspan {
 namespace {
@@ -196,6 +200,33 @@ TEST(SpanAttention, EffectiveWindowCoversInclusiveRamp) {
   EXPECT_EQ(kernels::effective_window(8000.0, 32, 8192), 8064);  // 8033 keys
   EXPECT_EQ(kernels::effective_window(8160.0, 32, 8192), 8192);  // capped at S
   EXPECT_EQ(kernels::effective_window(3.0, 4, 16), 16);
+}
+
+// The message of span_attention's std::invalid_argument, or "" when it does not throw one.
+std::string span_attention_error(const at::Tensor& q, const at::Tensor& k, const at::Tensor& key_pe,
+                                 const at::Tensor& z, const kernels::SpanAttentionOptions& o) {
+  try {
+    kernels::span_attention(q, k, k, key_pe, z, o);
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(SpanAttention, BadShapesAreNamedInTheError) {
+  kernels::SpanAttentionOptions o;
+  o.max_span = 512;
+  o.window = 64;
+  const at::Tensor q = at::zeros({4, 256, 64}), key_pe = at::zeros({64, 512}), z = at::full({}, 10.0);
+  const std::string keys = span_attention_error(q, at::zeros({4, 300, 32}), key_pe, z, o);
+  EXPECT_EQ(keys.rfind("span_attention: ", 0), 0u) << keys;
+  EXPECT_NE(keys.find("q is [4, 256, 64]"), std::string::npos) << keys;
+  EXPECT_NE(keys.find("k is [4, 300, 32]"), std::string::npos) << keys;
+  const std::string spans = span_attention_error(q, at::zeros({4, 300, 64}), key_pe, at::zeros({4, 100}), o);
+  EXPECT_NE(spans.find("span_z is [4, 100]"), std::string::npos) << spans;
+  EXPECT_NE(spans.find("[B, M] = [4, 256]"), std::string::npos) << spans;
+  const std::string pe = span_attention_error(q, at::zeros({4, 300, 64}), at::zeros({64, 500}), z, o);
+  EXPECT_NE(pe.find("key_pe is [64, 500]"), std::string::npos) << pe;
 }
 
 }  // namespace

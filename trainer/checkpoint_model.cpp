@@ -35,15 +35,7 @@ CheckpointModel load_checkpoint_model(const std::string& path, const at::Device&
 
   std::map<std::string, at::Tensor> stored;
   for (auto& p : checkpointing::read_parameters(path)) stored[p.name] = p.tensor;
-  if (model_config.attn_span != trained_span) {
-    // key_pe column S-1-x holds distance x: the trained columns become the last ones, zeros before.
-    at::Tensor& key_pe = stored.at("key_pe");
-    key_pe = at::cat({at::zeros({key_pe.size(0), model_config.attn_span - trained_span}, key_pe.options()), key_pe}, 1);
-    const double stretch = static_cast<double>(trained_span) / static_cast<double>(model_config.attn_span);
-    for (auto& [name, tensor] : stored) {
-      if (name.size() > 16 && name.compare(name.size() - 16, 16, "span.current_val") == 0) tensor = tensor * stretch;
-    }
-  }
+  if (model_config.attn_span != trained_span) out.model->extend_span(stored, trained_span);
   at::NoGradGuard no_grad;
   for (auto& p : out.model->named_parameters()) {
     auto it = stored.find(p.key());

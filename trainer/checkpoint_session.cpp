@@ -28,11 +28,11 @@ std::vector<std::string> split_lines(const std::string& text) {
 
 }  // namespace
 
-CheckpointSession::CheckpointSession(const TrainConfig& config, MPI_Comm comm, const GroupScalars& group, int rank,
+CheckpointSession::CheckpointSession(const TrainConfig& config, const cluster::Communicator& comm, const GroupScalars& group, int rank,
                                      int ranks, FILE* warnings, bool async)
     : config_(config), comm_(comm), group_(group), rank_(rank), ranks_(ranks), warnings_(warnings) {
-  if (async && comm_ != MPI_COMM_NULL) {
-    MPI_Comm_dup(comm_, &async_comm_);  // collective
+  if (async && comm_.valid()) {
+    async_comm_ = comm_.duplicate();  // collective
     async_group_ = std::make_unique<cluster::MpiProcessGroup>(async_comm_);
   }
   async_scalars_ = std::make_unique<GroupScalars>(async_group_.get());
@@ -45,7 +45,7 @@ CheckpointSession::~CheckpointSession() {
     if (warnings_) std::fprintf(warnings_, "adaspan train: warning: %s\n", e.what());
   }
   async_group_.reset();
-  if (async_comm_ != MPI_COMM_NULL) MPI_Comm_free(&async_comm_);
+  async_comm_.release();
 }
 
 std::string CheckpointSession::try_load(const std::string& path, const LiveTraining& live, Resumed& out) {
@@ -112,7 +112,8 @@ std::optional<Resumed> CheckpointSession::load_newest(const LiveTraining& live) 
   return std::nullopt;
 }
 
-Saved CheckpointSession::write_and_commit(const checkpointing::TrainingState& state, int64_t step, MPI_Comm comm,
+Saved CheckpointSession::write_and_commit(const checkpointing::TrainingState& state, int64_t step,
+                                          const cluster::Communicator& comm,
                                           const GroupScalars& group) {
   const auto start = std::chrono::steady_clock::now();
   const std::string tmp = checkpointing::temporary_path(config_.run.run_dir, step);

@@ -2,11 +2,10 @@
 // A run's checkpoints as the training loop sees them: resume at the start (--resume auto|PATH),
 // save every --checkpoint-every steps (collective write to ckpt-STEP.h5.tmp, then rank 0 commits:
 // rename, `latest`, keep the newest --keep-checkpoints).
+#include "cluster/communicator.h"
 #include "trainer/group_scalars.h"
 #include "trainer/train_config.h"
 #include "trainer/training_snapshot.h"
-
-#include <mpi.h>
 
 #include <cstdio>
 #include <future>
@@ -33,11 +32,11 @@ struct Saved {
 
 class CheckpointSession {
  public:
-  // comm: the data-parallel ranks' communicator (MPI_COMM_NULL for one rank); `warnings` gets
-  // one line per skipped checkpoint (rank 0 only; nullptr = silent).
-  // async: save_async may be used; needs MPI_THREAD_MULTIPLE when comm is not MPI_COMM_NULL (the
-  // background writer talks to the other ranks' writers on its own duplicate of comm).
-  CheckpointSession(const TrainConfig& config, MPI_Comm comm, const GroupScalars& group, int rank, int ranks,
+  // comm: every rank of the job, each writing its share of the file (not valid: one rank);
+  // `warnings` gets one line per skipped checkpoint (rank 0 only; nullptr = silent).
+  // async: save_async may be used; needs MPI_THREAD_MULTIPLE when comm is valid (the background
+  // writer talks to the other ranks' writers on its own duplicate of comm).
+  CheckpointSession(const TrainConfig& config, const cluster::Communicator& comm, const GroupScalars& group, int rank, int ranks,
                     FILE* warnings, bool async = false);
   ~CheckpointSession();  // waits for a background write
 
@@ -69,17 +68,17 @@ class CheckpointSession {
   // Empty when every rank loaded `path` into `live`, else the reason (nothing changed then).
   std::string try_load(const std::string& path, const LiveTraining& live, Resumed& out);
   // Writes `state` to the temporary file and commits it; collective over comm / group.
-  Saved write_and_commit(const checkpointing::TrainingState& state, int64_t step, MPI_Comm comm,
+  Saved write_and_commit(const checkpointing::TrainingState& state, int64_t step, const cluster::Communicator& comm,
                          const GroupScalars& group);
 
   const TrainConfig& config_;
-  MPI_Comm comm_;
+  cluster::Communicator comm_;
   const GroupScalars& group_;
   int rank_, ranks_;
   FILE* warnings_;
   int64_t crash_before_commit_ = -1;
   // Asynchronous writes: a duplicate communicator and its group, used only by the writer thread.
-  MPI_Comm async_comm_ = MPI_COMM_NULL;
+  cluster::Communicator async_comm_;
   std::unique_ptr<model::ProcessGroup> async_group_;
   std::unique_ptr<GroupScalars> async_scalars_;
   std::future<Saved> pending_;

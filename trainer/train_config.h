@@ -1,5 +1,5 @@
 #pragma once
-// Everything `adaspan train` is told, grouped as the flags are (see launcher/train_options.cpp
+// Everything `adaspan train` is told, grouped as the flags are (see trainer/train_option_table.cpp
 // for each field's help text, unit and default).
 #include "model/model_config.h"
 
@@ -48,6 +48,7 @@ struct RunConfig {
   std::string resume;              // "" (fresh run) | "auto" | a checkpoint path
   double step_timeout = 0;         // seconds a step (or checkpoint, validation) may take; 0 = no watchdog
   int64_t max_bad_steps = 3;       // non-finite steps in a row tolerated (skipped); more: roll back
+  int64_t rollback_lr_steps = 100; // after a rollback, steps at half the learning rate
 };
 
 // Planted failures for tests (see trainer/fault_injection.h). at_step 0: none.

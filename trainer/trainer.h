@@ -1,12 +1,11 @@
 #pragma once
-// The training loop: stream sampler -> model -> loss (NLL + L1 span term) -> backward ->
-// warmup LR -> optimizer -> clamp spans -> metrics. One rank for now; caches carried across
-// blocks, per stream.
+// `adaspan train` as a library call: validate the config, then run a TrainingRun
+// (trainer/training_run.h) to its last step or to an agreed stop signal. One rank, or every rank
+// of a DP x TP grid each calling train() with its own Parallelism.
+#include "cluster/communicator.h"
 #include "model/process_group.h"
 #include "model/tensor_parallel.h"
 #include "trainer/train_config.h"
-
-#include <mpi.h>
 
 #include <functional>
 #include <vector>
@@ -20,7 +19,7 @@ constexpr int kExitWatchdog = 86;   // a step or collective exceeded --step-time
 struct TrainResult {
   int64_t steps = 0;               // the last step (the run's --steps)
   int64_t first_step = 1;          // > 1 when resumed
-  double final_train_bpc = 0;     // over the last log window
+  double final_train_bpc = 0;      // over the last log window
   double param_norm = 0;
   std::vector<std::vector<double>> spans;  // [layer][head], bytes
   int64_t skipped_steps = 0;       // non-finite steps skipped
@@ -34,21 +33,22 @@ struct TrainResult {
 // Throws std::invalid_argument with one line naming the flag and the value.
 void validate(const TrainConfig& config);
 
-// This rank's place in data parallelism. group == nullptr: a single rank.
-struct DataParallel {
-  model::ProcessGroup* group = nullptr;    // gradients and parameters (MPI or NCCL)
-  model::ProcessGroup* control = nullptr;  // host scalars over all ranks: metrics, agreement (MPI); default: group
-  MPI_Comm comm = MPI_COMM_NULL;           // all ranks, for collective checkpoint writes
-  int rank = 0, size = 1;  // among the data-parallel ranks
-  int world_rank = 0;      // among all ranks (rank 0 logs)
-  model::TensorParallel tp;  // this rank's tensor-parallel group (none: TP = 1)
-  int ranks_on_node = 1;  // CPU threads are shared among them
-  std::function<void()> abort_collectives;  // the watchdog's last act (e.g. ncclCommAbort); may be empty
-  bool mpi_thread_multiple = false;         // MPI allows a background thread's collectives (async checkpoints)
+// This rank's place in the job (built by launcher/train_command.cpp from cluster::TrainingGroups).
+// The default is a single rank.
+struct Parallelism {
+  model::ProcessGroup* gradients = nullptr;  // the data-parallel group (MPI or NCCL); nullptr: one replica
+  model::ProcessGroup* control = nullptr;    // every rank, host scalars (MPI); nullptr: `gradients`
+  cluster::Communicator files;               // every rank, collective checkpoint writes; not valid: one rank
+  int dp_rank = 0, dp_size = 1;              // among the data-parallel replicas
+  int world_rank = 0;                        // among all ranks (rank 0 logs)
+  model::TensorParallel tp;                  // this rank's tensor-parallel group (none: TP = 1)
+  int ranks_on_node = 1;                     // CPU threads are shared among them
+  std::function<void()> abort_collectives;   // the watchdog's last act (e.g. ncclCommAbort); may be empty
+  bool mpi_thread_multiple = false;          // MPI allows a background thread's collectives (async checkpoints)
 };
 
 // Trains; rank 0 writes RUN_DIR/metrics.jsonl and progress on stdout. `quiet` silences stdout.
-TrainResult train(const TrainConfig& config, const DataParallel& dp, bool quiet = false);
+TrainResult train(const TrainConfig& config, const Parallelism& parallelism, bool quiet = false);
 TrainResult train(const TrainConfig& config, bool quiet = false);
 
 }  // namespace adaspan::trainer

@@ -145,7 +145,7 @@ checkpointing::TrainingState capture_state(const LiveTraining& live, int64_t ste
       s.cache.push_back({layer_prefix(l) + "values" + suffix, values, mine ? rows_piece(values, true) : shape_only});
     }
   }
-  s.metrics_window = at::tensor(std::vector<double>{live.window_nll, static_cast<double>(live.window_steps)}, at::kDouble);
+  s.metrics_window = at::tensor(std::vector<double>{live.window.nll, static_cast<double>(live.window.steps)}, at::kDouble);
   s.rng_cpu = generator_state(at::kCPU);
   const at::Device device = named.size() ? named[0].value().device() : at::Device(at::kCPU);
   if (device.is_cuda()) s.rng_cuda = generator_state(device);
@@ -154,14 +154,17 @@ checkpointing::TrainingState capture_state(const LiveTraining& live, int64_t ste
   return s;
 }
 
-void restore_state(const checkpointing::TrainingState& s, const LiveTraining& live) {
-  // Check everything before changing anything.
-  // Whole tensors in the file; with tensor parallelism this rank keeps its part (local_part).
+namespace {
+
+// This rank's part of every parameter and optimizer slot in `s` ("model/NAME",
+// "optimizer/SLOT/NAME"), checked against the live shapes; throws naming the first that is missing
+// or does not fit. Whole tensors in the file; with tensor parallelism this rank keeps its part.
+std::map<std::string, at::Tensor> local_tensors(const checkpointing::TrainingState& s, const LiveTraining& live) {
   std::map<std::string, std::pair<std::string, at::Tensor>> stored;  // key -> (parameter name, whole)
   for (const auto& t : s.parameters) stored["model/" + t.name] = {t.name, t.tensor};
   for (const auto& t : s.optimizer_state) stored["optimizer/" + t.name] = {t.name.substr(t.name.find('/') + 1), t.tensor};
   std::map<std::string, at::Tensor> local;
-  const auto find = [&](const std::string& key, const at::Tensor& like) -> const at::Tensor& {
+  const auto find = [&](const std::string& key, const at::Tensor& like) {
     auto it = stored.find(key);
     if (it == stored.end()) throw std::runtime_error("the checkpoint has no dataset '" + key + "'");
     at::Tensor part;
@@ -174,7 +177,7 @@ void restore_state(const checkpointing::TrainingState& s, const LiveTraining& li
       throw std::runtime_error("dataset '" + key + "' has shape " + c10::str(it->second.second.sizes()) +
                                ", which does not fit the model's " + c10::str(like.sizes()) + " on this layout");
     }
-    return local[key] = part;
+    local[key] = part;
   };
   const auto named = live.model.named_parameters();
   for (const auto& p : named) find("model/" + p.key(), p.value());
@@ -184,10 +187,13 @@ void restore_state(const checkpointing::TrainingState& s, const LiveTraining& li
   for (const auto& slot : live.optimizer.slots()) {
     for (const auto& p : named) find("optimizer/" + slot + "/" + p.key(), p.value());  // shaped as the parameter
   }
-  if (s.stream_positions.size() != live.sampler.positions().size()) {
-    throw std::runtime_error("the checkpoint has " + std::to_string(s.stream_positions.size()) + " streams, this run " +
-                             std::to_string(live.sampler.positions().size()));
-  }
+  return local;
+}
+
+// The caches of this rank's heads, from the checkpoint's per-head entries; throws when an entry
+// does not fit the model or a head lacks keys or values.
+model::ModelCache rebuild_cache(const checkpointing::TrainingState& s, const LiveTraining& live,
+                                const at::Device& device, at::ScalarType dtype) {
   const int64_t layers = static_cast<int64_t>(live.model.config().layers);
   const int64_t heads = live.model.config().heads;
   for (const auto& c : s.cache) {
@@ -196,9 +202,6 @@ void restore_state(const checkpointing::TrainingState& s, const LiveTraining& li
       throw std::runtime_error("cache entry '" + c.name + "' does not fit this model");
     }
   }
-
-  const at::Device device = named.size() ? named[0].value().device() : at::Device(at::kCPU);
-  const at::ScalarType dtype = named.size() ? named[0].value().scalar_type() : at::kFloat;
   model::ModelCache cache(static_cast<size_t>(layers));
   const std::vector<std::vector<int64_t>> held = live.model.heads();  // this rank's heads, per layer
   for (const auto& c : s.cache) {
@@ -224,6 +227,41 @@ void restore_state(const checkpointing::TrainingState& s, const LiveTraining& li
       }
     }
   }
+  return cache;
+}
+
+// Each rank's own metrics window on the same layout; else the mean so far, carried by rank 0 (the
+// logged value is sum over ranks / ranks).
+MetricsWindow restored_window(const checkpointing::TrainingState& s, const LiveTraining& live) {
+  MetricsWindow window;
+  if (!s.metrics_window.defined() || s.metrics_window.dim() != 2 || s.metrics_window.size(1) != 2) return window;
+  const at::Tensor w = s.metrics_window.to(at::kDouble).contiguous();
+  const int64_t writers = w.size(0);
+  if (writers == live.ranks) {
+    window.nll = w[live.rank][0].item<double>();
+    window.steps = static_cast<int64_t>(w[live.rank][1].item<double>());
+  } else if (live.rank == 0) {
+    window.nll = w.select(1, 0).sum().item<double>() / static_cast<double>(writers) * live.ranks;
+    window.steps = static_cast<int64_t>(w[0][1].item<double>());
+  }
+  return window;
+}
+
+}  // namespace
+
+void restore_state(const checkpointing::TrainingState& s, const LiveTraining& live) {
+  // Check everything before changing anything.
+  const std::map<std::string, at::Tensor> local = local_tensors(s, live);
+  if (s.stream_positions.size() != live.sampler.positions().size()) {
+    throw std::runtime_error("the checkpoint has " + std::to_string(s.stream_positions.size()) + " streams, this run " +
+                             std::to_string(live.sampler.positions().size()));
+  }
+  const auto named = live.model.named_parameters();
+  const at::Device device = named.size() ? named[0].value().device() : at::Device(at::kCPU);
+  const at::ScalarType dtype = named.size() ? named[0].value().scalar_type() : at::kFloat;
+  model::ModelCache cache = rebuild_cache(s, live, device, dtype);
+
+  // Apply.
   at::NoGradGuard no_grad;
   for (const auto& p : named) {
     at::Tensor param = p.value();
@@ -236,23 +274,8 @@ void restore_state(const checkpointing::TrainingState& s, const LiveTraining& li
   }
   live.optimizer.set_steps_taken(s.optimizer_steps);
   live.sampler.set_positions(std::vector<uint64_t>(s.stream_positions.begin(), s.stream_positions.end()));
-
   live.caches = model::split_rows(cache, static_cast<int64_t>(live.caches.size()));
-  // Metrics: each rank's own window on the same layout; else the mean so far, carried by rank 0
-  // (the logged value is sum over ranks / ranks).
-  live.window_nll = 0;
-  live.window_steps = 0;
-  if (s.metrics_window.defined() && s.metrics_window.dim() == 2 && s.metrics_window.size(1) == 2) {
-    const at::Tensor w = s.metrics_window.to(at::kDouble).contiguous();
-    const int64_t writers = w.size(0);
-    if (writers == live.ranks) {
-      live.window_nll = w[live.rank][0].item<double>();
-      live.window_steps = static_cast<int64_t>(w[live.rank][1].item<double>());
-    } else if (live.rank == 0) {
-      live.window_nll = w.select(1, 0).sum().item<double>() / static_cast<double>(writers) * live.ranks;
-      live.window_steps = static_cast<int64_t>(w[0][1].item<double>());
-    }
-  }
+  live.window = restored_window(s, live);
   if (s.rng_cpu.defined()) set_generator_state(at::kCPU, s.rng_cpu);
   if (s.rng_cuda.defined() && device.is_cuda()) set_generator_state(device, s.rng_cuda);
 }

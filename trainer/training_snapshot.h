@@ -10,6 +10,12 @@
 
 namespace adaspan::trainer {
 
+// The metrics window open since the last record: this rank's sum of step NLLs (nats) and their count.
+struct MetricsWindow {
+  double nll = 0;
+  int64_t steps = 0;
+};
+
 struct LiveTraining {
   model::AdaptiveSpanLM& model;
   Optimizer& optimizer;
@@ -17,9 +23,7 @@ struct LiveTraining {
   // This rank's streams' caches, one per micro-batch (--grad-accum) of equal row ranges; the
   // checkpoint holds them stacked, so any number of micro-batches can resume.
   std::vector<model::ModelCache>& caches;
-  // The metrics window open at the checkpoint: this rank's sum of block NLLs and their count.
-  double& window_nll;
-  int64_t& window_steps;
+  MetricsWindow& window;  // checkpointed, so a resumed run's first record covers the same steps
   int rank = 0, ranks = 1;  // among all ranks (RNG states and metrics windows are per rank)
   int dp_rank = 0;          // among the data-parallel replicas: replica 0 writes the sharded tensors
 };

@@ -1,8 +1,9 @@
 #pragma once
-// Launchers of the row programs in span_attention_rows.h: on the host (a parallel loop over rows)
-// and on a CUDA device (one thread per row, on the given stream, no synchronisation). Both take the
-// head dimension at run time and dispatch to a compiled instantiation.
-#include "kernels/span_attention_rows.h"
+// The two runners of the row programs (row_program.h): on the host (a parallel loop over rows,
+// host_runner.cpp) and on a CUDA device (one thread per row, on the given stream, no
+// synchronisation, cuda_runner.cu). Both take the head dimension at run time and dispatch to a
+// compiled instantiation.
+#include "kernels/span_rows/row_program.h"
 
 #include <cstdint>
 #include <stdexcept>

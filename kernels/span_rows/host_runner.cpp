@@ -1,4 +1,4 @@
-#include "kernels/span_attention_rows_launch.h"
+#include "kernels/span_rows/runners.h"
 
 #include <ATen/Parallel.h>
 

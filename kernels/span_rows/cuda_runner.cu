@@ -1,8 +1,8 @@
-// The row programs of span_attention_rows.h as CUDA kernels: one thread per (query row, key chunk)
+// The row programs of row_program.h as CUDA kernels: one thread per (query row, key chunk)
 // (forward, backward dq/dqp/dz; then a merge per row when keys are split) or per key row (backward
 // dk/dv). No shared memory, no atomics: a first, correctness-first version (see kernels.md §1.3 for
 // the tiled design).
-#include "kernels/span_attention_rows_launch.h"
+#include "kernels/span_rows/runners.h"
 
 #include <cuda_runtime.h>
 

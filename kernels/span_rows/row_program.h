@@ -2,8 +2,8 @@
 // Adaptive-span attention as row programs: one program computes one query row (forward, and dQ /
 // d(q·pe) / dz in backward), another one key row (dK, dV). Each program reads only global memory
 // and writes only its own row, so the same source runs as one CUDA thread per row
-// (span_attention_rows_cuda.cu) and as a loop on the host (span_attention_rows_host.cpp), which
-// is how the CPU tests hold this code, not a copy of it, to the float64 reference.
+// (cuda_runner.cu) and as a loop on the host (host_runner.cpp), which is how the CPU tests hold
+// this code, not a copy of it, to the float64 reference.
 //
 // Math (../shared/research/kernels.md §1.2-1.3, §2), per batch row b and query i:
 //   x_ij = i + Lc - 1 - j                  (distance - 1; key j < 0 is the zero cache: k = v = 0)

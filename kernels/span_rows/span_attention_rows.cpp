@@ -1,12 +1,14 @@
-#include "kernels/span_attention_rowwise.h"
+#include "kernels/span_rows/span_attention_rows.h"
 
-#include "kernels/span_attention_rows_launch.h"
+#include "kernels/shape_checks.h"
+#include "kernels/span_rows/runners.h"
 
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
 
 #include <limits>
 #include <stdexcept>
+#include <string>
 
 #ifdef ADASPAN_WITH_CUDA_KERNELS
 #include <c10/cuda/CUDAGuard.h>
@@ -174,40 +176,38 @@ class SpanRowsFunction : public torch::autograd::Function<SpanRowsFunction> {
 
 }  // namespace
 
-at::Tensor span_attention_rowwise(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                  const at::Tensor& key_pe, const at::Tensor& span_z,
-                                  const SpanAttentionOptions& options) {
-  const int64_t batch = q.size(0), block = q.size(1), dim = q.size(2);
-  if (q.dim() != 3 || k.dim() != 3 || k.size(0) != batch || k.size(1) < block || k.size(2) != dim ||
-      v.sizes() != k.sizes() || key_pe.dim() != 2 || key_pe.size(0) != dim ||
-      key_pe.size(1) != options.max_span || options.window < 1 || options.window > options.max_span) {
-    throw std::invalid_argument("span_attention_rowwise: inconsistent shapes or window");
-  }
-  const bool per_head = span_z.numel() == 1 && span_z.dim() <= 1;
-  if (!(per_head || (span_z.dim() == 2 && span_z.size(0) == batch && span_z.size(1) == block))) {
-    throw std::invalid_argument("span_attention_rowwise: span_z must be one value or [B, M]");
-  }
+std::string span_rows_refusal(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                              const at::Tensor& key_pe, const at::Tensor& span_z) {
   for (const at::Tensor* t : {&k, &v, &key_pe, &span_z}) {
-    if (t->device() != q.device()) {
-      throw std::invalid_argument("span_attention_rowwise: q, k, v, key_pe and span_z must be on one device");
-    }
+    if (t->device() != q.device()) return "q, k, v, key_pe and span_z must be on one device";
   }
   if (q.scalar_type() != at::kFloat && q.scalar_type() != at::kDouble) {
-    throw std::invalid_argument("span_attention_rowwise: float32 or float64 tensors only");
+    return std::string("float32 or float64 tensors only, q is ") + c10::toString(q.scalar_type());
   }
   if (k.scalar_type() != q.scalar_type() || v.scalar_type() != q.scalar_type() ||
       key_pe.scalar_type() != q.scalar_type()) {
-    throw std::invalid_argument("span_attention_rowwise: q, k, v and key_pe must have one dtype");
+    return "q, k, v and key_pe must have one dtype";
   }
-  if (!span_rows_support_head_dim(dim)) {
-    throw std::invalid_argument("span_attention_rowwise: head dimension " + std::to_string(dim) +
-                                " not compiled (8, 16, 32, 64, 96, 128)");
+  if (!span_rows_support_head_dim(q.size(2))) {
+    return "head dimension " + std::to_string(q.size(2)) + " not compiled (8, 16, 32, 64, 96, 128)";
   }
-  if (q.is_cuda() && !span_rows_cuda_built()) {
-    throw std::invalid_argument("span_attention_rowwise: CUDA tensor, but this build has no CUDA kernels");
+  if (q.is_cuda() && !span_rows_cuda_built()) return "CUDA tensor, but this build has no CUDA kernels";
+  return "";
+}
+
+at::Tensor span_attention_rows(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                               const at::Tensor& key_pe, const at::Tensor& span_z,
+                               const SpanAttentionOptions& options) {
+  constexpr const char* kEntry = "span_attention_rows";
+  check_attention_inputs(kEntry, q, k, v, key_pe, options.max_span, options.window);
+  const bool per_query = check_span_z(kEntry, q, span_z);
+  const std::string refusal = span_rows_refusal(q, k, v, key_pe, span_z);
+  if (!refusal.empty()) throw_bad_argument(kEntry, refusal);
+  if (options.normalizer != Normalizer::softmax || options.query_scale) {
+    throw_bad_argument(kEntry, "softmax without query scales only (entmax15 and scales take the banded path)");
   }
   const double dropout = options.training ? options.dropout : 0.0;
-  const at::Tensor z = per_head ? span_z.reshape({}) : span_z;  // a [1] span is the head's span
+  const at::Tensor z = per_query ? span_z : span_z.reshape({});  // a [1] span is the head's span
   return SpanRowsFunction::apply(q, k, v, key_pe, z, options.window, options.ramp, dropout,
                                  resolved_key_chunk(options.key_chunk, options.window, q.is_cuda()));
 }
