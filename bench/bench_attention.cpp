@@ -5,7 +5,7 @@
 //                           [--attn-span S] [--spans 64,256,...] [--reps N] [--json FILE]
 //
 // Per span z (one head, B streams of M queries, a cache of S keys): forward+backward milliseconds
-// of each implementation, useful GFLOP/s (kernels.md §6: 4·n·s·d forward, 2.5x that backward,
+// of each implementation, useful GFLOP/s (docs/kernels.md §6: 4·n·s·d forward, 2.5x that backward,
 // n = B·M queries, s = the keys each query reads = min(z + R, S)), their ratio, and each
 // implementation's time at the smallest span relative to S (does the cost follow the span?).
 #include "cluster/heap_policy.h"
@@ -13,9 +13,9 @@
 #include "kernels/span_attention.h"
 
 #include <ATen/ATen.h>
+#include <torch/version.h>
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
-#include <torch/version.h>
 
 #include <algorithm>
 #include <chrono>
@@ -73,17 +73,18 @@ int main(int argc, char** argv) {
   Config c;
   std::string json_path;
   po::options_description options("adaspan_bench_attention: span-attention kernels side by side\n\nOptions");
-  options.add_options()
-      ("help,h", "Show this help.")
-      ("device", po::value(&c.device)->default_value(c.device), "cpu or cuda.")
-      ("batch-size", po::value(&c.batch)->default_value(c.batch), "B: streams.")
-      ("block-size", po::value(&c.block)->default_value(c.block), "M: queries per stream.")
-      ("head-dim", po::value(&c.head_dim)->default_value(c.head_dim), "d: head dimension (8, 16, 32, 64, 96, 128).")
-      ("attn-span", po::value(&c.span)->default_value(c.span), "S: the longest span; the cache holds S keys.")
-      ("spans", po::value(&c.spans)->default_value(c.spans), "Comma-separated spans z (bytes) to measure.")
-      ("reps", po::value(&c.reps)->default_value(c.reps), "Timed repetitions per figure (the median is kept).")
-      ("threads", po::value(&c.threads)->default_value(c.threads), "ATen threads on the CPU (0 = all cores).")
-      ("json", po::value(&json_path), "Also write the figures as JSON to this file.");
+  // clang-format off: one flag per line, as --help lists them
+  options.add_options()("help,h", "Show this help.")("device", po::value(&c.device)->default_value(c.device),
+                                                     "cpu or cuda.")(
+      "batch-size", po::value(&c.batch)->default_value(c.batch), "B: streams.")(
+      "block-size", po::value(&c.block)->default_value(c.block), "M: queries per stream.")(
+      "head-dim", po::value(&c.head_dim)->default_value(c.head_dim), "d: head dimension (8, 16, 32, 64, 96, 128).")(
+      "attn-span", po::value(&c.span)->default_value(c.span), "S: the longest span; the cache holds S keys.")(
+      "spans", po::value(&c.spans)->default_value(c.spans), "Comma-separated spans z (bytes) to measure.")(
+      "reps", po::value(&c.reps)->default_value(c.reps), "Timed repetitions per figure (the median is kept).")(
+      "threads", po::value(&c.threads)->default_value(c.threads), "ATen threads on the CPU (0 = all cores).")(
+      "json", po::value(&json_path), "Also write the figures as JSON to this file.");
+  // clang-format on
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, options), vm);
@@ -114,17 +115,20 @@ int main(int argc, char** argv) {
               c.ramp);
   std::printf("%8s %12s %12s %12s %12s %15s\n", "span", "rows ms", "aten ms", "rows GFLOP/s", "aten GFLOP/s",
               "rows/aten time");
-  nlohmann::json out = {{"device", c.device}, {"batch", c.batch}, {"block", c.block}, {"head_dim", c.head_dim},
-                        {"attn_span", c.span}, {"threads", threads}};
+  nlohmann::json out = {{"device", c.device},     {"batch", c.batch},    {"block", c.block},
+                        {"head_dim", c.head_dim}, {"attn_span", c.span}, {"threads", threads}};
   double rows_full = 0, aten_full = 0, rows_small = 0, aten_small = 0;
   for (double z : spans) {
     const double keys = std::min(z + c.ramp, static_cast<double>(c.span));
     const double flops = 3.5 * 4.0 * static_cast<double>(c.batch * c.block) * keys * static_cast<double>(c.head_dim);
     const double rows = attention_ms(c, z, kernels::SpanKernel::rows);
     const double aten = attention_ms(c, z, kernels::SpanKernel::aten_tiles);
-    std::printf("%8.0f %12.2f %12.2f %12.1f %12.1f %14.2fx\n", z, rows, aten, flops / rows / 1e6,
-                flops / aten / 1e6, rows / aten);
-    out["spans"].push_back({{"span", z}, {"rows_ms", rows}, {"aten_ms", aten}, {"rows_gflops", flops / rows / 1e6},
+    std::printf("%8.0f %12.2f %12.2f %12.1f %12.1f %14.2fx\n", z, rows, aten, flops / rows / 1e6, flops / aten / 1e6,
+                rows / aten);
+    out["spans"].push_back({{"span", z},
+                            {"rows_ms", rows},
+                            {"aten_ms", aten},
+                            {"rows_gflops", flops / rows / 1e6},
                             {"aten_gflops", flops / aten / 1e6}});
     if (z == spans.front()) rows_small = rows, aten_small = aten;
     if (z == spans.back()) rows_full = rows, aten_full = aten;

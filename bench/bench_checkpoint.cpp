@@ -12,9 +12,9 @@
 // ("cold"; warm when eviction fails).
 #include "checkpointing/checkpoint_file.h"
 #include "checkpointing/checkpoint_store.h"
+#include "cluster/communicator.h"
 #include "cluster/heap_policy.h"
 #include "cluster/thread_config.h"
-#include "cluster/communicator.h"
 #include "cluster/world.h"
 #include "data/byte_corpus.h"
 #include "data/stream_sampler.h"
@@ -23,18 +23,18 @@
 #include "trainer/training_snapshot.h"
 
 #include <ATen/ATen.h>
-#include <boost/program_options.hpp>
 #include <mpi.h>
+#include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <fcntl.h>
-#include <unistd.h>
 #include <thread>
 
 namespace {
@@ -71,6 +71,17 @@ void sleeping_barrier() {
   }
 }
 
+// A model of the reference's enwik8-small size (12 layers, d 512, 8 heads, ff 2048), S 1024.
+model::ModelConfig enwik8_small_model() {
+  model::ModelConfig mc;
+  mc.layers = 12;
+  mc.d_model = 512;
+  mc.heads = 8;
+  mc.ff_size = 2048;
+  mc.attn_span = 1024;
+  return mc;
+}
+
 // Seconds of each repeat: adaspan's checkpoint write and read, and dd's of the same size.
 struct Timings {
   std::vector<double> writes, reads, dd_writes, dd_reads;
@@ -88,12 +99,10 @@ void report(const Timings& t, int64_t params, int ranks, int repeats, const std:
   const double mb = static_cast<double>(bytes) / 1e6;
   const double w = mb / median(writes), rd = mb / median(reads);
   const double dw = mb / median(dd_writes), dr = mb / median(dd_reads);
-  const nlohmann::json figures = {{"parameters", params},        {"file_mb", mb},
-                                  {"ranks", ranks},       {"write_mb_per_s", w},
-                                  {"read_mb_per_s", rd},         {"dd_write_mb_per_s", dw},
-                                  {"dd_read_mb_per_s", dr},      {"write_vs_dd", w / dw},
-                                  {"read_vs_dd", rd / dr},       {"cold_reads", cold},
-                                  {"repeats", repeats}};
+  const nlohmann::json figures = {{"parameters", params},   {"file_mb", mb},         {"ranks", ranks},
+                                  {"write_mb_per_s", w},    {"read_mb_per_s", rd},   {"dd_write_mb_per_s", dw},
+                                  {"dd_read_mb_per_s", dr}, {"write_vs_dd", w / dw}, {"read_vs_dd", rd / dr},
+                                  {"cold_reads", cold},     {"repeats", repeats}};
   std::printf("checkpoint of %.1fM parameters + Adagrad state: %.0f MB, written by %d rank(s)\n", params / 1e6, mb,
               ranks);
   std::printf("  write  %7.0f MB/s   dd %7.0f MB/s   ratio %.2f\n", w, dw, w / dw);
@@ -107,24 +116,20 @@ void report(const Timings& t, int64_t params, int ranks, int repeats, const std:
 int main(int argc, char** argv) {
   cluster::keep_large_blocks_in_heap();
   cluster::World world(&argc, &argv);
-  model::ModelConfig mc;
-  mc.layers = 12;
-  mc.d_model = 512;
-  mc.heads = 8;
-  mc.ff_size = 2048;
-  mc.attn_span = 1024;
+  model::ModelConfig mc = enwik8_small_model();
   std::string dir = "bench_checkpoint.tmp", json_path;
   int repeats = 3;
   namespace po = boost::program_options;
   po::options_description options("adaspan_bench_checkpoint: checkpoint write/read MB/s vs dd\n\nOptions");
-  options.add_options()
-      ("help,h", "Show this help.")
-      ("dir", po::value(&dir)->default_value(dir), "Directory on the disk to measure (created, then removed).")
-      ("layers", po::value(&mc.layers)->default_value(mc.layers), "Model layers.")
-      ("d-model", po::value(&mc.d_model)->default_value(mc.d_model), "Hidden size.")
-      ("ff-size", po::value(&mc.ff_size)->default_value(mc.ff_size), "Feed-forward size.")
-      ("repeats", po::value(&repeats)->default_value(repeats), "Measurements of each; the median is reported.")
-      ("json", po::value(&json_path), "Also write the figures to this JSON file.");
+  // clang-format off: one flag per line, as --help lists them
+  options.add_options()("help,h", "Show this help.")("dir", po::value(&dir)->default_value(dir),
+                                                     "Directory on the disk to measure (created, then removed).")(
+      "layers", po::value(&mc.layers)->default_value(mc.layers), "Model layers.")(
+      "d-model", po::value(&mc.d_model)->default_value(mc.d_model), "Hidden size.")(
+      "ff-size", po::value(&mc.ff_size)->default_value(mc.ff_size), "Feed-forward size.")(
+      "repeats", po::value(&repeats)->default_value(repeats), "Measurements of each; the median is reported.")(
+      "json", po::value(&json_path), "Also write the figures to this JSON file.");
+  // clang-format on
   po::variables_map vm;
   po::store(po::parse_command_line(argc, argv, options), vm);
   po::notify(vm);
@@ -158,8 +163,9 @@ int main(int argc, char** argv) {
   for (int r = 0; r < repeats; ++r) {
     sleeping_barrier();
     auto start = Clock::now();
-    checkpointing::write_checkpoint(checkpointing::temporary_path(dir, r + 1), state,
-                                    {world.size() > 1 ? cluster::Communicator::world() : cluster::Communicator(), streams});
+    checkpointing::write_checkpoint(
+        checkpointing::temporary_path(dir, r + 1), state,
+        {world.size() > 1 ? cluster::Communicator::world() : cluster::Communicator(), streams});
     std::string path;
     if (world.is_root()) path = checkpointing::commit_checkpoint(dir, r + 1, 1);
     MPI_Barrier(MPI_COMM_WORLD);

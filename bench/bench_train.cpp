@@ -19,8 +19,8 @@
 #include "trainer/train_step.h"
 
 #include <ATen/ATen.h>
-#include <boost/program_options.hpp>
 #include <torch/version.h>
+#include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -132,7 +132,8 @@ void measure_dp_overhead(const BenchConfig& c, int& argc, char**& argv, nlohmann
   std::unique_ptr<model::ProcessGroup> nccl;
   model::ProcessGroup* group = &mpi;
   if (c.device != "cpu" && cluster::nccl_available()) {
-    nccl = cluster::make_nccl_process_group(cluster::Communicator::world(), at::Device(c.device).index() < 0 ? 0 : at::Device(c.device).index());
+    nccl = cluster::make_nccl_process_group(cluster::Communicator::world(),
+                                            at::Device(c.device).index() < 0 ? 0 : at::Device(c.device).index());
     group = nccl.get();
   }
   const double plain = training_tokens_per_s(c, model::CacheMode::kv, 0.0);
@@ -167,23 +168,24 @@ int main(int argc, char** argv) {
   c.model.attn_span = 1024;
   std::string json_path;
   po::options_description options("adaspan_bench: training tokens/s and attention cost vs span\n\nOptions");
-  options.add_options()
-      ("help,h", "Show this help.")
-      ("steps", po::value(&c.steps)->default_value(c.steps), "Timed training steps per measurement.")
-      ("warmup", po::value(&c.warmup)->default_value(c.warmup), "Untimed steps before timing.")
-      ("threads", po::value(&c.threads)->default_value(c.threads), "ATen threads (0 = all cores).")
-      ("layers", po::value(&c.model.layers)->default_value(c.model.layers), "Layers.")
-      ("d-model", po::value(&c.model.d_model)->default_value(c.model.d_model), "Hidden size.")
-      ("heads", po::value(&c.model.heads)->default_value(c.model.heads), "Heads.")
-      ("ff-size", po::value(&c.model.ff_size)->default_value(c.model.ff_size), "Feed-forward size.")
-      ("attn-span", po::value(&c.model.attn_span)->default_value(c.model.attn_span), "S.")
-      ("block-size", po::value(&c.block)->default_value(c.block), "M.")
-      ("batch-size", po::value(&c.batch)->default_value(c.batch), "B.")
-      ("device", po::value(&c.device)->default_value(c.device), "cpu or cuda.")
-      ("precision", po::value(&c.precision)->default_value(c.precision),
-       "Training precision: fp32, or bf16 (autocast; see adaspan train --help).")
-      ("dp-overhead", "Also measure the data-parallel path on one rank against none (and NCCL bandwidth on CUDA).")
-      ("json", po::value(&json_path), "Also write the figures as JSON to this file.");
+  // clang-format off: one flag per line, as --help lists them
+  options.add_options()("help,h", "Show this help.")("steps", po::value(&c.steps)->default_value(c.steps),
+                                                     "Timed training steps per measurement.")(
+      "warmup", po::value(&c.warmup)->default_value(c.warmup), "Untimed steps before timing.")(
+      "threads", po::value(&c.threads)->default_value(c.threads), "ATen threads (0 = all cores).")(
+      "layers", po::value(&c.model.layers)->default_value(c.model.layers), "Layers.")(
+      "d-model", po::value(&c.model.d_model)->default_value(c.model.d_model), "Hidden size.")(
+      "heads", po::value(&c.model.heads)->default_value(c.model.heads), "Heads.")(
+      "ff-size", po::value(&c.model.ff_size)->default_value(c.model.ff_size), "Feed-forward size.")(
+      "attn-span", po::value(&c.model.attn_span)->default_value(c.model.attn_span), "S.")(
+      "block-size", po::value(&c.block)->default_value(c.block), "M.")(
+      "batch-size", po::value(&c.batch)->default_value(c.batch), "B.")(
+      "device", po::value(&c.device)->default_value(c.device), "cpu or cuda.")(
+      "precision", po::value(&c.precision)->default_value(c.precision),
+      "Training precision: fp32, or bf16 (autocast; see adaspan train --help).")(
+      "dp-overhead", "Also measure the data-parallel path on one rank against none (and NCCL bandwidth on CUDA).")(
+      "json", po::value(&json_path), "Also write the figures as JSON to this file.");
+  // clang-format on
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, options), vm);
@@ -203,13 +205,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   const int threads = cluster::configure_threads(c.threads, 1);
-  std::printf("config: layers %lld d_model %lld heads %lld ff %lld S %lld M %lld B %lld, %d threads, %s %s, torch %d.%d.%d\n",
-              static_cast<long long>(c.model.layers), static_cast<long long>(c.model.d_model),
-              static_cast<long long>(c.model.heads), static_cast<long long>(c.model.ff_size),
-              static_cast<long long>(c.model.attn_span), static_cast<long long>(c.block),
-              static_cast<long long>(c.batch), threads, c.device.c_str(), c.precision.c_str(), TORCH_VERSION_MAJOR,
-              TORCH_VERSION_MINOR,
-              TORCH_VERSION_PATCH);
+  std::printf(
+      "config: layers %lld d_model %lld heads %lld ff %lld S %lld M %lld B %lld, %d threads, %s %s, torch %d.%d.%d\n",
+      static_cast<long long>(c.model.layers), static_cast<long long>(c.model.d_model),
+      static_cast<long long>(c.model.heads), static_cast<long long>(c.model.ff_size),
+      static_cast<long long>(c.model.attn_span), static_cast<long long>(c.block), static_cast<long long>(c.batch),
+      threads, c.device.c_str(), c.precision.c_str(), TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR, TORCH_VERSION_PATCH);
 
   nlohmann::json out = {{"threads", threads}};
   measure_training_and_attention(c, out);

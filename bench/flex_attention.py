@@ -4,7 +4,7 @@
     bench/flex_attention.py [--batch-size B] [--block-size M] [--head-dim d] [--attn-span S]
                             [--spans 64,256,...] [--reps N] [--json FILE]
 
-The yardstick of kernels.md §3 for the CUDA span kernels: one head, B streams of M queries over a
+The yardstick of docs/kernels.md §3 for the CUDA span kernels: one head, B streams of M queries over a
 cache of S keys plus the block, query i sees the s = min(z + R, S) keys before it (itself excluded,
 as adaspan's x = distance - 1). Same shapes and the same useful-FLOP count as
 adaspan_bench_attention (3.5 · 4·n·s·d for forward+backward, n = B·M), fp32 inputs.

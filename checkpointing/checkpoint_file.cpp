@@ -76,7 +76,8 @@ void write_checkpoint(const std::string& path, const TrainingState& s, const Wri
   write_header(f, s, f.ranks(), layout.global_streams);
   // Every rank creates every dataset in the same order (collective), writing its part.
   const auto write_all = [&](const std::string& group, std::vector<NamedTensor> tensors) {
-    std::sort(tensors.begin(), tensors.end(), [](const NamedTensor& a, const NamedTensor& b) { return a.name < b.name; });
+    std::sort(tensors.begin(), tensors.end(),
+              [](const NamedTensor& a, const NamedTensor& b) { return a.name < b.name; });
     for (const auto& t : tensors) {
       if (t.pieces.dim < 0) {
         f.write_replicated(group + t.name, t.tensor);
@@ -137,7 +138,8 @@ TrainingState read_checkpoint(const std::string& path, const ReaderLayout& layou
   s.stream_positions.assign(positions.data_ptr<int64_t>(), positions.data_ptr<int64_t>() + positions.numel());
   const int64_t streams = static_cast<int64_t>(s.stream_positions.size());
   if (layout.first_stream + layout.local_streams > streams) {
-    throw std::runtime_error("'" + path + "' holds " + std::to_string(streams) + " streams; this rank reads streams up to " +
+    throw std::runtime_error("'" + path + "' holds " + std::to_string(streams) +
+                             " streams; this rank reads streams up to " +
                              std::to_string(layout.first_stream + layout.local_streams));
   }
   if (f.exists("cache")) {

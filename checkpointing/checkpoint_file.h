@@ -12,8 +12,8 @@ namespace adaspan::checkpointing {
 constexpr int64_t kFormatVersion = 1;
 
 struct WriterLayout {
-  cluster::Communicator comm;      // not valid: a single rank writes serially
-  int64_t global_streams = 1;     // B; this rank's cache rows are its row share of B
+  cluster::Communicator comm;  // not valid: a single rank writes serially
+  int64_t global_streams = 1;  // B; this rank's cache rows are its row share of B
 };
 
 // Collective over layout.comm. Every rank passes the same names and shapes; parameters and
@@ -21,7 +21,7 @@ struct WriterLayout {
 void write_checkpoint(const std::string& path, const TrainingState& state, const WriterLayout& layout);
 
 struct ReaderLayout {
-  int rank = 0, ranks = 1;       // this rank among the data-parallel ranks reading
+  int rank = 0, ranks = 1;  // this rank among the data-parallel ranks reading
   int64_t first_stream = 0, local_streams = 1;
 };
 

@@ -41,20 +41,28 @@ herr_t collect_name(hid_t, const char* name, const H5L_info_t*, void* out) {
 
 hid_t memory_type(at::ScalarType type) {
   switch (type) {
-    case at::kFloat: return H5T_NATIVE_FLOAT;
-    case at::kDouble: return H5T_NATIVE_DOUBLE;
-    case at::kLong: return H5T_NATIVE_INT64;
-    case at::kByte: return H5T_NATIVE_UINT8;
-    default: throw std::invalid_argument(std::string("HDF5: no dataset type for ") + at::toString(type));
+    case at::kFloat:
+      return H5T_NATIVE_FLOAT;
+    case at::kDouble:
+      return H5T_NATIVE_DOUBLE;
+    case at::kLong:
+      return H5T_NATIVE_INT64;
+    case at::kByte:
+      return H5T_NATIVE_UINT8;
+    default:
+      throw std::invalid_argument(std::string("HDF5: no dataset type for ") + at::toString(type));
   }
 }
 
 at::ScalarType tensor_type(hid_t type) {
   const size_t size = H5Tget_size(type);
   switch (H5Tget_class(type)) {
-    case H5T_FLOAT: return size == 4 ? at::kFloat : at::kDouble;
-    case H5T_INTEGER: return size == 1 && H5Tget_sign(type) == H5T_SGN_NONE ? at::kByte : at::kLong;
-    default: throw std::runtime_error("HDF5: dataset of a type that is neither float nor integer");
+    case H5T_FLOAT:
+      return size == 4 ? at::kFloat : at::kDouble;
+    case H5T_INTEGER:
+      return size == 1 && H5Tget_sign(type) == H5T_SGN_NONE ? at::kByte : at::kLong;
+    default:
+      throw std::runtime_error("HDF5: dataset of a type that is neither float nor integer");
   }
 }
 
@@ -89,7 +97,8 @@ RawAccess map_for_reading(const std::string& path, uint64_t base_address) {
   void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
   ::close(fd);  // the mapping keeps the file
   if (p == MAP_FAILED) return raw;
-  raw.mapping.reset(static_cast<const uint8_t*>(p), [bytes](const uint8_t* q) { ::munmap(const_cast<uint8_t*>(q), bytes); });
+  raw.mapping.reset(static_cast<const uint8_t*>(p),
+                    [bytes](const uint8_t* q) { ::munmap(const_cast<uint8_t*>(q), bytes); });
   raw.mapped_bytes = bytes;
   return raw;
 }
@@ -177,7 +186,8 @@ at::Tensor read_raw_rows(const RawAccess& raw, hid_t d, const std::string& datas
                         reinterpret_cast<uintptr_t>(chunks[0].data) % at::elementSize(dtype) == 0;
   if (one_view) {
     std::shared_ptr<const uint8_t> keep = raw.mapping;
-    return at::from_blob(const_cast<uint8_t*>(chunks[0].data), {elements}, [keep](void*) {}, at::TensorOptions(dtype));
+    return at::from_blob(
+        const_cast<uint8_t*>(chunks[0].data), {elements}, [keep](void*) {}, at::TensorOptions(dtype));
   }
   at::Tensor out = at::empty({elements}, dtype);
   uint8_t* base = static_cast<uint8_t*>(out.data_ptr());  // [count · row_bytes]

@@ -55,8 +55,7 @@ class Hdf5File {
   // A chunked, Fletcher32-checksummed dataset of `shape` in `tensor`'s type (float32, float64,
   // int64, uint8). This rank writes `rows`: the rows row_share(shape[0], rank, ranks) of it, one
   // chunk per rank's share. Collective on a collective file (ranks with no rows still call).
-  void write_shared_rows(const std::string& dataset, const std::vector<int64_t>& shape,
-                         const at::Tensor& rows);
+  void write_shared_rows(const std::string& dataset, const std::vector<int64_t>& shape, const at::Tensor& rows);
   // A tensor every rank holds whole: each writes its row share.
   void write_replicated(const std::string& dataset, const at::Tensor& tensor);
   // A tensor of `shape` written in pieces along `dim`, each `extent` long (one chunk each): this
@@ -65,7 +64,7 @@ class Hdf5File {
   void write_pieces(const std::string& dataset, const std::vector<int64_t>& shape, at::ScalarType dtype, int dim,
                     int64_t extent, const std::vector<int64_t>& offsets, const at::Tensor& pieces);
 
-  double read_double_attribute(const std::string& name) const;       // on the root group
+  double read_double_attribute(const std::string& name) const;  // on the root group
   int64_t read_int_attribute(const std::string& name) const;
   std::string read_string_attribute(const std::string& name) const;
   bool has_attribute(const std::string& name) const;

@@ -7,7 +7,7 @@ namespace adaspan::cluster {
 
 class Communicator {
  public:
-  Communicator() = default;  // none: this rank works alone (serial files, no collectives)
+  Communicator() = default;     // none: this rank works alone (serial files, no collectives)
   static Communicator world();  // every rank of the job (MPI_COMM_WORLD)
 
   bool valid() const { return valid_; }

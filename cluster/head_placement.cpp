@@ -34,12 +34,15 @@ HeadPlacement plan_head_placement(const std::vector<std::vector<double>>& costs,
   // Layers with the costliest heads first: their placement matters most.
   std::vector<size_t> layers(costs.size());
   std::iota(layers.begin(), layers.end(), 0);
-  const auto top = [&](size_t l) { return costs[l].empty() ? 0.0 : *std::max_element(costs[l].begin(), costs[l].end()); };
+  const auto top = [&](size_t l) {
+    return costs[l].empty() ? 0.0 : *std::max_element(costs[l].begin(), costs[l].end());
+  };
   std::stable_sort(layers.begin(), layers.end(), [&](size_t a, size_t b) { return top(a) > top(b); });
 
   for (size_t l : layers) {
     const size_t heads = costs[l].size();
-    if (heads % static_cast<size_t>(ranks) != 0) throw std::invalid_argument("plan_head_placement: heads not divisible by ranks");
+    if (heads % static_cast<size_t>(ranks) != 0)
+      throw std::invalid_argument("plan_head_placement: heads not divisible by ranks");
     const size_t room_per_rank = heads / static_cast<size_t>(ranks);
     owner[l].assign(heads, 0);
     std::vector<size_t> order(heads), room(static_cast<size_t>(ranks), room_per_rank);
@@ -48,7 +51,9 @@ HeadPlacement plan_head_placement(const std::vector<std::vector<double>>& costs,
     for (size_t h : order) {
       int best = -1;
       for (int r = 0; r < ranks; ++r) {
-        if (room[static_cast<size_t>(r)] > 0 && (best < 0 || load[static_cast<size_t>(r)] < load[static_cast<size_t>(best)])) best = r;
+        if (room[static_cast<size_t>(r)] > 0 &&
+            (best < 0 || load[static_cast<size_t>(r)] < load[static_cast<size_t>(best)]))
+          best = r;
       }
       owner[l][h] = best;
       --room[static_cast<size_t>(best)];

@@ -22,20 +22,29 @@ void check(int rc, const char* what) {
 
 MPI_Datatype mpi_type(const at::Tensor& t) {
   switch (t.scalar_type()) {
-    case at::kFloat: return MPI_FLOAT;
-    case at::kDouble: return MPI_DOUBLE;
-    case at::kLong: return MPI_INT64_T;
-    case at::kInt: return MPI_INT32_T;
-    case at::kByte: return MPI_UINT8_T;
-    default: throw std::invalid_argument("MPI collectives: unsupported dtype");
+    case at::kFloat:
+      return MPI_FLOAT;
+    case at::kDouble:
+      return MPI_DOUBLE;
+    case at::kLong:
+      return MPI_INT64_T;
+    case at::kInt:
+      return MPI_INT32_T;
+    case at::kByte:
+      return MPI_UINT8_T;
+    default:
+      throw std::invalid_argument("MPI collectives: unsupported dtype");
   }
 }
 
 MPI_Op mpi_op(model::ReduceOp op) {
   switch (op) {
-    case model::ReduceOp::sum: return MPI_SUM;
-    case model::ReduceOp::max: return MPI_MAX;
-    case model::ReduceOp::min: return MPI_MIN;
+    case model::ReduceOp::sum:
+      return MPI_SUM;
+    case model::ReduceOp::max:
+      return MPI_MAX;
+    case model::ReduceOp::min:
+      return MPI_MIN;
   }
   return MPI_SUM;
 }
@@ -74,7 +83,8 @@ at::Tensor host_view(const at::Tensor& t) {
 }  // namespace
 
 static int count_of(const at::Tensor& t) {
-  if (t.numel() > std::numeric_limits<int>::max()) throw std::invalid_argument("MPI collectives: tensor over 2^31 elements");
+  if (t.numel() > std::numeric_limits<int>::max())
+    throw std::invalid_argument("MPI collectives: tensor over 2^31 elements");
   return static_cast<int>(t.numel());
 }
 
@@ -86,8 +96,8 @@ MpiProcessGroup::MpiProcessGroup(const Communicator& comm) : comm_(comm) {
 std::unique_ptr<model::CollectiveWork> MpiProcessGroup::all_reduce_async(at::Tensor& tensor, model::ReduceOp op) {
   at::Tensor host = host_view(tensor);
   MPI_Request request;
-  check(MPI_Iallreduce(MPI_IN_PLACE, host.data_ptr(), count_of(host), mpi_type(host), mpi_op(op),
-                       to_mpi(comm_), &request),
+  check(MPI_Iallreduce(MPI_IN_PLACE, host.data_ptr(), count_of(host), mpi_type(host), mpi_op(op), to_mpi(comm_),
+                       &request),
         "all-reduce");
   return std::make_unique<MpiWork>(tensor, host, request);
 }
@@ -97,8 +107,8 @@ std::unique_ptr<model::CollectiveWork> MpiProcessGroup::reduce_scatter_async(con
   const at::Tensor host_in = host_view(in);
   at::Tensor host_out = host_view(out);
   MPI_Request request;
-  check(MPI_Ireduce_scatter_block(host_in.data_ptr(), host_out.data_ptr(), count_of(host_out), mpi_type(host_out), MPI_SUM,
-                                  to_mpi(comm_), &request),
+  check(MPI_Ireduce_scatter_block(host_in.data_ptr(), host_out.data_ptr(), count_of(host_out), mpi_type(host_out),
+                                  MPI_SUM, to_mpi(comm_), &request),
         "reduce-scatter");
   return std::make_unique<MpiWork>(out, host_out, request, host_in);
 }
@@ -106,8 +116,8 @@ std::unique_ptr<model::CollectiveWork> MpiProcessGroup::reduce_scatter_async(con
 void MpiProcessGroup::all_gather(const at::Tensor& in, at::Tensor& out) {
   const at::Tensor host_in = host_view(in);
   at::Tensor host_out = host_view(out);
-  check(MPI_Allgather(host_in.data_ptr(), count_of(host_in), mpi_type(host_in), host_out.data_ptr(),
-                      count_of(host_in), mpi_type(host_out), to_mpi(comm_)),
+  check(MPI_Allgather(host_in.data_ptr(), count_of(host_in), mpi_type(host_in), host_out.data_ptr(), count_of(host_in),
+                      mpi_type(host_out), to_mpi(comm_)),
         "all-gather");
   if (!out.is_same(host_out)) out.copy_(host_out);
 }

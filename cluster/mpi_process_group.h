@@ -5,7 +5,6 @@
 #include "cluster/communicator.h"
 #include "model/process_group.h"
 
-
 namespace adaspan::cluster {
 
 class MpiProcessGroup final : public model::ProcessGroup {

@@ -19,41 +19,52 @@ namespace adaspan::cluster {
 #ifdef ADASPAN_WITH_NCCL
 namespace {
 
-#define NCCL_CHECK(call)                                                                                  \
-  do {                                                                                                    \
-    const ncclResult_t rc = (call);                                                                       \
-    if (rc != ncclSuccess) {                                                                              \
-      throw std::runtime_error(std::string("NCCL ") + #call + " failed at " + __FILE__ + ":" +           \
-                               std::to_string(__LINE__) + ": " + ncclGetErrorString(rc));                 \
-    }                                                                                                     \
+#define NCCL_CHECK(call)                                                                       \
+  do {                                                                                         \
+    const ncclResult_t rc = (call);                                                            \
+    if (rc != ncclSuccess) {                                                                   \
+      throw std::runtime_error(std::string("NCCL ") + #call + " failed at " + __FILE__ + ":" + \
+                               std::to_string(__LINE__) + ": " + ncclGetErrorString(rc));      \
+    }                                                                                          \
   } while (0)
 
-#define CUDA_CHECK(call)                                                                                  \
-  do {                                                                                                    \
-    const cudaError_t rc = (call);                                                                        \
-    if (rc != cudaSuccess) {                                                                              \
-      throw std::runtime_error(std::string("CUDA ") + #call + " failed: " + cudaGetErrorString(rc));      \
-    }                                                                                                     \
+#define CUDA_CHECK(call)                                                                             \
+  do {                                                                                               \
+    const cudaError_t rc = (call);                                                                   \
+    if (rc != cudaSuccess) {                                                                         \
+      throw std::runtime_error(std::string("CUDA ") + #call + " failed: " + cudaGetErrorString(rc)); \
+    }                                                                                                \
   } while (0)
 
 ncclDataType_t nccl_type(const at::Tensor& t) {
   switch (t.scalar_type()) {
-    case at::kFloat: return ncclFloat32;
-    case at::kDouble: return ncclFloat64;
-    case at::kHalf: return ncclFloat16;
-    case at::kBFloat16: return ncclBfloat16;
-    case at::kLong: return ncclInt64;
-    case at::kInt: return ncclInt32;
-    case at::kByte: return ncclUint8;
-    default: throw std::invalid_argument("NCCL collectives: unsupported dtype");
+    case at::kFloat:
+      return ncclFloat32;
+    case at::kDouble:
+      return ncclFloat64;
+    case at::kHalf:
+      return ncclFloat16;
+    case at::kBFloat16:
+      return ncclBfloat16;
+    case at::kLong:
+      return ncclInt64;
+    case at::kInt:
+      return ncclInt32;
+    case at::kByte:
+      return ncclUint8;
+    default:
+      throw std::invalid_argument("NCCL collectives: unsupported dtype");
   }
 }
 
 ncclRedOp_t nccl_op(model::ReduceOp op) {
   switch (op) {
-    case model::ReduceOp::sum: return ncclSum;
-    case model::ReduceOp::max: return ncclMax;
-    case model::ReduceOp::min: return ncclMin;
+    case model::ReduceOp::sum:
+      return ncclSum;
+    case model::ReduceOp::max:
+      return ncclMax;
+    case model::ReduceOp::min:
+      return ncclMin;
   }
   return ncclSum;
 }
@@ -67,9 +78,7 @@ class NcclWork final : public model::CollectiveWork {
   NcclWork(cudaEvent_t done, int device) : done_(done), device_(device) {}
   ~NcclWork() override { cudaEventDestroy(done_); }
   // The stream that will use the result (current where wait() is called) waits; the host does not.
-  void wait() override {
-    CUDA_CHECK(cudaStreamWaitEvent(c10::cuda::getCurrentCUDAStream(device_).stream(), done_, 0));
-  }
+  void wait() override { CUDA_CHECK(cudaStreamWaitEvent(c10::cuda::getCurrentCUDAStream(device_).stream(), done_, 0)); }
 
  private:
   cudaEvent_t done_;

@@ -6,7 +6,6 @@
 #include "cluster/communicator.h"
 #include "model/process_group.h"
 
-
 #include <memory>
 
 namespace adaspan::cluster {

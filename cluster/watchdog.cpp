@@ -43,10 +43,9 @@ void Watchdog::watch() {
     if (stop_ || !operation_) continue;
     const auto elapsed = std::chrono::steady_clock::now() - since_;
     if (elapsed < timeout) continue;
-    std::fprintf(stderr,
-                 "adaspan: rank %d: %s at step %lld made no progress for %.0f s (--step-timeout %g); aborting the job\n",
-                 rank_, operation_, static_cast<long long>(step_), std::chrono::duration<double>(elapsed).count(),
-                 timeout_s_);
+    std::fprintf(
+        stderr, "adaspan: rank %d: %s at step %lld made no progress for %.0f s (--step-timeout %g); aborting the job\n",
+        rank_, operation_, static_cast<long long>(step_), std::chrono::duration<double>(elapsed).count(), timeout_s_);
     std::fflush(stderr);
     if (abort_hook_) abort_hook_();
     ::_exit(exit_code_);

@@ -31,8 +31,8 @@ void copy_to_file(zip_file_t* source, uint64_t count, const std::string& path) {
 
 }  // namespace
 
-PreparedSplit prepare_enwik8(const std::string& zip_path, const std::string& out_dir,
-                             const SplitSizes& sizes, const std::string& member) {
+PreparedSplit prepare_enwik8(const std::string& zip_path, const std::string& out_dir, const SplitSizes& sizes,
+                             const std::string& member) {
   int error = 0;
   ZipArchive archive(zip_open(zip_path.c_str(), ZIP_RDONLY, &error), &zip_discard);
   if (!archive) {

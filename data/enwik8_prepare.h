@@ -18,7 +18,7 @@ struct PreparedSplit {
 
 // Reads the member `member` (default "enwik8") of `zip_path` and writes DIR/{train,valid,test}.txt:
 // train is everything before the last valid + test bytes. Throws std::runtime_error.
-PreparedSplit prepare_enwik8(const std::string& zip_path, const std::string& out_dir,
-                             const SplitSizes& sizes, const std::string& member = "enwik8");
+PreparedSplit prepare_enwik8(const std::string& zip_path, const std::string& out_dir, const SplitSizes& sizes,
+                             const std::string& member = "enwik8");
 
 }  // namespace adaspan::data

@@ -5,8 +5,8 @@
 
 namespace adaspan::data {
 
-StreamSampler::StreamSampler(const ByteCorpus& corpus, int64_t global_streams, int64_t block_size,
-                             int64_t first_stream, int64_t local_streams)
+StreamSampler::StreamSampler(const ByteCorpus& corpus, int64_t global_streams, int64_t block_size, int64_t first_stream,
+                             int64_t local_streams)
     : corpus_(&corpus),
       global_streams_(global_streams),
       block_size_(block_size),

@@ -21,8 +21,8 @@ struct ByteBatch {
 class StreamSampler {
  public:
   // Owns streams [first_stream, first_stream + local_streams) of `global_streams`.
-  StreamSampler(const ByteCorpus& corpus, int64_t global_streams, int64_t block_size,
-                int64_t first_stream, int64_t local_streams);
+  StreamSampler(const ByteCorpus& corpus, int64_t global_streams, int64_t block_size, int64_t first_stream,
+                int64_t local_streams);
   StreamSampler(const ByteCorpus& corpus, int64_t global_streams, int64_t block_size)
       : StreamSampler(corpus, global_streams, block_size, 0, global_streams) {}
 

@@ -20,9 +20,9 @@ struct Rng {
   uint64_t below(uint64_t n) { return next() % n; }
 };
 
-constexpr const char* kSyllables[] = {"ka", "to", "ri", "mel", "an", "so", "ve", "lin", "dor", "pa",
-                                      "shi", "nu", "el", "ta", "gor", "mi", "qua", "ben", "os", "ter",
-                                      "ul", "fa", "re", "ix", "on", "bra", "che", "di", "em", "wy"};
+constexpr const char* kSyllables[] = {"ka",  "to", "ri", "mel", "an",  "so",  "ve",  "lin", "dor", "pa",
+                                      "shi", "nu", "el", "ta",  "gor", "mi",  "qua", "ben", "os",  "ter",
+                                      "ul",  "fa", "re", "ix",  "on",  "bra", "che", "di",  "em",  "wy"};
 constexpr int kVocabulary = 1500;
 constexpr double kZipfExponent = 1.1;
 constexpr int kDefinitionEverySentences = 5;

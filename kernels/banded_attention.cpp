@@ -25,8 +25,8 @@ void check_shapes(const char* entry, const at::Tensor& q, const at::Tensor& k, c
                                   std::to_string(o.window) + "]");
   }
   if (scale.defined() && scale.sizes() != at::IntArrayRef{batch, block}) {
-    throw_bad_argument(entry, "scale is " + shape_of(scale) + " but must be [B, M] = [" + std::to_string(batch) +
-                                  ", " + std::to_string(block) + "]");
+    throw_bad_argument(entry, "scale is " + shape_of(scale) + " but must be [B, M] = [" + std::to_string(batch) + ", " +
+                                  std::to_string(block) + "]");
   }
 }
 
@@ -36,7 +36,7 @@ at::Tensor banded_attention(const at::Tensor& q, const at::Tensor& k, const at::
                             const at::Tensor& mask, const at::Tensor& scale, const BandedAttentionOptions& options) {
   check_shapes("banded_attention", q, k, v, key_pe, mask, scale, options);
   const int64_t block = q.size(1), window = options.window;
-  const int64_t first_key = k.size(1) - block - window;  // band row 0: query 0's farthest key
+  const int64_t first_key = k.size(1) - block - window;                          // band row 0: query 0's farthest key
   const at::Tensor k_band = rows_zero_padded(k, first_key, window + block - 1);  // [B, W + M - 1, d]
   const at::Tensor v_band = rows_zero_padded(v, first_key, window + block - 1);
   const at::Tensor pe_window = key_pe.narrow(1, options.max_span - window, window);  // [d, W]

@@ -37,10 +37,9 @@ ADASPAN_HOST_DEVICE Philox4x32 philox4x32_10(Philox4x32 counter, uint32_t key0, 
 
 // A uniform draw in [0, 1) for element `index` of stream `stream` under a 64-bit seed.
 ADASPAN_HOST_DEVICE float philox_uniform(uint64_t seed, uint64_t stream, uint64_t index) {
-  const Philox4x32 out = philox4x32_10(
-      Philox4x32{{static_cast<uint32_t>(index), static_cast<uint32_t>(index >> 32), static_cast<uint32_t>(stream),
-                  static_cast<uint32_t>(stream >> 32)}},
-      static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
+  const Philox4x32 out = philox4x32_10(Philox4x32{{static_cast<uint32_t>(index), static_cast<uint32_t>(index >> 32),
+                                                   static_cast<uint32_t>(stream), static_cast<uint32_t>(stream >> 32)}},
+                                       static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
   return static_cast<float>(out.v[0] >> 8) * (1.0f / 16777216.0f);  // 24 random bits
 }
 

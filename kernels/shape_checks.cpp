@@ -22,20 +22,22 @@ void check_attention_inputs(const char* entry, const at::Tensor& q, const at::Te
                             const at::Tensor& key_pe, int64_t max_span, int64_t window) {
   if (!q.defined() || q.dim() != 3) throw_bad_argument(entry, "q is " + shape_of(q) + " but must be [B, M, d]");
   const int64_t batch = q.size(0), block = q.size(1), dim = q.size(2);
-  const std::string qkv = "[" + std::to_string(batch) + ", >= " + std::to_string(block) + ", " + std::to_string(dim) + "]";
+  const std::string qkv =
+      "[" + std::to_string(batch) + ", >= " + std::to_string(block) + ", " + std::to_string(dim) + "]";
   if (!k.defined() || k.dim() != 3 || k.size(0) != batch || k.size(1) < block || k.size(2) != dim) {
-    throw_bad_argument(entry, "q is " + shape_of(q) + " but k is " + shape_of(k) + "; k must be [B, Lc + M, d] = " + qkv);
+    throw_bad_argument(entry,
+                       "q is " + shape_of(q) + " but k is " + shape_of(k) + "; k must be [B, Lc + M, d] = " + qkv);
   }
   if (!v.defined() || v.sizes() != k.sizes()) {
     throw_bad_argument(entry, "k is " + shape_of(k) + " but v is " + shape_of(v) + "; v must have k's shape");
   }
   if (!key_pe.defined() || key_pe.dim() != 2 || key_pe.size(0) != dim || key_pe.size(1) != max_span) {
-    throw_bad_argument(entry, "key_pe is " + shape_of(key_pe) + " but must be [d, S] = [" + std::to_string(dim) +
-                                  ", " + std::to_string(max_span) + "]");
+    throw_bad_argument(entry, "key_pe is " + shape_of(key_pe) + " but must be [d, S] = [" + std::to_string(dim) + ", " +
+                                  std::to_string(max_span) + "]");
   }
   if (window < 1 || window > max_span) {
-    throw_bad_argument(entry, "window " + std::to_string(window) + " is outside [1, S] = [1, " +
-                                  std::to_string(max_span) + "]");
+    throw_bad_argument(
+        entry, "window " + std::to_string(window) + " is outside [1, S] = [1, " + std::to_string(max_span) + "]");
   }
 }
 

@@ -27,15 +27,17 @@ Path choose_path(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, 
 
 }  // namespace
 
-at::Tensor span_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                          const at::Tensor& key_pe, const at::Tensor& span_z,
-                          const SpanAttentionOptions& options) {
+at::Tensor span_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_pe,
+                          const at::Tensor& span_z, const SpanAttentionOptions& options) {
   check_attention_inputs("span_attention", q, k, v, key_pe, options.max_span, options.window);
   const bool per_query = check_span_z("span_attention", q, span_z);
   switch (choose_path(q, k, v, key_pe, span_z, per_query, options)) {
-    case Path::rows: return span_attention_rows(q, k, v, key_pe, span_z, options);
-    case Path::tiles: return span_attention_tiles(q, k, v, key_pe, span_z, options);
-    case Path::banded: break;
+    case Path::rows:
+      return span_attention_rows(q, k, v, key_pe, span_z, options);
+    case Path::tiles:
+      return span_attention_tiles(q, k, v, key_pe, span_z, options);
+    case Path::banded:
+      break;
   }
   return span_attention_banded(q, k, v, key_pe, span_z, per_query, options);
 }

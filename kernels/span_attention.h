@@ -45,10 +45,10 @@ struct QueryTile {
 using QueryScale = std::function<at::Tensor(const QueryTile&)>;
 
 struct SpanAttentionOptions {
-  int64_t max_span = 0;      // S: key_pe has S columns; x ranges over [0, S)
-  double ramp = 32.0;        // R
-  int64_t window = 0;        // keys computed per query, 1 <= window <= S (see effective_window)
-  double dropout = 0.0;      // on the attention probabilities, as the reference
+  int64_t max_span = 0;  // S: key_pe has S columns; x ranges over [0, S)
+  double ramp = 32.0;    // R
+  int64_t window = 0;    // keys computed per query, 1 <= window <= S (see effective_window)
+  double dropout = 0.0;  // on the attention probabilities, as the reference
   bool training = false;
   SpanKernel kernel = SpanKernel::automatic;
   // Row kernels: each query row's keys split into ranges of this many distances, merged by
@@ -56,7 +56,7 @@ struct SpanAttentionOptions {
   // (kAutoKeyChunk on a GPU when the window is longer, no split on the host); 0: no split.
   int64_t key_chunk = -1;
   Normalizer normalizer = Normalizer::softmax;
-  QueryScale query_scale;    // empty: λ = 1
+  QueryScale query_scale;  // empty: λ = 1
 };
 
 constexpr int64_t kAutoKeyChunk = 1024;
@@ -68,8 +68,7 @@ constexpr int64_t kAutoKeyChunk = 1024;
 // its widest span).
 // Returns out: [B, M, d]. Differentiable in q, k, v, key_pe and span_z (and through query_scale).
 // Bad shapes or values: std::invalid_argument naming them.
-at::Tensor span_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                          const at::Tensor& key_pe, const at::Tensor& span_z,
-                          const SpanAttentionOptions& options);
+at::Tensor span_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_pe,
+                          const at::Tensor& span_z, const SpanAttentionOptions& options);
 
 }  // namespace adaspan::kernels

@@ -46,8 +46,7 @@ at::Tensor span_attention_banded(const at::Tensor& q, const at::Tensor& k, const
   for (int64_t first = 0; first < block; first += kTokenTile) {
     const int64_t count = std::min(kTokenTile, block - first);
     const at::Tensor z = span_z.narrow(1, first, count);  // [B, T]
-    const int64_t window =
-        effective_window(z.detach().max().item<double>(), ramp, options.max_span, kWindowGranule);
+    const int64_t window = effective_window(z.detach().max().item<double>(), ramp, options.max_span, kWindowGranule);
     const at::Tensor scale = scale_of(options, {first, count, cache_len + first, window});
     tiles.push_back(banded_attention(q.narrow(1, first, count), k.narrow(1, 0, cache_len + first + count),
                                      v.narrow(1, 0, cache_len + first + count), key_pe,

@@ -10,11 +10,11 @@
 namespace adaspan::kernels {
 
 at::Tensor span_attention_reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                    const at::Tensor& key_pe, const at::Tensor& span_z,
-                                    int64_t max_span, double ramp) {
+                                    const at::Tensor& key_pe, const at::Tensor& span_z, int64_t max_span, double ramp) {
   constexpr const char* kEntry = "span_attention_reference";
   check_attention_inputs(kEntry, q, k, v, key_pe, max_span, max_span);
-  if (check_span_z(kEntry, q, span_z)) throw_bad_argument(kEntry, "span_z is " + shape_of(span_z) + " but must be one value");
+  if (check_span_z(kEntry, q, span_z))
+    throw_bad_argument(kEntry, "span_z is " + shape_of(span_z) + " but must be one value");
   const int64_t block = q.size(1), dim = q.size(2);
   const int64_t S = max_span;
   // Prepend S zero keys so every x in [0, S) has a key: [B, S + Lc + M, d].
@@ -40,13 +40,11 @@ at::Tensor span_attention_reference(const at::Tensor& q, const at::Tensor& k, co
       }
     }
   }
-  const at::Tensor mask_matrix =
-      span_mask(x_of, span_z, ramp) * in_window.to(q.scalar_type());
+  const at::Tensor mask_matrix = span_mask(x_of, span_z, ramp) * in_window.to(q.scalar_type());
 
-  at::Tensor content = at::matmul(q, keys.transpose(1, 2));             // [B, M, n_keys]
-  at::Tensor q_pe = at::matmul(q, key_pe);                               // [B, M, S]
-  at::Tensor position =
-      at::gather(q_pe, 2, pe_index.unsqueeze(0).expand({q.size(0), block, n_keys}));
+  at::Tensor content = at::matmul(q, keys.transpose(1, 2));  // [B, M, n_keys]
+  at::Tensor q_pe = at::matmul(q, key_pe);                   // [B, M, S]
+  at::Tensor position = at::gather(q_pe, 2, pe_index.unsqueeze(0).expand({q.size(0), block, n_keys}));
   at::Tensor scores = (content + position) / std::sqrt(static_cast<double>(dim));
   scores = scores.masked_fill(in_window.logical_not(), -INFINITY);
   at::Tensor weights = at::exp(scores - std::get<0>(scores.max(-1, true)).detach()) * mask_matrix;

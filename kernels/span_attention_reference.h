@@ -8,7 +8,6 @@
 namespace adaspan::kernels {
 
 at::Tensor span_attention_reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                    const at::Tensor& key_pe, const at::Tensor& span_z,
-                                    int64_t max_span, double ramp);
+                                    const at::Tensor& key_pe, const at::Tensor& span_z, int64_t max_span, double ramp);
 
 }  // namespace adaspan::kernels

@@ -44,21 +44,21 @@ at::Tensor unwindow_rows(const at::Tensor& window_grad, const at::Tensor& like, 
   return out;
 }
 
-// Forward and backward written out (FlashAttention-2 algebra, ../shared/research/kernels.md §1.2)
+// Forward and backward written out (FlashAttention-2 algebra, docs/kernels.md §1.2)
 // rather than left to autograd: autograd of the composed ops kept ~6 [B, M, W] tensors alive and
 // spent most of its time copying them. Saved for backward: E = e^{s - LSE} ([B, M, W]); P = m·E.
 class SpanAttentionFunction : public torch::autograd::Function<SpanAttentionFunction> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k,
-                            const at::Tensor& v, const at::Tensor& key_pe, const at::Tensor& span_z,
-                            int64_t max_span, double ramp, int64_t window, double dropout) {
+                            const at::Tensor& v, const at::Tensor& key_pe, const at::Tensor& span_z, int64_t max_span,
+                            double ramp, int64_t window, double dropout) {
     const Geometry g(q, k, max_span, window);
     const at::Tensor k_win = rows_zero_padded(k, g.first_key, g.key_rows);  // [B, W + Mp - 1, d]
     const at::Tensor v_win = rows_zero_padded(v, g.first_key, g.key_rows);
     const at::Tensor q_pad = rows_zero_padded(q, 0, g.padded_block).contiguous();  // [B, Mp, d]
-    const at::Tensor pe_win = key_pe.narrow(1, g.span - g.window, g.window);      // [d, W]; column c: x = W-1-c
+    const at::Tensor pe_win = key_pe.narrow(1, g.span - g.window, g.window);       // [d, W]; column c: x = W-1-c
     const at::Tensor x = at::arange(g.window - 1, -1, -1, q.options());
-    const at::Tensor mask = span_mask(x, span_z, ramp);                             // [W]
+    const at::Tensor mask = span_mask(x, span_z, ramp);  // [W]
     const at::Tensor masked_out = (mask == 0);
     // Keys past the ramp (x > z + R) get -inf: the 64-key rounding leaves some in the window, and a
     // large score there would overflow exp() and give inf·0. x = z + R itself (m = 0) stays: dz needs it.
@@ -70,10 +70,10 @@ class SpanAttentionFunction : public torch::autograd::Function<SpanAttentionFunc
     if (dropout > 0) keep = at::bernoulli(at::empty_like(probs_e), 1.0 - dropout).div_(1.0 - dropout);
     at::Tensor out = at::empty({g.batch, g.padded_block, g.dim}, q.options());
     for (int64_t t = 0; t < g.tiles; ++t) {
-      const at::Tensor qt = q_pad.narrow(1, t * g.tile, g.tile);    // [B, T, d]
-      const at::Tensor kt = k_win.narrow(1, t * g.tile, g.band);    // [B, band, d]
+      const at::Tensor qt = q_pad.narrow(1, t * g.tile, g.tile);  // [B, T, d]
+      const at::Tensor kt = k_win.narrow(1, t * g.tile, g.band);  // [B, band, d]
       const at::Tensor vt = v_win.narrow(1, t * g.tile, g.band);
-      at::Tensor st = probs_e.narrow(1, t * g.tile, g.tile);       // [B, T, W]
+      at::Tensor st = probs_e.narrow(1, t * g.tile, g.tile);  // [B, T, W]
       st.add_(unskew(at::bmm(qt, kt.transpose(1, 2)), g.window)).mul_(scale).masked_fill_(beyond_ramp, -INFINITY);
       // E = e^{s - LSE}, LSE = log sum_j m_j e^{s_j}; the max runs over unmasked keys (x = 0 has m = 1).
       const at::Tensor row_max = std::get<0>(st.masked_fill(masked_out, -INFINITY).max(-1, true));
@@ -110,7 +110,7 @@ class SpanAttentionFunction : public torch::autograd::Function<SpanAttentionFunc
     at::Tensor dq_pad = at::zeros_like(q_pad);
     at::Tensor dk_win = at::zeros({g.batch, g.key_rows, g.dim}, q.options());
     at::Tensor dv_win = at::zeros_like(dk_win);
-    at::Tensor d_scores = at::empty_like(probs_e);          // dL/ds · scale, [B, Mp, W]
+    at::Tensor d_scores = at::empty_like(probs_e);           // dL/ds · scale, [B, Mp, W]
     at::Tensor d_mask = at::zeros({g.window}, q.options());  // sum_{b,i} E (dP - D), per column
     for (int64_t t = 0; t < g.tiles; ++t) {
       const at::Tensor qt = q_pad.narrow(1, t * g.tile, g.tile);
@@ -120,7 +120,7 @@ class SpanAttentionFunction : public torch::autograd::Function<SpanAttentionFunc
       const at::Tensor et = probs_e.narrow(1, t * g.tile, g.tile);  // [B, T, W]
       at::Tensor p = et * mask;
       at::Tensor dp = unskew(at::bmm(dot, vt.transpose(1, 2)), g.window);  // dO V^T: [B, T, W]
-      at::Tensor p_used = p;  // the probabilities that multiplied V
+      at::Tensor p_used = p;                                               // the probabilities that multiplied V
       if (keep.defined()) {
         const at::Tensor kp = keep.narrow(1, t * g.tile, g.tile);
         p_used = p * kp;
@@ -131,8 +131,8 @@ class SpanAttentionFunction : public torch::autograd::Function<SpanAttentionFunc
       const at::Tensor dm = et * (dp - dd);          // dL/dm_ij
       d_mask.add_(dm.sum(at::IntArrayRef{0, 1}));
       at::Tensor ds = d_scores.narrow(1, t * g.tile, g.tile);
-      at::mul_out(ds, dm, mask).mul_(scale);         // dL/ds_ij = m E (dP - D), times 1/sqrt(d)
-      const at::Tensor ds_band = skew(ds);           // [B, T, band]
+      at::mul_out(ds, dm, mask).mul_(scale);  // dL/ds_ij = m E (dP - D), times 1/sqrt(d)
+      const at::Tensor ds_band = skew(ds);    // [B, T, band]
       dq_pad.narrow(1, t * g.tile, g.tile).baddbmm_(ds_band, kt);
       dk_win.narrow(1, t * g.tile, g.band).baddbmm_(ds_band.transpose(1, 2), qt);
     }
@@ -146,20 +146,24 @@ class SpanAttentionFunction : public torch::autograd::Function<SpanAttentionFunc
     const at::Tensor ramp_cols = ((x >= z) & (x <= z + ramp)).to(q.scalar_type()) / ramp;
     const at::Tensor d_z = (d_mask * ramp_cols).sum().reshape(span_z.sizes());
 
-    return {dq_pad.narrow(1, 0, g.block), unwindow_rows(dk_win, k, g.first_key),
-            unwindow_rows(dv_win, v, g.first_key), d_key_pe, d_z,
-            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {dq_pad.narrow(1, 0, g.block),
+            unwindow_rows(dk_win, k, g.first_key),
+            unwindow_rows(dv_win, v, g.first_key),
+            d_key_pe,
+            d_z,
+            at::Tensor(),
+            at::Tensor(),
+            at::Tensor(),
+            at::Tensor()};
   }
 };
 
 }  // namespace
 
-at::Tensor span_attention_tiles(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                const at::Tensor& key_pe, const at::Tensor& span_z,
-                                const SpanAttentionOptions& options) {
+at::Tensor span_attention_tiles(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_pe,
+                                const at::Tensor& span_z, const SpanAttentionOptions& options) {
   const double dropout = options.training ? options.dropout : 0.0;
-  return SpanAttentionFunction::apply(q, k, v, key_pe, span_z, options.max_span, options.ramp, options.window,
-                                      dropout);
+  return SpanAttentionFunction::apply(q, k, v, key_pe, span_z, options.max_span, options.ramp, options.window, dropout);
 }
 
 }  // namespace adaspan::kernels

@@ -8,8 +8,7 @@
 namespace adaspan::kernels {
 
 // span_z: one value (0-dim or [1]). Same shapes and result as span_attention.
-at::Tensor span_attention_tiles(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                const at::Tensor& key_pe, const at::Tensor& span_z,
-                                const SpanAttentionOptions& options);
+at::Tensor span_attention_tiles(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_pe,
+                                const at::Tensor& span_z, const SpanAttentionOptions& options);
 
 }  // namespace adaspan::kernels

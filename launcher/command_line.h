@@ -24,7 +24,7 @@ struct CommandLine {
   std::string summary;  // --help's first lines
   // --help sections in order: (group, title). Options of other groups (or none) go under "Options".
   std::vector<std::pair<std::string, std::string>> groups;
-  bool config_file = false;            // accepts --config FILE
+  bool config_file = false;             // accepts --config FILE
   std::vector<std::string> positional;  // options given by position, in order (e.g. "file")
 };
 

@@ -9,8 +9,8 @@
 #include "trainer/group_scalars.h"
 
 #include <ATen/ATen.h>
-#include <nlohmann/json.hpp>
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <cmath>
@@ -35,7 +35,8 @@ const trainer::OptionTable<EvalConfig>& eval_options() {
   static const trainer::OptionTable<EvalConfig> table = {
       value<EvalConfig>("checkpoint", FIELD(checkpoint), "Checkpoint file (RUN_DIR/ckpt-STEP.h5).")
           .check([](const EvalConfig& c) {
-            if (c.checkpoint.empty() || c.files.empty()) throw std::invalid_argument("--checkpoint and --data are required");
+            if (c.checkpoint.empty() || c.files.empty())
+              throw std::invalid_argument("--checkpoint and --data are required");
           }),
       value<EvalConfig>("data", FIELD(files), "File(s) to evaluate, read as raw bytes and concatenated."),
       value<EvalConfig>("batch-size", FIELD(batch_size),
@@ -103,7 +104,8 @@ EvalResult evaluate(const EvalInputs& in, const at::Device& device, const cluste
   const auto start = std::chrono::steady_clock::now();
   const trainer::EvalSums local =
       trainer::evaluate_file(*in.loaded.model, *in.corpus, o, device, [&](int64_t done, int64_t total) {
-        if (show) std::fprintf(stderr, "\reval block %lld/%lld", static_cast<long long>(done), static_cast<long long>(total));
+        if (show)
+          std::fprintf(stderr, "\reval block %lld/%lld", static_cast<long long>(done), static_cast<long long>(total));
       });
   if (show) std::fprintf(stderr, "\n");
   EvalResult r;
@@ -120,10 +122,16 @@ EvalResult evaluate(const EvalInputs& in, const at::Device& device, const cluste
 
 void print_result(const EvalConfig& c, const EvalInputs& in, const EvalResult& r, int ranks) {
   if (c.json) {
-    nlohmann::json out{{"checkpoint", c.checkpoint}, {"step", in.loaded.step}, {"bpb", r.bpb},
-                       {"attn_span", in.loaded.attn_span}, {"bytes", in.corpus->size()},
-                       {"predicted_bytes", static_cast<int64_t>(r.predicted)}, {"batch_size", in.batch_size},
-                       {"block_size", in.block_size}, {"ranks", ranks}, {"seconds", r.seconds}};
+    nlohmann::json out{{"checkpoint", c.checkpoint},
+                       {"step", in.loaded.step},
+                       {"bpb", r.bpb},
+                       {"attn_span", in.loaded.attn_span},
+                       {"bytes", in.corpus->size()},
+                       {"predicted_bytes", static_cast<int64_t>(r.predicted)},
+                       {"batch_size", in.batch_size},
+                       {"block_size", in.block_size},
+                       {"ranks", ranks},
+                       {"seconds", r.seconds}};
     if (in.focus) {
       out["bpb_focus"] = r.bpb_focus;
       out["bpb_rest"] = r.bpb_rest;

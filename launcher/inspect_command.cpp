@@ -76,8 +76,8 @@ std::string model_line(const nlohmann::json& stored) {
 
 int run_inspect(const std::vector<std::string>& args) {
   int exit_code = 0;
-  const CommandLine line{"inspect", "adaspan inspect FILE: a checkpoint's config, step, spans and sizes", {}, false,
-                         {"file"}};
+  const CommandLine line{
+      "inspect", "adaspan inspect FILE: a checkpoint's config, step, spans and sizes", {}, false, {"file"}};
   const std::optional<InspectConfig> options = parse_or_exit(line, inspect_options(), args, exit_code);
   if (!options) return exit_code;
   const std::string& path = options->file;
@@ -93,26 +93,26 @@ int run_inspect(const std::vector<std::string>& args) {
       f.read_native("spans");
     }
     const nlohmann::json config = nlohmann::json::parse(header.config_json);
-    const nlohmann::json report = {
-        {"file", path},
-        {"format_version", f.read_int_attribute("format_version")},
-        {"step", header.step},
-        {"tokens_seen", header.tokens_seen},
-        {"writer_ranks", f.read_int_attribute("writer_ranks")},
-        {"optimizer", header.optimizer},
-        {"parameters", params.elements},
-        {"optimizer_state_elements", optimizer.elements},
-        {"cache_elements", cache.elements},
-        {"datasets", params.count + optimizer.count + cache.count},
-        {"file_bytes", static_cast<int64_t>(std::filesystem::file_size(path))},
-        {"checksums", no_verify ? "not verified" : "ok"},
-        {"spans", header.spans},
-        {"config", config}};
+    const nlohmann::json report = {{"file", path},
+                                   {"format_version", f.read_int_attribute("format_version")},
+                                   {"step", header.step},
+                                   {"tokens_seen", header.tokens_seen},
+                                   {"writer_ranks", f.read_int_attribute("writer_ranks")},
+                                   {"optimizer", header.optimizer},
+                                   {"parameters", params.elements},
+                                   {"optimizer_state_elements", optimizer.elements},
+                                   {"cache_elements", cache.elements},
+                                   {"datasets", params.count + optimizer.count + cache.count},
+                                   {"file_bytes", static_cast<int64_t>(std::filesystem::file_size(path))},
+                                   {"checksums", no_verify ? "not verified" : "ok"},
+                                   {"spans", header.spans},
+                                   {"config", config}};
     if (json) {
       std::cout << report.dump(2) << "\n";
       return 0;
     }
-    std::printf("%s: adaspan checkpoint, format %lld\n", path.c_str(), static_cast<long long>(report["format_version"]));
+    std::printf("%s: adaspan checkpoint, format %lld\n", path.c_str(),
+                static_cast<long long>(report["format_version"]));
     std::printf("  step %lld, %lld tokens seen, written by %lld ranks\n", static_cast<long long>(header.step),
                 static_cast<long long>(header.tokens_seen), static_cast<long long>(report["writer_ranks"]));
     std::printf("  model: %s\n", model_line(config).c_str());

@@ -23,7 +23,8 @@ const trainer::OptionTable<PrepareConfig>& prepare_options() {
           throw std::invalid_argument("unknown dataset '" + c.dataset + "' (supported: enwik8, builtin)");
         }
       }),
-      value<PrepareConfig>("zip", FIELD(zip), "enwik8: enwik8.zip as distributed (http://mattmahoney.net/dc/enwik8.zip)."),
+      value<PrepareConfig>("zip", FIELD(zip),
+                           "enwik8: enwik8.zip as distributed (http://mattmahoney.net/dc/enwik8.zip)."),
       value<PrepareConfig>("out", FIELD(out), "Output directory (created).").check([](const PrepareConfig& c) {
         if (c.out.empty() || (c.dataset == "enwik8" && c.zip.empty())) {
           throw std::invalid_argument(c.dataset == "enwik8" ? "--zip and --out are required" : "--out is required");
@@ -46,8 +47,9 @@ const char* kSummary =
 void write_builtin(const std::string& out_dir) {
   const data::PreparedBuiltin b = data::prepare_builtin(out_dir);
   std::printf("wrote %s/train.txt (%llu bytes, %llu recalls), valid.txt (%llu, %llu) and their .mask files\n",
-              out_dir.c_str(), static_cast<unsigned long long>(b.train), static_cast<unsigned long long>(b.train_recalls),
-              static_cast<unsigned long long>(b.valid), static_cast<unsigned long long>(b.valid_recalls));
+              out_dir.c_str(), static_cast<unsigned long long>(b.train),
+              static_cast<unsigned long long>(b.train_recalls), static_cast<unsigned long long>(b.valid),
+              static_cast<unsigned long long>(b.valid_recalls));
 }
 
 void write_enwik8(const PrepareConfig& c) {

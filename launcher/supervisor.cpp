@@ -4,10 +4,10 @@
 
 #include "trainer/trainer.h"
 
-#include <nlohmann/json.hpp>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -78,11 +78,16 @@ AttemptResult run_attempt(const std::vector<std::string>& command, int attempt) 
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (WIFEXITED(status)) {
     r.exit_code = WEXITSTATUS(status);
-    if (r.exit_code == 0) r.cause = "finished";
-    else if (r.exit_code == trainer::kExitPreempted) r.cause = "preempted (checkpointed on a signal)";
-    else if (r.exit_code == trainer::kExitWatchdog) r.cause = "watchdog: a step or collective hung";
-    else if (r.exit_code == 127) r.cause = "command not found";
-    else r.cause = "exit status " + std::to_string(r.exit_code);
+    if (r.exit_code == 0)
+      r.cause = "finished";
+    else if (r.exit_code == trainer::kExitPreempted)
+      r.cause = "preempted (checkpointed on a signal)";
+    else if (r.exit_code == trainer::kExitWatchdog)
+      r.cause = "watchdog: a step or collective hung";
+    else if (r.exit_code == 127)
+      r.cause = "command not found";
+    else
+      r.cause = "exit status " + std::to_string(r.exit_code);
   } else if (WIFSIGNALED(status)) {
     r.signal = WTERMSIG(status);
     r.cause = std::string("killed by signal ") + std::to_string(r.signal) + " (" + strsignal(r.signal) + ")";
@@ -109,7 +114,7 @@ std::vector<std::string> attempt_command(const std::vector<std::string>& command
 }
 
 std::string run_dir_of(const std::vector<std::string>& command) {
-  std::string dir = "runs/latest";
+  std::string dir = trainer::TrainConfig{}.run.run_dir;  // train's default
   for (size_t i = 0; i < command.size(); ++i) {
     if (command[i] == "--run-dir" && i + 1 < command.size()) dir = command[i + 1];
     if (command[i].rfind("--run-dir=", 0) == 0) dir = command[i].substr(10);
@@ -134,8 +139,11 @@ int supervise(const LaunchOptions& o) {
     std::fprintf(stderr, "adaspan launch: attempt %d: %s\n", attempt, joined(command).c_str());
     const std::string started = now_iso();
     const AttemptResult r = run_attempt(command, attempt);
-    nlohmann::json record = {{"attempt", attempt}, {"started", started},     {"seconds", r.seconds},
-                             {"cause", r.cause},   {"command", joined(command)}};
+    nlohmann::json record = {{"attempt", attempt},
+                             {"started", started},
+                             {"seconds", r.seconds},
+                             {"cause", r.cause},
+                             {"command", joined(command)}};
     record["exit_code"] = r.exit_code >= 0 ? nlohmann::json(r.exit_code) : nlohmann::json(nullptr);
     record["signal"] = r.signal ? nlohmann::json(r.signal) : nlohmann::json(nullptr);
     std::ofstream(log_path, std::ios::app) << record.dump() << "\n";
@@ -147,7 +155,8 @@ int supervise(const LaunchOptions& o) {
     if (r.exit_code == 0) return 0;
     if (r.exit_code == trainer::kExitPreempted) return trainer::kExitPreempted;
     if (attempt > o.max_restarts) {
-      std::fprintf(stderr, "adaspan launch: giving up after %d attempts (--max-restarts %d):\n", attempt, o.max_restarts);
+      std::fprintf(stderr, "adaspan launch: giving up after %d attempts (--max-restarts %d):\n", attempt,
+                   o.max_restarts);
       for (const auto& s : summary) std::fprintf(stderr, "  %s\n", s.c_str());
       std::fprintf(stderr, "  (details in %s)\n", log_path.c_str());
       return 1;
@@ -178,7 +187,8 @@ const trainer::OptionTable<LaunchOptions>& launch_options() {
 const char* kLaunchSummary =
     "adaspan launch [options] -- COMMAND...: run a training command and restart it from its newest checkpoint\n"
     "when it fails.\n\n"
-    "  adaspan launch --max-restarts 5 -- mpirun -np 8 build/adaspan train --checkpoint-every 500 --run-dir runs/x ...\n\n"
+    "  adaspan launch --max-restarts 5 -- mpirun -np 8 build/adaspan train --checkpoint-every 500 --run-dir runs/x "
+    "...\n\n"
     "Attempt 2 onwards runs COMMAND with --resume auto (replacing any --resume). Each attempt is logged to\n"
     "RUN_DIR/attempts.jsonl (RUN_DIR from COMMAND's --run-dir). Exit: 0 when an attempt finished; 75 when it\n"
     "was preempted (it checkpointed on SIGUSR1/SIGTERM; requeue the job); 1 when every attempt failed.\n"

@@ -28,7 +28,8 @@ void check_layout(const trainer::TrainConfig& config, int world_size) {
   const int64_t per_rank = config.data.batch_size / std::max(1, world_size / config.run.tp);
   if (per_rank % config.optim.grad_accum != 0) {
     throw std::invalid_argument("--grad-accum " + std::to_string(config.optim.grad_accum) + " does not divide the " +
-                                std::to_string(per_rank) + " streams of each rank (--batch-size / data-parallel ranks)");
+                                std::to_string(per_rank) +
+                                " streams of each rank (--batch-size / data-parallel ranks)");
   }
   if (config.run.dp_backend == "nccl" && !cluster::nccl_available()) {
     throw std::invalid_argument("--dp-backend nccl: this build has no NCCL backend (LibTorch without CUDA)");
@@ -104,8 +105,11 @@ trainer::TrainResult train_on_grid(trainer::TrainConfig& config, const cluster::
 int run_train(int* argc, char*** argv, const std::vector<std::string>& args) {
   // Parsed before MPI starts: the thread level depends on --async-checkpoint, from the command
   // line or a --config file alike. A parse error is reported after, by one rank.
-  const CommandLine line{"train", "adaspan train: train an adaptive-span byte-level transformer",
-                         trainer::train_option_groups(), true, {}};
+  const CommandLine line{"train",
+                         "adaspan train: train an adaptive-span byte-level transformer",
+                         trainer::train_option_groups(),
+                         true,
+                         {}};
   ParsedCommand<trainer::TrainConfig> parsed = parse_command(line, trainer::train_option_table(), args);
   std::string error = parsed.error;
   cluster::World world(argc, argv, error.empty() && parsed.config.run.async_checkpoint);

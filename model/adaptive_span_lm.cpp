@@ -59,8 +59,8 @@ void AdaptiveSpanLM::extend_span(std::map<std::string, at::Tensor>& state, int64
   if (key_pe != state.end()) {
     // key_pe column S-1-x holds distance x: the trained columns become the last ones, zeros before.
     const at::Tensor trained = key_pe->second;
-    key_pe->second = at::cat(
-        {at::zeros({trained.size(0), config_.attn_span - trained_span}, trained.options()), trained}, 1);
+    key_pe->second =
+        at::cat({at::zeros({trained.size(0), config_.attn_span - trained_span}, trained.options()), trained}, 1);
   }
   for (size_t l = 0; l < layers_.size(); ++l) {
     layers_[l]->attention().extend_span(state, "layers." + std::to_string(l) + ".attn.", trained_span);
@@ -73,7 +73,8 @@ std::vector<std::vector<double>> AdaptiveSpanLM::gather_head_values(
   for (size_t l = 0; l < layers_.size(); ++l) {
     const auto& attn = layers_[l]->attention();
     const std::vector<double> z = values_of(attn);
-    for (size_t i = 0; i < z.size(); ++i) triples.insert(triples.end(), {static_cast<double>(l), static_cast<double>(attn.heads()[i]), z[i]});
+    for (size_t i = 0; i < z.size(); ++i)
+      triples.insert(triples.end(), {static_cast<double>(l), static_cast<double>(attn.heads()[i]), z[i]});
   }
   return gather_by_head(triples, tp_, layers_.size(), config_.heads);
 }
@@ -90,7 +91,8 @@ std::vector<std::vector<int64_t>> AdaptiveSpanLM::placement() const {
     }
   }
   std::vector<std::vector<int64_t>> out;
-  for (const auto& layer : gather_by_head(triples, tp_, layers_.size(), config_.heads)) out.emplace_back(layer.begin(), layer.end());
+  for (const auto& layer : gather_by_head(triples, tp_, layers_.size(), config_.heads))
+    out.emplace_back(layer.begin(), layer.end());
   return out;
 }
 
@@ -103,7 +105,7 @@ std::vector<std::vector<int64_t>> AdaptiveSpanLM::heads() const {
 LMOutput AdaptiveSpanLM::forward(const at::Tensor& x, const ModelCache& cache) {
   const AutocastScope autocast(precision_, x.device().type());
   LMOutput result;
-  at::Tensor h = at::embedding(in_emb_->weight, x);  // [B, M, d_model]
+  at::Tensor h = at::embedding(in_emb_->weight, x);           // [B, M, d_model]
   const at::Tensor key_pe = copy_to_tp_region(key_pe_, tp_);  // every rank's heads add to its gradient
   result.span_loss = at::zeros({}, h.options());
   const LayerCache empty;

@@ -15,8 +15,8 @@
 namespace adaspan::model {
 
 struct LMOutput {
-  at::Tensor log_probs;   // [B, M, vocab]
-  at::Tensor span_loss;   // 0-dim: sum over layers of lambda * S * mean_h(current_val)
+  at::Tensor log_probs;  // [B, M, vocab]
+  at::Tensor span_loss;  // 0-dim: sum over layers of lambda * S * mean_h(current_val)
   ModelCache next_cache;
 };
 

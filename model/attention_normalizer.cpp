@@ -31,7 +31,7 @@ class Asentmax : public AttentionNormalizer {
     const at::Tensor seen = at::clamp_max(at::arange(tile.count, h.options()) + static_cast<double>(tile.keys_before),
                                           static_cast<double>(tile.window));
     const at::Tensor log_n = at::log(seen + 2).unsqueeze(0);  // [1, T]
-    const auto [beta, gamma] = beta_gamma(h, head, tile);      // [] or [B, T]
+    const auto [beta, gamma] = beta_gamma(h, head, tile);     // [] or [B, T]
     return (1 + beta * at::pow(log_n, gamma)).expand({h.size(0), tile.count});
   }
 };
@@ -78,9 +78,11 @@ class AsentmaxHiddenScale final : public Asentmax {
                                                const kernels::QueryTile& tile) const override {
     const at::Tensor x = h.narrow(1, tile.first, tile.count);  // [B, T, d_model]
     const at::Tensor beta = at::softplus(at::linear(x, beta_proj_->weight.select(0, head).unsqueeze(0),
-                                                    beta_proj_->bias.narrow(0, head, 1))).squeeze(-1);
+                                                    beta_proj_->bias.narrow(0, head, 1)))
+                                .squeeze(-1);
     const at::Tensor gamma = 2 * at::tanh(at::linear(x, gamma_proj_->weight.select(0, head).unsqueeze(0),
-                                                     gamma_proj_->bias.narrow(0, head, 1))).squeeze(-1);
+                                                     gamma_proj_->bias.narrow(0, head, 1)))
+                                     .squeeze(-1);
     return {beta, gamma};
   }
 
@@ -92,9 +94,12 @@ class AsentmaxHiddenScale final : public Asentmax {
 
 std::shared_ptr<AttentionNormalizer> make_attention_normalizer(const ModelConfig& config) {
   switch (config.normalizer) {
-    case NormalizerKind::softmax: return std::make_shared<AttentionNormalizer>(kernels::Normalizer::softmax);
-    case NormalizerKind::entmax15: return std::make_shared<AttentionNormalizer>(kernels::Normalizer::entmax15);
-    case NormalizerKind::asentmax: break;
+    case NormalizerKind::softmax:
+      return std::make_shared<AttentionNormalizer>(kernels::Normalizer::softmax);
+    case NormalizerKind::entmax15:
+      return std::make_shared<AttentionNormalizer>(kernels::Normalizer::entmax15);
+    case NormalizerKind::asentmax:
+      break;
   }
   if (config.asentmax_scale == AsentmaxScale::head) return std::make_shared<AsentmaxHeadScale>(config.heads);
   return std::make_shared<AsentmaxHiddenScale>(config.d_model, config.heads);

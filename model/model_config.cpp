@@ -38,13 +38,18 @@ struct Names {
   }
 };
 
-const Names<AttentionKind> kAttention{"attention", {{AttentionKind::adaptive, "adaptive"}, {AttentionKind::fixed, "fixed"},
-                                                    {AttentionKind::full, "full"}, {AttentionKind::sparse_fixed, "sparse-fixed"}}};
+const Names<AttentionKind> kAttention{"attention",
+                                      {{AttentionKind::adaptive, "adaptive"},
+                                       {AttentionKind::fixed, "fixed"},
+                                       {AttentionKind::full, "full"},
+                                       {AttentionKind::sparse_fixed, "sparse-fixed"}}};
 const Names<SpanMode> kSpanMode{"span mode", {{SpanMode::static_span, "static"}, {SpanMode::dynamic, "dynamic"}}};
-const Names<NormalizerKind> kNormalizer{"normalizer", {{NormalizerKind::softmax, "softmax"},
-                                                       {NormalizerKind::entmax15, "entmax15"},
-                                                       {NormalizerKind::asentmax, "asentmax"}}};
-const Names<AsentmaxScale> kAsentmaxScale{"asentmax scale", {{AsentmaxScale::head, "head"}, {AsentmaxScale::hidden, "hidden"}}};
+const Names<NormalizerKind> kNormalizer{"normalizer",
+                                        {{NormalizerKind::softmax, "softmax"},
+                                         {NormalizerKind::entmax15, "entmax15"},
+                                         {NormalizerKind::asentmax, "asentmax"}}};
+const Names<AsentmaxScale> kAsentmaxScale{"asentmax scale",
+                                          {{AsentmaxScale::head, "head"}, {AsentmaxScale::hidden, "hidden"}}};
 
 }  // namespace
 

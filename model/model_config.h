@@ -45,16 +45,16 @@ AsentmaxScale parse_asentmax_scale(const std::string& name);
 std::string to_string(AsentmaxScale scale);
 
 struct ModelConfig {
-  int64_t vocab = 256;             // bytes
+  int64_t vocab = 256;  // bytes
   int64_t layers = 4;
   int64_t d_model = 128;
   int64_t heads = 4;
   int64_t ff_size = 512;
-  int64_t attn_span = 512;         // S, the largest span a head can learn
-  double span_ramp = 32.0;         // R
-  double span_init = 0.0;          // initial current_val (span = S * current_val)
+  int64_t attn_span = 512;              // S, the largest span a head can learn
+  double span_ramp = 32.0;              // R
+  double span_init = 0.0;               // initial current_val (span = S * current_val)
   std::vector<double> span_init_heads;  // if set: initial span (bytes) of each head, every layer
-  double span_loss_coeff = 2e-6;   // lambda of the L1 span term
+  double span_loss_coeff = 2e-6;        // lambda of the L1 span term
   double dropout = 0.0;
   CacheMode cache = CacheMode::kv;
   // hidden mode only: store min(S, L' + 64) rows (the reference's --adapt-span-cache) or all S.
@@ -63,7 +63,7 @@ struct ModelConfig {
   SpanMode span_mode = SpanMode::static_span;
   NormalizerKind normalizer = NormalizerKind::softmax;
   AsentmaxScale asentmax_scale = AsentmaxScale::head;
-  int64_t sparse_stride = 32;      // c of sparse_fixed
+  int64_t sparse_stride = 32;  // c of sparse_fixed
 
   // The fused span kernel covers this; everything else takes the general banded path.
   bool default_attention() const {

@@ -62,9 +62,7 @@ void SpanAttentionLayer::shard(const TensorParallel& tp, const std::vector<int64
 
 std::vector<double> SpanAttentionLayer::spans() const { return span_->spans(local_heads()); }
 
-at::Tensor SpanAttentionLayer::span_loss() const {
-  return span_->loss(local_heads(), proj_query_->weight.options());
-}
+at::Tensor SpanAttentionLayer::span_loss() const { return span_->loss(local_heads(), proj_query_->weight.options()); }
 
 void SpanAttentionLayer::clamp_spans() { span_->clamp(); }
 
@@ -76,9 +74,8 @@ void SpanAttentionLayer::extend_span(std::map<std::string, at::Tensor>& state, c
 }
 
 at::Tensor SpanAttentionLayer::attend_heads(const at::Tensor& h, const at::Tensor& q,
-                                            const std::vector<at::Tensor>& keys,
-                                            const std::vector<at::Tensor>& values, const at::Tensor& key_pe,
-                                            const std::vector<int64_t>& windows) {
+                                            const std::vector<at::Tensor>& keys, const std::vector<at::Tensor>& values,
+                                            const at::Tensor& key_pe, const std::vector<int64_t>& windows) {
   // q: [B, H, M, d_head]; keys[h], values[h]: [B, Lc_h + M, d_head]
   const auto start = std::chrono::steady_clock::now();
   at::Tensor out;  // [B, M, H_local, d_head]
@@ -95,8 +92,8 @@ at::Tensor SpanAttentionLayer::attend_heads(const at::Tensor& h, const at::Tenso
   }
   attention_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   // In the parameters' dtype before the sum over ranks (MPI has no bf16, and the sum is more exact).
-  const at::Tensor partial = in_dtype_of(
-      proj_out_->forward(out.reshape({q.size(0), q.size(2), local_heads() * config_.head_dim()})), key_pe);
+  const at::Tensor partial =
+      in_dtype_of(proj_out_->forward(out.reshape({q.size(0), q.size(2), local_heads() * config_.head_dim()})), key_pe);
   return reduce_from_tp_region(partial, tp_);  // row parallel: the heads' contributions summed
 }
 
@@ -113,11 +110,9 @@ kernels::SpanAttentionOptions SpanAttentionLayer::head_options(const at::Tensor&
   return options;
 }
 
-AttentionOutput SpanAttentionLayer::forward(const at::Tensor& h, const LayerCache& cache,
-                                            const at::Tensor& key_pe) {
+AttentionOutput SpanAttentionLayer::forward(const at::Tensor& h, const LayerCache& cache, const at::Tensor& key_pe) {
   const at::Tensor x = copy_to_tp_region(h, tp_);  // column parallel: each rank's heads see all of h
-  return config_.cache == CacheMode::hidden ? forward_hidden(x, cache, key_pe)
-                                            : forward_kv(x, cache, key_pe);
+  return config_.cache == CacheMode::hidden ? forward_hidden(x, cache, key_pe) : forward_kv(x, cache, key_pe);
 }
 
 AttentionOutput SpanAttentionLayer::forward_hidden(const at::Tensor& h, const LayerCache& cache,
@@ -149,8 +144,7 @@ AttentionOutput SpanAttentionLayer::forward_hidden(const at::Tensor& h, const La
   return result;
 }
 
-AttentionOutput SpanAttentionLayer::forward_kv(const at::Tensor& h, const LayerCache& cache,
-                                               const at::Tensor& key_pe) {
+AttentionOutput SpanAttentionLayer::forward_kv(const at::Tensor& h, const LayerCache& cache, const at::Tensor& key_pe) {
   span_->begin_block(h, cache.stream_position);
   const std::vector<int64_t> windows = span_->windows(local_heads());
   // Projections may come back in bf16 (autocast): the kernels and the caches keep the parameters' dtype.

@@ -80,15 +80,13 @@ class StaticSpan final : public SpanPolicy {
     // Reference AdaptiveSpan: max_size = clip(ceil(max_c * S) + R, 0, S);
     // trim_len = floor(min(S - 1, S - max_size) / 64) * 64; cache = min(S, S - trim_len + 64).
     const double max_c = current_val_.detach().max().item<double>();
-    const int64_t max_size = std::clamp<int64_t>(
-        static_cast<int64_t>(std::ceil(max_c * S)) + static_cast<int64_t>(config_.span_ramp), 0, S);
+    const int64_t max_size =
+        std::clamp<int64_t>(static_cast<int64_t>(std::ceil(max_c * S)) + static_cast<int64_t>(config_.span_ramp), 0, S);
     const int64_t trim_len = std::min(S - 1, S - max_size) / kWindowGranule * kWindowGranule;
     return std::min(S, S - trim_len + kWindowGranule);
   }
 
-  void shard(const at::Tensor& head_index) override {
-    current_val_.set_data(current_val_.index_select(0, head_index));
-  }
+  void shard(const at::Tensor& head_index) override { current_val_.set_data(current_val_.index_select(0, head_index)); }
 
   // current_val·S_trained = current_val'·S: current_val' = current_val·S_trained / S.
   void extend_span(std::map<std::string, at::Tensor>& state, const std::string& prefix,
@@ -126,8 +124,8 @@ class DynamicSpan final : public SpanPolicy {
         std::get<0>(token_spans_.detach().reshape({-1, local_heads}).max(0)).to(at::kCPU, at::kDouble);
     std::vector<int64_t> out;
     for (int64_t head = 0; head < local_heads; ++head) {
-      out.push_back(kernels::effective_window(widest[head].item<double>(), config_.span_ramp, config_.attn_span,
-                                              kWindowGranule));
+      out.push_back(
+          kernels::effective_window(widest[head].item<double>(), config_.span_ramp, config_.attn_span, kWindowGranule));
     }
     return out;
   }
@@ -200,8 +198,8 @@ class SparseFixed final : public SpanPolicy {
 
   at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_pe,
                     int64_t /*head*/, const kernels::SpanAttentionOptions& options) override {
-    const at::Tensor mask = kernels::sparse_fixed_window(q.size(1), options.window, config_.sparse_stride,
-                                                         block_position_, q.options());
+    const at::Tensor mask =
+        kernels::sparse_fixed_window(q.size(1), options.window, config_.sparse_stride, block_position_, q.options());
     return banded_head(q, k, v, key_pe, mask, options);
   }
 

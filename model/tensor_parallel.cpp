@@ -77,7 +77,8 @@ std::vector<std::vector<double>> gather_by_head(const std::vector<double>& tripl
   }
   std::vector<std::vector<double>> out(layers, std::vector<double>(static_cast<size_t>(heads)));
   const double* v = all.data_ptr<double>();
-  for (int64_t i = 0; i + 2 < all.numel(); i += 3) out[static_cast<size_t>(v[i])][static_cast<size_t>(v[i + 1])] = v[i + 2];
+  for (int64_t i = 0; i + 2 < all.numel(); i += 3)
+    out[static_cast<size_t>(v[i])][static_cast<size_t>(v[i + 1])] = v[i + 2];
   return out;
 }
 

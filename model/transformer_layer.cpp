@@ -15,17 +15,16 @@ TransformerLayer::TransformerLayer(const ModelConfig& config) : dropout_(config.
   norm2_ = register_module("norm2", std::make_shared<LayerNormParams>(config.d_model));
 }
 
-LayerOutput TransformerLayer::forward(const at::Tensor& h, const LayerCache& cache,
-                                      const at::Tensor& key_pe) {
+LayerOutput TransformerLayer::forward(const at::Tensor& h, const LayerCache& cache, const at::Tensor& key_pe) {
   AttentionOutput attn = attn_->forward(h, cache, key_pe);
   at::Tensor x = norm1_->forward(h + attn.out);
   at::Tensor inner = at::relu(fc1_->forward(copy_to_tp_region(x, tp_)));  // [B, M, ff / TP]
   if (dropout_ > 0 && is_training()) inner = at::dropout(inner, dropout_, true);
   // Row parallel: the partial products are summed over ranks in the parameters' dtype (autocast
   // may have computed them in bf16; MPI has no bf16).
-  const at::Tensor ff = tp_.active() ? reduce_from_tp_region(in_dtype_of(at::linear(inner, fc2_->weight), fc2_->weight), tp_) +
-                                           fc2_->bias
-                                     : fc2_->forward(inner);
+  const at::Tensor ff =
+      tp_.active() ? reduce_from_tp_region(in_dtype_of(at::linear(inner, fc2_->weight), fc2_->weight), tp_) + fc2_->bias
+                   : fc2_->forward(inner);
   return {norm2_->forward(x + ff), std::move(attn.next_cache)};
 }
 

@@ -6,7 +6,7 @@
 namespace adaspan::model {
 
 struct LayerOutput {
-  at::Tensor hidden;      // [B, M, d_model]
+  at::Tensor hidden;  // [B, M, d_model]
   LayerCache next_cache;
 };
 

@@ -3,19 +3,107 @@
 
     scripts/long_functions.py [--limit N] SOURCE_DIR
 
-A function here is a block that opens with `{` at the end of a line at column 0 or 2 (free
-functions and members defined in namespaces or classes) and closes at the same indentation.
-Declarative tables (functions named *_options or *_table, a list of option declarations) are
-exempt: their length is one line per option, which is their point.
+A function is a `{ ... }` body opened in namespace or class scope after a `)` (its signature,
+from the end of the previous declaration); its length runs from the signature's first line to the
+closing brace. Comments and string literals are ignored. Declarative tables (functions named
+*_options or *_table: a list of option declarations, one line per option) are exempt.
 """
 import os
 import re
 import sys
 
 FOLDERS = ["launcher", "trainer", "model", "kernels", "data", "checkpointing", "cluster", "bench", "tests"]
-SIGNATURE = re.compile(r"^( {0,2})\S.*\)\s*(const\s*)?(override\s*)?(noexcept\s*)?(->\s*[\w:<>&* ]+)?\{\s*$")
+SCOPE = re.compile(r"^(inline\s+)?(namespace|class|struct|enum|union|extern)\b")
+TEMPLATE = re.compile(r"^template\s*<")
 NAME = re.compile(r"([\w:~]+)\s*\(")
 EXEMPT = re.compile(r"_(options|table)$")
+
+
+def code_only(text):
+    """The text with comments, string and character literals blanked (newlines kept)."""
+    out, i, n = [], 0, len(text)
+    while i < n:
+        c = text[i]
+        if text.startswith("//", i):
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+        elif text.startswith("/*", i):
+            j = text.find("*/", i + 2)
+            j = n if j < 0 else j + 2
+            out.append("\n" * text.count("\n", i, j))
+            i = j
+        elif c == '"' and text.startswith('R"', i - 1):
+            end = text.find(')"', i)
+            j = n if end < 0 else end + 2
+            out.append("\n" * text.count("\n", i, j))
+            i = j
+        elif c in "\"'":
+            j = i + 1
+            while j < n and text[j] != c:
+                j += 2 if text[j] == "\\" else 1
+            i = j + 1
+            out.append(" ")
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def without_preprocessor(text):
+    """The text with preprocessor lines (and their backslash continuations) blanked."""
+    lines, directive = text.split("\n"), False
+    for i, l in enumerate(lines):
+        if directive or l.lstrip().startswith("#"):
+            directive = l.rstrip().endswith("\\")
+            lines[i] = ""
+    return "\n".join(lines)
+
+
+def strip_template(header):
+    """The declaration after a leading `template <...>` (angle brackets balanced)."""
+    while TEMPLATE.match(header):
+        depth, i = 0, header.index("<")
+        for i in range(i, len(header)):
+            depth += {"<": 1, ">": -1}.get(header[i], 0)
+            if depth == 0:
+                break
+        header = header[i + 1:].strip()
+    return header
+
+
+def functions(path):
+    """(name, first line, length) of every function body in namespace or class scope."""
+    text = code_only(open(path, errors="replace").read())
+    text = without_preprocessor(text)
+    stack = []  # "scope" | "function" | "other", with the function's (name, first line)
+    header, header_line, line = "", 1, 1
+    for c in text:
+        if c == "\n":
+            line += 1
+        if c == "{":
+            in_scope = all(kind == "scope" for kind, _ in stack)
+            h = strip_template(header.strip())
+            after_calls = h[h.rfind(")") + 1:].strip()  # past macro calls such as FOO(x) without `;`
+            if in_scope and (SCOPE.match(h) or SCOPE.match(after_calls)):
+                stack.append(("scope", None))
+            elif in_scope and ")" in h and not h.rstrip().endswith("=") and "= {" not in h:
+                name = NAME.search(h)
+                stack.append(("function", (name.group(1) if name else h[:40], header_line)))
+            else:
+                stack.append(("other", None))
+            header, header_line = "", line
+        elif c == "}":
+            if stack:
+                kind, info = stack.pop()
+                if kind == "function":
+                    yield info[0], info[1], line - info[1] + 1
+            header, header_line = "", line
+        elif c == ";":
+            header, header_line = "", line
+        else:
+            if not header.strip() and not c.isspace():
+                header_line = line
+            header += c
 
 
 def long_functions(root, limit):
@@ -25,23 +113,9 @@ def long_functions(root, limit):
                 if not name.endswith((".cpp", ".h", ".cu")):
                     continue
                 path = os.path.join(base, name)
-                lines = open(path, errors="replace").read().split("\n")
-                i = 0
-                while i < len(lines):
-                    m = SIGNATURE.match(lines[i])
-                    if not m or lines[i].lstrip().startswith(("namespace", "struct", "class", "enum", "extern", "#")):
-                        i += 1
-                        continue
-                    indent = m.group(1)
-                    end = i + 1
-                    while end < len(lines) and not lines[end].startswith(indent + "}"):
-                        end += 1
-                    length = end - i + 1
-                    called = NAME.search(lines[i])
-                    function = called.group(1) if called else lines[i].strip()
+                for function, first, length in functions(path):
                     if length > limit and not EXEMPT.search(function.split("::")[-1]):
-                        yield f"{os.path.relpath(path, root)}:{i + 1}: {function} is {length} lines"
-                    i = end + 1
+                        yield f"{os.path.relpath(path, root)}:{first}: {function} is {length} lines"
 
 
 def main(argv):

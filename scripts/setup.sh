@@ -3,20 +3,20 @@
 # what it installs and does nothing when all is present.
 #
 # Torch: LibTorch 2.x from PyPI's `torch` wheel (CUDA build, the same LibTorch as on GPU
-# machines) when pip can install it; Debian's libtorch-dev (1.13, CPU) is always installed as the
-# fallback. ADASPAN_TORCH=system skips the wheel; ADASPAN_TORCH_VERSION pins it (default 2.11.0).
+# machines); ADASPAN_TORCH_VERSION pins it (default 2.11.0). Debian's LibTorch 1.13 is no longer a
+# fallback: nothing tested it, and one test failed on it. A LibTorch 2.x of your own works with
+# `cmake -DTorch_DIR=.../share/cmake/Torch` (ADASPAN_TORCH=none skips the wheel).
 set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config python3
-  libtorch-dev            # LibTorch 1.13 (CPU): the fallback when no torch wheel is installed
-  libopenblas0-pthread    # without it Debian's LibTorch links the reference BLAS: ~20x slower matmuls
   libopenmpi-dev openmpi-bin
   libhdf5-openmpi-dev     # parallel HDF5 (MPI-IO) for collective checkpoints
   libboost-program-options-dev
   libgtest-dev
   nlohmann-json3-dev
   libzip-dev              # reads enwik8.zip in `adaspan prepare`
+  clang-format            # the style check (scripts/format.sh --check)
 )
 
 sudo_cmd=""
@@ -45,7 +45,8 @@ if [ "${ADASPAN_TORCH:-pip}" = "pip" ]; then
     if python3 -m pip install -q "torch==${torch_version}"; then
       echo "setup: torch installed in $(( $(date +%s) - start )) s"
     else
-      echo "setup: pip could not install torch; building against Debian's LibTorch 1.13 instead"
+      echo "setup: error: pip could not install torch==${torch_version} (LibTorch 2.x is required)" >&2
+      exit 1
     fi
   fi
 fi

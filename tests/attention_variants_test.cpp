@@ -174,8 +174,8 @@ TEST(AttentionVariants, BadCombinationsAreOneLineErrors) {
       << bogus.err;
 
   // A checkpoint of one normalizer does not resume under another.
-  trainer::TrainConfig e = variant_run({"e", AttentionKind::adaptive, SpanMode::static_span, NormalizerKind::entmax15},
-                                       dir / "resume", 2);
+  trainer::TrainConfig e =
+      variant_run({"e", AttentionKind::adaptive, SpanMode::static_span, NormalizerKind::entmax15}, dir / "resume", 2);
   e.run.checkpoint_every = 2;
   trainer::train(e, true);
   e.model.normalizer = NormalizerKind::softmax;
@@ -325,8 +325,8 @@ TEST(AsentmaxScale, LayerScalesScoresByOnePlusBetaLogNToTheGamma) {
     per_head.push_back(kernels::banded_attention_reference(q.select(2, head), k.select(2, head), v.select(2, head),
                                                            key_pe.to(at::kDouble), mask, scale, o));
   }
-  const at::Tensor expected = at::matmul(at::stack(per_head, 2).reshape({batch, block, heads * dh}),
-                                         p["proj_out.weight"].t());
+  const at::Tensor expected =
+      at::matmul(at::stack(per_head, 2).reshape({batch, block, heads * dh}), p["proj_out.weight"].t());
   EXPECT_LT(testing::relative_error(out, expected), 1e-5);
 }
 

@@ -1,8 +1,8 @@
 // The general attention path (banded_attention) and the windows of the attention variants: the fast
 // path against the loop reference for every mask kind, normalizer and scale; against the fused span
 // kernel where both apply; gradients against finite differences in double.
-#include "kernels/attention_masks.h"
 #include "kernels/banded_attention.h"
+#include "kernels/attention_masks.h"
 #include "kernels/span_attention.h"
 #include "tests/finite_difference.h"
 
@@ -46,11 +46,14 @@ enum class MaskKind { static_span, dynamic_span, full, sparse_fixed };
 at::Tensor make_mask(MaskKind kind, int64_t window) {
   const auto opt = at::TensorOptions().dtype(at::kDouble);
   switch (kind) {
-    case MaskKind::static_span: return kernels::static_span_window(at::full({}, 6.5, opt), kRamp, window);
+    case MaskKind::static_span:
+      return kernels::static_span_window(at::full({}, 6.5, opt), kRamp, window);
     case MaskKind::dynamic_span:
       return kernels::dynamic_span_window(at::rand({kBatch, kBlock}, opt) * (window - kRamp), kRamp, window);
-    case MaskKind::full: return kernels::full_window(window, opt);
-    case MaskKind::sparse_fixed: return kernels::sparse_fixed_window(kBlock, window, 4, 0, opt);
+    case MaskKind::full:
+      return kernels::full_window(window, opt);
+    case MaskKind::sparse_fixed:
+      return kernels::sparse_fixed_window(kBlock, window, 4, 0, opt);
   }
   return {};
 }
@@ -118,8 +121,8 @@ TEST(BandedAttention, GradientsMatchFiniteDifferences) {
     for (auto& t : leaves) t.requires_grad_(false);
     for (size_t i = 0; i < leaves.size(); ++i) {
       const at::Tensor numeric = numerical_gradient([&] { return loss().item<double>(); }, leaves[i]);
-      EXPECT_LT(relative_error(analytic[i], numeric), 1e-6) << "input " << i << " normalizer "
-                                                             << static_cast<int>(normalizer);
+      EXPECT_LT(relative_error(analytic[i], numeric), 1e-6)
+          << "input " << i << " normalizer " << static_cast<int>(normalizer);
     }
   }
 }
@@ -136,7 +139,8 @@ TEST(AttentionMasks, SparseFixedSeesTheLocalKeysAndEveryStrideTh) {
   // Entmax gives keys outside the pattern exactly zero weight, like softmax.
   const Inputs in = make_inputs(16, 9);
   const at::Tensor mask = kernels::sparse_fixed_window(kBlock, kSpan, 4, 0, at::kDouble);
-  const at::Tensor a = kernels::banded_attention(in.q, in.k, in.v, in.key_pe, mask, {}, options(kSpan, Normalizer::entmax15));
+  const at::Tensor a =
+      kernels::banded_attention(in.q, in.k, in.v, in.key_pe, mask, {}, options(kSpan, Normalizer::entmax15));
   EXPECT_TRUE(at::isfinite(a).all().item<bool>());
 }
 

@@ -38,7 +38,6 @@ struct Pair {
   }
 };
 
-
 TEST(CacheModes, SameWeightsSameOutputsAcrossBlocks) {
   at::manual_seed(3);
   Pair m;

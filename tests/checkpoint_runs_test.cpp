@@ -88,7 +88,8 @@ TEST(CheckpointRuns, TwoRankCheckpointResumesOnOneAndFourRanks) {
   const Curve reference = curve(straight);
   const std::string ckpt = (first / "ckpt-10.h5").string();
   for (int ranks : {1, 4}) {
-    const fs::path dir = fresh_dir("layout_np" + std::to_string(ranks)), trace = fresh_dir("trace" + std::to_string(ranks));
+    const fs::path dir = fresh_dir("layout_np" + std::to_string(ranks)),
+                   trace = fresh_dir("trace" + std::to_string(ranks));
     fs::create_directories(trace);
     const auto r = run_adaspan(run_args(dir, 20, "--resume " + ckpt), ranks, "ADASPAN_TRACE_READS=" + trace.string());
     ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -128,7 +129,8 @@ TEST(CheckpointRuns, AutoSkipsADamagedNewestCheckpoint) {
 TEST(CheckpointRuns, CrashBetweenWriteAndRenameLosesOnlyTheStepsSince) {
   const fs::path straight = fresh_dir("crash_straight"), dir = fresh_dir("crash");
   ASSERT_EQ(run_adaspan(run_args(straight, 10), 2).exit_code, 0);
-  const auto crashed = run_adaspan(run_args(dir, 10, "--checkpoint-every 5 --fail-mode checkpoint --fail-at-step 10"), 2);
+  const auto crashed =
+      run_adaspan(run_args(dir, 10, "--checkpoint-every 5 --fail-mode checkpoint --fail-at-step 10"), 2);
   EXPECT_NE(crashed.exit_code, 0);
   EXPECT_TRUE(fs::exists(dir / "ckpt-5.h5"));
   EXPECT_TRUE(fs::exists(dir / "ckpt-10.h5.tmp"));
@@ -159,7 +161,8 @@ TEST(CheckpointRuns, AsyncCheckpointFromAConfigFileIsAsynchronousLikeTheFlag) {
       << "this MPI lacks MPI_THREAD_MULTIPLE, so the test cannot tell: " << by_flag.err;
   fs::create_directories(file);
   std::ofstream(file / "async.cfg") << "async-checkpoint = true\n";
-  const auto by_file = run_adaspan(run_args(file, 6, "--checkpoint-every 3 --config " + (file / "async.cfg").string()), 2);
+  const auto by_file =
+      run_adaspan(run_args(file, 6, "--checkpoint-every 3 --config " + (file / "async.cfg").string()), 2);
   ASSERT_EQ(by_file.exit_code, 0) << by_file.err;
   EXPECT_EQ(by_file.err.find("written synchronously"), std::string::npos) << by_file.err;
   EXPECT_EQ(curve(flag).bpc, curve(file).bpc);
@@ -188,18 +191,19 @@ TEST(CheckpointRuns, AsynchronousCheckpointsTrainTheSameAndCommitWhenComplete) {
   const auto x = checkpointing::read_checkpoint((sync / "ckpt-20.h5").string(), {0, 1, 0, 4});
   const auto y = checkpointing::read_checkpoint((async / "ckpt-20.h5").string(), {0, 1, 0, 4});
   ASSERT_EQ(x.parameters.size(), y.parameters.size());
-  for (size_t i = 0; i < x.parameters.size(); ++i) EXPECT_TRUE(at::equal(x.parameters[i].tensor, y.parameters[i].tensor));
+  for (size_t i = 0; i < x.parameters.size(); ++i)
+    EXPECT_TRUE(at::equal(x.parameters[i].tensor, y.parameters[i].tensor));
 
   // A crash while the background write runs leaves the previous checkpoint, and nothing is lost
   // beyond the steps since it.
   const fs::path crash = fresh_dir("async_crash");
-  const auto crashed =
-      run_adaspan(run_args(crash, 20, "--checkpoint-every 5 --async-checkpoint --fail-mode checkpoint --fail-at-step 10"), 2);
+  const auto crashed = run_adaspan(
+      run_args(crash, 20, "--checkpoint-every 5 --async-checkpoint --fail-mode checkpoint --fail-at-step 10"), 2);
   EXPECT_NE(crashed.exit_code, 0);
   EXPECT_TRUE(fs::exists(crash / "ckpt-5.h5"));
   EXPECT_FALSE(fs::exists(crash / "ckpt-10.h5"));
-  const auto resumed = run_adaspan(run_args(crash, 20, "--checkpoint-every 5 --async-checkpoint --resume auto"), 2,
-                                   "ADASPAN_ATTEMPT=2");
+  const auto resumed =
+      run_adaspan(run_args(crash, 20, "--checkpoint-every 5 --async-checkpoint --resume auto"), 2, "ADASPAN_ATTEMPT=2");
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   const Curve c = curve(crash);
   EXPECT_EQ(c.resumed_at, 5);
@@ -230,7 +234,8 @@ TEST(CheckpointRuns, EvalGivesTheSameBitsPerByteOnOneAndTwoRanks) {
     std::ofstream out(text);
     for (int i = 0; i < 300; ++i) out << "line " << i << ": the quick brown fox jumps over the lazy dog\n";
   }
-  const std::string args = "eval --json --batch-size 4 --checkpoint " + (dir / "ckpt-20.h5").string() + " --data " + text.string();
+  const std::string args =
+      "eval --json --batch-size 4 --checkpoint " + (dir / "ckpt-20.h5").string() + " --data " + text.string();
   const auto one = run_adaspan(args), two = run_adaspan(args, 2);
   ASSERT_EQ(one.exit_code, 0) << one.err;
   ASSERT_EQ(two.exit_code, 0) << two.err;
@@ -241,7 +246,8 @@ TEST(CheckpointRuns, EvalGivesTheSameBitsPerByteOnOneAndTwoRanks) {
   EXPECT_LT(a["bpb"].get<double>(), 9.0);
   EXPECT_EQ(b["ranks"], 2);
 
-  const auto bad = run_adaspan("eval --batch-size 3 --checkpoint " + (dir / "ckpt-20.h5").string() + " --data " + text.string(), 2);
+  const auto bad =
+      run_adaspan("eval --batch-size 3 --checkpoint " + (dir / "ckpt-20.h5").string() + " --data " + text.string(), 2);
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.err.find("not divisible"), std::string::npos) << bad.err;
   fs::remove_all(dir);

@@ -2,9 +2,9 @@
 // atomic commit and retention, and the documented layout read with the plain HDF5 C API.
 #include "checkpointing/checkpoint_file.h"
 #include "checkpointing/checkpoint_store.h"
+#include "tests/scratch_dir.h"
 #include "tests/small_configs.h"
 #include "trainer/trainer.h"
-#include "tests/scratch_dir.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -70,7 +70,8 @@ TEST(Checkpoint, FileRoundTripKeepsEveryPiece) {
   EXPECT_EQ(r.stream_positions, s.stream_positions);
   EXPECT_EQ(r.spans, s.spans);
   EXPECT_EQ(r.placement, s.placement);
-  const auto same = [](const std::vector<checkpointing::NamedTensor>& a, const std::vector<checkpointing::NamedTensor>& b) {
+  const auto same = [](const std::vector<checkpointing::NamedTensor>& a,
+                       const std::vector<checkpointing::NamedTensor>& b) {
     ASSERT_EQ(a.size(), b.size());
     std::map<std::string, at::Tensor> by_name;
     for (const auto& t : b) by_name[t.name] = t.tensor;

@@ -2,11 +2,11 @@
 // writes nothing.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
 #include <array>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <sys/wait.h>
 
 namespace adaspan {
 namespace {
@@ -65,8 +65,7 @@ INSTANTIATE_TEST_SUITE_P(
                       BadInput{"missing_data", "--data /nonexistent/corpus.txt", "/nonexistent/corpus.txt"},
                       BadInput{"bad_cache", "--cache disk", "disk"},
                       BadInput{"bad_optimizer", "--optimizer sgdx", "sgdx"},
-                      BadInput{"not_a_number", "--lr fast", "lr"},
-                      BadInput{"bad_device", "--device tpu", "tpu"},
+                      BadInput{"not_a_number", "--lr fast", "lr"}, BadInput{"bad_device", "--device tpu", "tpu"},
                       BadInput{"bad_precision", "--precision fp16", "fp16"}),
     [](const auto& info) { return std::string(info.param.name); });
 
@@ -83,10 +82,11 @@ TEST(Cli, UnwritableRunDirIsOneClearError) {
 TEST(Cli, HelpExplainsEveryTrainFlag) {
   const RunResult r = run("train --help");
   EXPECT_EQ(r.exit_code, 0);
-  for (const char* flag : {"--data", "--valid-data", "--steps", "--batch-size", "--block-size", "--layers",
-                           "--d-model", "--heads", "--ff-size", "--attn-span", "--span-ramp", "--span-loss-coeff",
-                           "--dropout", "--optimizer", "--lr", "--warmup-steps", "--grad-clip", "--seed",
-                           "--threads", "--device", "--cache", "--run-dir", "--log-every", "--eval-every", "--config"}) {
+  for (const char* flag :
+       {"--data",    "--valid-data",   "--steps",      "--batch-size", "--block-size",      "--layers",  "--d-model",
+        "--heads",   "--ff-size",      "--attn-span",  "--span-ramp",  "--span-loss-coeff", "--dropout", "--optimizer",
+        "--lr",      "--warmup-steps", "--grad-clip",  "--seed",       "--threads",         "--device",  "--cache",
+        "--run-dir", "--log-every",    "--eval-every", "--config"}) {
     EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
   }
 }

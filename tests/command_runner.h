@@ -26,8 +26,8 @@ inline CommandResult run_adaspan(const std::string& args, int ranks = 0, const s
                                  int timeout_s = 180) {
   namespace fs = std::filesystem;
   static int counter = 0;
-  const fs::path base = fs::temp_directory_path() / ("adaspan_cmd_" + std::to_string(::getpid()) + "_" +
-                                                     std::to_string(counter++));
+  const fs::path base =
+      fs::temp_directory_path() / ("adaspan_cmd_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
   std::string launcher;
   if (ranks > 0) {
     launcher = std::string(ADASPAN_MPIEXEC) + " --allow-run-as-root --oversubscribe -np " + std::to_string(ranks) + " ";

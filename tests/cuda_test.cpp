@@ -27,15 +27,14 @@ TEST(Cuda, SpanAttentionMatchesDenseReference) {
   SKIP_WITHOUT_CUDA();
   at::manual_seed(1);
   const auto cpu = at::TensorOptions().dtype(at::kDouble);
-  const at::Tensor q = at::randn({2, 70, 16}, cpu), k = at::randn({2, 170, 16}, cpu),
-                   v = at::randn({2, 170, 16}, cpu), pe = at::randn({16, 128}, cpu), z = at::full({}, 40.5, cpu);
+  const at::Tensor q = at::randn({2, 70, 16}, cpu), k = at::randn({2, 170, 16}, cpu), v = at::randn({2, 170, 16}, cpu),
+                   pe = at::randn({16, 128}, cpu), z = at::full({}, 40.5, cpu);
   kernels::SpanAttentionOptions o;
   o.max_span = 128;
   o.ramp = 16;
   o.window = kernels::effective_window(40.5, 16, 128);
   const at::Device gpu(at::kCUDA);
-  const at::Tensor fast =
-      kernels::span_attention(q.to(gpu), k.to(gpu), v.to(gpu), pe.to(gpu), z.to(gpu), o).cpu();
+  const at::Tensor fast = kernels::span_attention(q.to(gpu), k.to(gpu), v.to(gpu), pe.to(gpu), z.to(gpu), o).cpu();
   const at::Tensor dense = kernels::span_attention_reference(q, k, v, pe, z, 128, 16);
   EXPECT_LT((fast - dense).abs().max().item<double>(), 1e-10);
 }
@@ -82,16 +81,16 @@ struct RowKernelCase {
   }
 };
 
-#define SKIP_WITHOUT_ROW_KERNELS()  \
-  SKIP_WITHOUT_CUDA();              \
+#define SKIP_WITHOUT_ROW_KERNELS() \
+  SKIP_WITHOUT_CUDA();             \
   if (!kernels::span_rows_cuda_built()) GTEST_SKIP() << "built without the CUDA kernels"
 
 const RowKernelCase kRowKernelCases[] = {
-    {2, 70, 100, 64, 128, 8.0, 40.7},     // M not a multiple of the thread block
-    {1, 20, 0, 64, 32, 4.0, 9.5},         // no cache
-    {2, 16, 5, 96, 96, 32.0, 0.0},        // z = 0, cache shorter than the window
-    {1, 300, 700, 64, 1024, 32.0, 1024.0},// z = S
-    {2, 9, 40, 16, 64, 4.0, 12.0},        // integer z
+    {2, 70, 100, 64, 128, 8.0, 40.7},       // M not a multiple of the thread block
+    {1, 20, 0, 64, 32, 4.0, 9.5},           // no cache
+    {2, 16, 5, 96, 96, 32.0, 0.0},          // z = 0, cache shorter than the window
+    {1, 300, 700, 64, 1024, 32.0, 1024.0},  // z = S
+    {2, 9, 40, 16, 64, 4.0, 12.0},          // integer z
 };
 
 TEST(Cuda, RowKernelsMatchHostRowsFloat64) {
@@ -124,9 +123,11 @@ TEST(Cuda, RowKernelsFloat32WithinFlashAttentionCriterion) {
     const at::Tensor ref32 = kernels::span_attention_reference(q.to(at::kFloat), k.to(at::kFloat), v.to(at::kFloat),
                                                                pe.to(at::kFloat), z.to(at::kFloat), c.span, c.ramp);
     const kernels::SpanAttentionOptions o = c.options();
-    const at::Tensor dev = kernels::span_attention_rows(
-        q.to(gpu, at::kFloat), k.to(gpu, at::kFloat), v.to(gpu, at::kFloat), pe.to(gpu, at::kFloat),
-        z.to(gpu, at::kFloat), o).cpu().to(at::kDouble);
+    const at::Tensor dev =
+        kernels::span_attention_rows(q.to(gpu, at::kFloat), k.to(gpu, at::kFloat), v.to(gpu, at::kFloat),
+                                     pe.to(gpu, at::kFloat), z.to(gpu, at::kFloat), o)
+            .cpu()
+            .to(at::kDouble);
     const double plain_error = (ref32.to(at::kDouble) - ref64).abs().max().item<double>();
     EXPECT_LE((dev - ref64).abs().max().item<double>(), 2 * plain_error + 1e-6) << "z " << c.z;
   }
@@ -168,9 +169,8 @@ void expect_training_steps_match_cpu(model::SpanMode span_mode) {
     at::manual_seed(6);
     for (int step = 0; step < 5; ++step) {
       const at::Tensor bytes = at::randint(0, 256, {4, 65}, at::kLong).to(devices[d]);
-      losses[d].push_back(trainer::train_step(lm, *optimizer, bytes.narrow(1, 0, 64), bytes.narrow(1, 1, 64),
-                                              cache, 0.07)
-                              .nll);
+      losses[d].push_back(
+          trainer::train_step(lm, *optimizer, bytes.narrow(1, 0, 64), bytes.narrow(1, 1, 64), cache, 0.07).nll);
     }
   }
   for (int step = 0; step < 5; ++step) EXPECT_NEAR(losses[0][step], losses[1][step], 1e-9) << "step " << step;
@@ -213,7 +213,8 @@ std::vector<double> phrase_curve(const at::Device& device, model::Precision prec
       for (int64_t t = 0; t < 65; ++t) a[r][t] = phrase[(step * 64 + r * 13 + t) % phrase.size()];
     }
     bytes = bytes.to(device);
-    curve.push_back(trainer::train_step(lm, *optimizer, bytes.narrow(1, 0, 64), bytes.narrow(1, 1, 64), cache, 0.07).nll);
+    curve.push_back(
+        trainer::train_step(lm, *optimizer, bytes.narrow(1, 0, 64), bytes.narrow(1, 1, 64), cache, 0.07).nll);
   }
   return curve;
 }

@@ -5,13 +5,13 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <sys/wait.h>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
-#include <sys/wait.h>
 
 namespace adaspan {
 namespace {
@@ -102,10 +102,11 @@ TEST(DataParallel, EachRankReadsOnlyItsOwnStreams) {
 }
 
 TEST(DataParallel, BadLayoutsFailFastWithOneMessage) {
-  for (const auto& [batch, expected] : std::vector<std::pair<int, std::string>>{{6, "not divisible"}, {2, "fewer streams"}}) {
+  for (const auto& [batch, expected] :
+       std::vector<std::pair<int, std::string>>{{6, "not divisible"}, {2, "fewer streams"}}) {
     const fs::path dir = fresh_dir("bad");
-    const Result r = mpirun(4, std::string(kSmallRun) + " --batch-size " + std::to_string(batch) + " --run-dir " +
-                                   dir.string());
+    const Result r =
+        mpirun(4, std::string(kSmallRun) + " --batch-size " + std::to_string(batch) + " --run-dir " + dir.string());
     EXPECT_NE(r.exit_code, 0);
     EXPECT_NE(r.exit_code, 124) << "timed out: a hang";
     // One line from adaspan (rank 0's); what follows is mpirun's own report of the exit.
@@ -126,9 +127,9 @@ TEST(DataParallel, AFileMissingOnOneRankStopsAllRanks) {
   const fs::path err = dir.string() + ".err";
   const std::string command =
       std::string("timeout 60 ") + ADASPAN_MPIEXEC + " --allow-run-as-root --oversubscribe -np 2 sh -c '" +
-      "if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then d=" + (data / "missing.txt").string() + "; else d=" +
-      (data / "a.txt").string() + "; fi; exec " + ADASPAN_BINARY + " train --data $d --batch-size 2 --steps 2 --run-dir " +
-      dir.string() + "' > /dev/null 2> " + err.string();
+      "if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then d=" + (data / "missing.txt").string() +
+      "; else d=" + (data / "a.txt").string() + "; fi; exec " + ADASPAN_BINARY +
+      " train --data $d --batch-size 2 --steps 2 --run-dir " + dir.string() + "' > /dev/null 2> " + err.string();
   const int status = std::system(command.c_str());
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_NE(WEXITSTATUS(status), 0);

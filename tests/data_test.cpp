@@ -82,8 +82,8 @@ TEST(StreamSampler, RejectsMoreStreamsThanBytes) {
 
 TEST(ByteCorpus, ConcatenatesFilesAcrossBoundaries) {
   TempDir dir;
-  const auto corpus = data::ByteCorpus::open_files({dir.write("a", "hello "), dir.write("b", "big "),
-                                                    dir.write("c", "world")});
+  const auto corpus =
+      data::ByteCorpus::open_files({dir.write("a", "hello "), dir.write("b", "big "), dir.write("c", "world")});
   ASSERT_EQ(corpus.size(), 15u);
   std::string out(20, '\0');
   corpus.read_wrapped(3, 20, reinterpret_cast<uint8_t*>(out.data()));
@@ -115,9 +115,7 @@ TEST(ByteCorpus, RejectsMissingAndEmptyFilesWithTheirName) {
 TEST(ByteCorpus, TenGigabyteFileKeepsMemoryFlat) {
   TempDir dir;
   const fs::path big = dir.path / "big.bin";
-  {
-    std::ofstream(big, std::ios::binary) << "x";
-  }
+  { std::ofstream(big, std::ios::binary) << "x"; }
   fs::resize_file(big, 10ull << 30);
   auto max_rss_kb = [] {
     struct rusage usage {};

@@ -31,8 +31,8 @@ TEST(Entmax15, GradientMatchesFiniteDifferences) {
   at::Tensor x = (at::randn({3, 9}, kDouble) * 2).requires_grad_(true);
   const at::Tensor w = at::randn({3, 9}, kDouble);
   (kernels::entmax15(x) * w).sum().backward();
-  const at::Tensor numeric = testing::numerical_gradient(
-      [&] { return (kernels::entmax15(x) * w).sum().item<double>(); }, x.detach());
+  const at::Tensor numeric =
+      testing::numerical_gradient([&] { return (kernels::entmax15(x) * w).sum().item<double>(); }, x.detach());
   EXPECT_LT(testing::relative_error(x.grad(), numeric), 1e-6);
 }
 

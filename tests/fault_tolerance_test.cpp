@@ -52,9 +52,11 @@ int count_events(const Outcome& o, const std::string& name) {
 }
 
 // `adaspan launch -- mpirun -np 2 adaspan train ...`
-testing::CommandResult launch(const std::string& launch_flags, const fs::path& dir, int steps, const std::string& extra) {
-  const std::string train = std::string(ADASPAN_MPIEXEC) + " --allow-run-as-root --oversubscribe -np 2 " + ADASPAN_BINARY +
-                            kTrain + " --steps " + std::to_string(steps) + " --run-dir " + dir.string() + " " + extra;
+testing::CommandResult launch(const std::string& launch_flags, const fs::path& dir, int steps,
+                              const std::string& extra) {
+  const std::string train = std::string(ADASPAN_MPIEXEC) + " --allow-run-as-root --oversubscribe -np 2 " +
+                            ADASPAN_BINARY + kTrain + " --steps " + std::to_string(steps) + " --run-dir " +
+                            dir.string() + " " + extra;
   return run_adaspan("launch --backoff 0 " + launch_flags + " -- " + train, 0, "", 300);
 }
 
@@ -72,7 +74,8 @@ const Outcome& reference_run() {
 
 TEST(FaultTolerance, CrashedRankIsRestartedFromTheCheckpointWithTheSameResult) {
   const fs::path dir = fresh_dir("crash");
-  const auto r = launch("--max-restarts 2", dir, 20, "--checkpoint-every 5 --fail-at-step 7 --fail-rank 1 --fail-mode crash");
+  const auto r =
+      launch("--max-restarts 2", dir, 20, "--checkpoint-every 5 --fail-at-step 7 --fail-rank 1 --fail-mode crash");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto attempts = lines(dir / "attempts.jsonl");
   ASSERT_EQ(attempts.size(), 2u) << r.err;
@@ -106,16 +109,16 @@ TEST(FaultTolerance, HungRankIsAbortedByTheWatchdogAndRestarted) {
 
 TEST(FaultTolerance, SignalOnOneRankCheckpointsEveryRankAndExitsPreempted) {
   const fs::path dir = fresh_dir("signal");
-  const auto r = run_adaspan(kTrain + " --steps 20 --run-dir " + dir.string() +
-                                 " --fail-at-step 6 --fail-rank 1 --fail-mode signal",
-                             2);
+  const auto r = run_adaspan(
+      kTrain + " --steps 20 --run-dir " + dir.string() + " --fail-at-step 6 --fail-rank 1 --fail-mode signal", 2);
   EXPECT_EQ(r.exit_code, 75) << r.err;
   EXPECT_TRUE(fs::exists(dir / "ckpt-6.h5"));  // no --checkpoint-every: the signal asked for it
   const Outcome stopped = outcome(dir);
   EXPECT_EQ(count_events(stopped, "preempted"), 1);
   EXPECT_EQ(count_events(stopped, "done"), 0);
   // The requeued job continues where it stopped and ends as if never interrupted.
-  const auto resumed = run_adaspan(kTrain + " --steps 20 --run-dir " + dir.string() + " --resume auto", 2, "ADASPAN_ATTEMPT=2");
+  const auto resumed =
+      run_adaspan(kTrain + " --steps 20 --run-dir " + dir.string() + " --resume auto", 2, "ADASPAN_ATTEMPT=2");
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   const Outcome o = outcome(dir);
   EXPECT_EQ(o.bpc, reference_run().bpc);
@@ -133,7 +136,8 @@ TEST(FaultTolerance, LaunchPassesPreemptionOnWithoutRestarting) {
 
 TEST(FaultTolerance, NanStepsAreSkippedAndRepeatedOnesRollBack) {
   const fs::path once = fresh_dir("nan_once");
-  auto r = run_adaspan(kTrain + " --steps 10 --run-dir " + once.string() + " --fail-at-step 7 --fail-rank 1 --fail-mode nan", 2);
+  auto r = run_adaspan(
+      kTrain + " --steps 10 --run-dir " + once.string() + " --fail-at-step 7 --fail-rank 1 --fail-mode nan", 2);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   Outcome o = outcome(once);
   EXPECT_EQ(count_events(o, "skipped_step"), 1);
@@ -143,9 +147,10 @@ TEST(FaultTolerance, NanStepsAreSkippedAndRepeatedOnesRollBack) {
   EXPECT_TRUE(std::isfinite(o.param_norm));
 
   const fs::path repeated = fresh_dir("nan_repeated");
-  r = run_adaspan(kTrain + " --steps 14 --run-dir " + repeated.string() +
-                      " --checkpoint-every 5 --max-bad-steps 2 --fail-at-step 7 --fail-count 3 --fail-rank 0 --fail-mode nan",
-                  2);
+  r = run_adaspan(
+      kTrain + " --steps 14 --run-dir " + repeated.string() +
+          " --checkpoint-every 5 --max-bad-steps 2 --fail-at-step 7 --fail-count 3 --fail-rank 0 --fail-mode nan",
+      2);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   o = outcome(repeated);
   EXPECT_EQ(count_events(o, "skipped_step"), 3);
@@ -174,7 +179,8 @@ TEST(FaultTolerance, LauncherGivesUpAfterMaxRestartsWithASummary) {
 }
 
 TEST(Supervisor, RestartsResumeAutomaticallyAndFindTheRunDir) {
-  const std::vector<std::string> command{"mpirun", "-np", "2", "adaspan", "train", "--resume", "x.h5", "--run-dir", "r"};
+  const std::vector<std::string> command{"mpirun",   "-np",  "2",         "adaspan", "train",
+                                         "--resume", "x.h5", "--run-dir", "r"};
   EXPECT_EQ(launcher::attempt_command(command, 1), command);
   const std::vector<std::string> second{"mpirun", "-np", "2", "adaspan", "train", "--run-dir", "r", "--resume", "auto"};
   EXPECT_EQ(launcher::attempt_command(command, 2), second);

@@ -161,14 +161,16 @@ TEST(GradAccum, UpdatesEqualTheWholeBatchInDouble) {
   }
   for (int64_t k : {2, 4}) {
     for (size_t i = 0; i < final_params[1].size(); ++i) {
-      EXPECT_TRUE(at::allclose(final_params[k][i], final_params[1][i], 1e-10, 1e-12)) << "K=" << k << " parameter " << i;
+      EXPECT_TRUE(at::allclose(final_params[k][i], final_params[1][i], 1e-10, 1e-12))
+          << "K=" << k << " parameter " << i;
     }
   }
 }
 
 TEST(GradAccum, TwoRanksWithMicroBatchesMatchOneRank) {
-  const std::string run = " train --steps 8 --layers 2 --d-model 32 --heads 2 --ff-size 64 --attn-span 64 --block-size 32"
-                          " --batch-size 8 --log-every 4 --eval-every 0 --threads 1 --warmup-steps 4 --run-dir ";
+  const std::string run =
+      " train --steps 8 --layers 2 --d-model 32 --heads 2 --ff-size 64 --attn-span 64 --block-size 32"
+      " --batch-size 8 --log-every 4 --eval-every 0 --threads 1 --warmup-steps 4 --run-dir ";
   const fs::path one = fs::temp_directory_path() / ("adaspan_accum_np1_" + std::to_string(::getpid()));
   const fs::path two = fs::temp_directory_path() / ("adaspan_accum_np2_" + std::to_string(::getpid()));
   ASSERT_EQ(testing::run_adaspan(run + one.string(), 1).exit_code, 0);

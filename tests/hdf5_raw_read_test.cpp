@@ -78,7 +78,8 @@ TEST(Fletcher32, FastEqualsTheReferenceOnEverySizeAndPattern) {
   for (auto& b : random) b = static_cast<uint8_t>(rng());
   for (const auto* data : {&random, &ones, &zeros}) {
     for (size_t bytes : {0, 1, 2, 3, 718, 719, 720, 721, 722, 1439, 1440, 1441, 4999, 5000}) {
-      EXPECT_EQ(checkpointing::fletcher32(data->data(), bytes), checkpointing::fletcher32_reference(data->data(), bytes))
+      EXPECT_EQ(checkpointing::fletcher32(data->data(), bytes),
+                checkpointing::fletcher32_reference(data->data(), bytes))
           << bytes << " bytes";
     }
   }

@@ -2,9 +2,9 @@
 // (eval) or bytes (generate) must compute what one long block computes.
 #include "data/byte_corpus.h"
 #include "model/adaptive_span_lm.h"
+#include "tests/small_configs.h"
 #include "trainer/file_evaluation.h"
 #include "trainer/generation.h"
-#include "tests/small_configs.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>

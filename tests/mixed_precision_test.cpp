@@ -1,7 +1,7 @@
 // bf16 autocast (model/mixed_precision.h): the forward pass really runs its matrix products in
 // bf16, the parameters and optimizer state stay fp32, and training follows the fp32 curve.
-#include "model/adaptive_span_lm.h"
 #include "model/mixed_precision.h"
+#include "model/adaptive_span_lm.h"
 #include "tests/small_configs.h"
 #include "trainer/optimizer.h"
 #include "trainer/train_step.h"
@@ -85,9 +85,7 @@ void expect_bf16_training_tracks_fp32(model::SpanMode span_mode) {
 
 TEST(MixedPrecision, Bf16TrainingTracksFp32) { expect_bf16_training_tracks_fp32(model::SpanMode::static_span); }
 
-TEST(MixedPrecision, Bf16DynamicSpanTrainingTracksFp32) {
-  expect_bf16_training_tracks_fp32(model::SpanMode::dynamic);
-}
+TEST(MixedPrecision, Bf16DynamicSpanTrainingTracksFp32) { expect_bf16_training_tracks_fp32(model::SpanMode::dynamic); }
 
 }  // namespace
 }  // namespace adaspan

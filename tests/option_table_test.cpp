@@ -17,19 +17,45 @@ using trainer::TrainConfig;
 // A value other than the default for every stored option. An option added to the table and
 // stored in checkpoints needs one here (the test says which).
 const std::map<std::string, std::string> kNonDefault = {
-    {"data", "/tmp/a.txt"},       {"valid-data", "/tmp/b.txt"},    {"batch-size", "24"},
-    {"block-size", "48"},         {"vocab", "300"},                {"layers", "3"},
-    {"d-model", "96"},            {"heads", "6"},                  {"ff-size", "200"},
-    {"attn-span", "700"},         {"span-ramp", "16"},             {"span-init", "0.25"},
-    {"span-init-heads", "1,2,3,4,5,6"}, {"span-loss-coeff", "3e-05"}, {"dropout", "0.1"},
-    {"cache", "hidden"},          {"trim-hidden-cache", "false"},  {"attention", "sparse-fixed"},
-    {"span-mode", "dynamic"},     {"normalizer", "asentmax"},      {"asentmax-scale", "hidden"},
-    {"sparse-stride", "16"},      {"optimizer", "adam"},           {"lr", "0.5"},
-    {"warmup-steps", "7"},        {"grad-clip", "0.2"},            {"grad-accum", "3"},
-    {"adam-beta1", "0.8"},        {"adam-beta2", "0.95"},          {"adam-eps", "1e-06"},
-    {"steps", "77"},              {"seed", "9"},                   {"device", "cuda:1"},
-    {"tp", "2"},                  {"zero", "1"},                   {"run-dir", "/tmp/elsewhere"},
-    {"checkpoint-every", "11"},   {"keep-checkpoints", "5"},       {"async-checkpoint", "true"},
+    {"data", "/tmp/a.txt"},
+    {"valid-data", "/tmp/b.txt"},
+    {"batch-size", "24"},
+    {"block-size", "48"},
+    {"vocab", "300"},
+    {"layers", "3"},
+    {"d-model", "96"},
+    {"heads", "6"},
+    {"ff-size", "200"},
+    {"attn-span", "700"},
+    {"span-ramp", "16"},
+    {"span-init", "0.25"},
+    {"span-init-heads", "1,2,3,4,5,6"},
+    {"span-loss-coeff", "3e-05"},
+    {"dropout", "0.1"},
+    {"cache", "hidden"},
+    {"trim-hidden-cache", "false"},
+    {"attention", "sparse-fixed"},
+    {"span-mode", "dynamic"},
+    {"normalizer", "asentmax"},
+    {"asentmax-scale", "hidden"},
+    {"sparse-stride", "16"},
+    {"optimizer", "adam"},
+    {"lr", "0.5"},
+    {"warmup-steps", "7"},
+    {"grad-clip", "0.2"},
+    {"grad-accum", "3"},
+    {"adam-beta1", "0.8"},
+    {"adam-beta2", "0.95"},
+    {"adam-eps", "1e-06"},
+    {"steps", "77"},
+    {"seed", "9"},
+    {"device", "cuda:1"},
+    {"tp", "2"},
+    {"zero", "1"},
+    {"run-dir", "/tmp/elsewhere"},
+    {"checkpoint-every", "11"},
+    {"keep-checkpoints", "5"},
+    {"async-checkpoint", "true"},
 };
 
 TrainConfig non_default_config() {
@@ -101,7 +127,8 @@ TEST(OptionTable, VariantOptionsMatterOnlyWhereTheirVariantIsOn) {
 
 TEST(OptionTable, ACheckpointWithoutLaterOptionsReadsAsTheirDefaults) {
   nlohmann::json stored = trainer::to_json(TrainConfig{});
-  for (const char* later : {"attention", "span-mode", "normalizer", "asentmax-scale", "sparse-stride", "span-init-heads"}) {
+  for (const char* later :
+       {"attention", "span-mode", "normalizer", "asentmax-scale", "sparse-stride", "span-init-heads"}) {
     stored["model"].erase(later);
   }
   EXPECT_EQ(trainer::resume_incompatibility(TrainConfig{}, stored), "");

@@ -8,9 +8,9 @@
 
 #include <cmath>
 #include <cstdlib>
-#include <map>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 namespace adaspan {
 namespace {
@@ -23,7 +23,8 @@ std::pair<uint32_t, uint32_t> png_size(const fs::path& path) {
   unsigned char header[24] = {};
   in.read(reinterpret_cast<char*>(header), sizeof(header));
   const auto be32 = [&](int at) {
-    return (uint32_t{header[at]} << 24) | (uint32_t{header[at + 1]} << 16) | (uint32_t{header[at + 2]} << 8) | header[at + 3];
+    return (uint32_t{header[at]} << 24) | (uint32_t{header[at + 1]} << 16) | (uint32_t{header[at + 2]} << 8) |
+           header[at + 3];
   };
   if (header[1] != 'P' || header[2] != 'N' || header[3] != 'G') return {0, 0};
   return {be32(16), be32(20)};
@@ -37,7 +38,8 @@ TEST(Report, FiguresShowTheRunsNumbers) {
   fs::remove_all(dir);
   const auto train = testing::run_adaspan(
       "train --steps 20 --layers 2 --d-model 32 --heads 2 --ff-size 64 --attn-span 64 --block-size 32 --batch-size 4"
-      " --log-every 5 --eval-every 10 --eval-steps 2 --threads 1 --checkpoint-every 20 --run-dir " + dir.string());
+      " --log-every 5 --eval-every 10 --eval-steps 2 --threads 1 --checkpoint-every 20 --run-dir " +
+      dir.string());
   ASSERT_EQ(train.exit_code, 0) << train.err;
   const auto r = testing::run_adaspan("report " + dir.string());
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -50,7 +52,9 @@ TEST(Report, FiguresShowTheRunsNumbers) {
   std::ifstream html_in(dir / "report.html");
   const std::string html{std::istreambuf_iterator<char>(html_in), {}};
   size_t images = 0;
-  for (size_t at = html.find("data:image/png;base64,"); at != std::string::npos; at = html.find("data:image/png;base64,", at + 1)) ++images;
+  for (size_t at = html.find("data:image/png;base64,"); at != std::string::npos;
+       at = html.find("data:image/png;base64,", at + 1))
+    ++images;
   EXPECT_EQ(images, 5u);
 
   std::ifstream json_in(dir / "report.json");
@@ -111,15 +115,16 @@ TEST(BenchRunAll, WritesOneTableAsMarkdownAndJson) {
               1e-9);
   fs::remove_all(out);
 
-  const std::string unknown = "python3 " + (source / "bench" / "run_all").string() + " --only nonsense > /dev/null 2>&1";
+  const std::string unknown =
+      "python3 " + (source / "bench" / "run_all").string() + " --only nonsense > /dev/null 2>&1";
   EXPECT_NE(std::system(unknown.c_str()), 0);
 }
 
 TEST(Install, PutsTheBinariesScriptsAndDocsInPlace) {
   const fs::path prefix = fs::temp_directory_path() / ("adaspan_install_" + std::to_string(::getpid()));
   fs::remove_all(prefix);
-  const std::string install = std::string(ADASPAN_CMAKE) + " --install " + ADASPAN_BUILD_DIR + " --prefix " +
-                              prefix.string() + " > /dev/null";
+  const std::string install =
+      std::string(ADASPAN_CMAKE) + " --install " + ADASPAN_BUILD_DIR + " --prefix " + prefix.string() + " > /dev/null";
   ASSERT_EQ(std::system(install.c_str()), 0);
   for (const char* file : {"bin/adaspan", "share/adaspan/report.py", "share/adaspan/adaspan.sbatch",
                            "share/doc/adaspan/README.md", "share/doc/adaspan/checkpoint-format.md"}) {

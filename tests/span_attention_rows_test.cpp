@@ -1,10 +1,10 @@
 // The row programs (kernels/span_rows/row_program.h), run on the host exactly as the CUDA kernels run
 // them on a GPU, held to the float64 dense reference and to finite differences.
+#include "kernels/span_rows/span_attention_rows.h"
 #include "kernels/philox.h"
 #include "kernels/span_attention.h"
 #include "kernels/span_attention_reference.h"
 #include "kernels/span_mask.h"
-#include "kernels/span_rows/span_attention_rows.h"
 #include "tests/finite_difference.h"
 
 #include <ATen/ATen.h>
@@ -150,12 +150,12 @@ TEST_P(SpanRowsVsDense, ForwardAndGradientsMatchDenseFloat64) {
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, SpanRowsVsDense,
-    ::testing::Values(RowCase{2, 8, 16, 8, 16, 4.0, 5.3, true},        // small, full window
-                      RowCase{2, 70, 100, 8, 128, 8.0, 40.7, false},   // M not a multiple of anything
-                      RowCase{1, 20, 0, 16, 32, 4.0, 9.5, false},      // no cache: zero keys before index 0
-                      RowCase{2, 16, 5, 8, 96, 32.0, 0.0, false},      // z = 0 (init), cache shorter than window
-                      RowCase{1, 33, 200, 16, 200, 16.0, 200.0, false},// z = S: all of S
-                      RowCase{1, 9, 40, 8, 64, 4.0, 12.0, false},      // integer z: m = 0 key still in dz
+    ::testing::Values(RowCase{2, 8, 16, 8, 16, 4.0, 5.3, true},          // small, full window
+                      RowCase{2, 70, 100, 8, 128, 8.0, 40.7, false},     // M not a multiple of anything
+                      RowCase{1, 20, 0, 16, 32, 4.0, 9.5, false},        // no cache: zero keys before index 0
+                      RowCase{2, 16, 5, 8, 96, 32.0, 0.0, false},        // z = 0 (init), cache shorter than window
+                      RowCase{1, 33, 200, 16, 200, 16.0, 200.0, false},  // z = S: all of S
+                      RowCase{1, 9, 40, 8, 64, 4.0, 12.0, false},        // integer z: m = 0 key still in dz
                       RowCase{2, 3, 300, 32, 256, 32.0, 150.2, false}));
 
 TEST(SpanRows, EqualsTheFusedCpuKernelFloat32) {
@@ -173,9 +173,7 @@ TEST(SpanRows, GradientsMatchFiniteDifferences) {
   Inputs in = make_inputs(c, 3);
   const at::Tensor w = at::randn({c.batch, c.block, c.dim}, at::kDouble);
   const auto options = options_for(c, c.z);
-  auto loss = [&] {
-    return (kernels::span_attention_rows(in.q, in.k, in.v, in.key_pe, in.z, options) * w).sum();
-  };
+  auto loss = [&] { return (kernels::span_attention_rows(in.q, in.k, in.v, in.key_pe, in.z, options) * w).sum(); };
   for (at::Tensor* t : in.all()) t->requires_grad_(true);
   loss().backward();
   expect_gradients_match_finite_differences(in, loss);
@@ -206,9 +204,7 @@ TEST(SpanRows, PerQuerySpanGradientsMatchFiniteDifferences) {
   Inputs in = make_inputs(c, 8, true);
   const at::Tensor w = at::randn({c.batch, c.block, c.dim}, at::kDouble);
   const auto options = options_for(c, in.z.max().item<double>());
-  auto loss = [&] {
-    return (kernels::span_attention_rows(in.q, in.k, in.v, in.key_pe, in.z, options) * w).sum();
-  };
+  auto loss = [&] { return (kernels::span_attention_rows(in.q, in.k, in.v, in.key_pe, in.z, options) * w).sum(); };
   in.z.requires_grad_(true);
   in.q.requires_grad_(true);
   loss().backward();

@@ -34,8 +34,7 @@ Inputs make_inputs(const Case& c, at::ScalarType dtype, uint64_t seed) {
   at::manual_seed(seed);
   const auto opt = at::TensorOptions().dtype(dtype);
   return {at::randn({c.batch, c.block, c.dim}, opt), at::randn({c.batch, c.cache + c.block, c.dim}, opt),
-          at::randn({c.batch, c.cache + c.block, c.dim}, opt), at::randn({c.dim, c.span}, opt),
-          at::full({}, c.z, opt)};
+          at::randn({c.batch, c.cache + c.block, c.dim}, opt), at::randn({c.dim, c.span}, opt), at::full({}, c.z, opt)};
 }
 
 kernels::SpanAttentionOptions options_for(const Case& c) {
@@ -75,11 +74,11 @@ TEST_P(SpanAttentionVsDense, GradientsMatchDenseFloat64) {
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, SpanAttentionVsDense,
-    ::testing::Values(Case{2, 8, 16, 4, 16, 4.0, 5.3, true},      // small, full window
-                      Case{2, 70, 100, 8, 128, 8.0, 40.7, false},  // M not a multiple of the tile
-                      Case{1, 20, 0, 4, 32, 4.0, 9.5, false},      // no cache: zero keys before index 0
-                      Case{2, 16, 5, 4, 96, 32.0, 0.0, false},     // z = 0 (init), cache shorter than window
-                      Case{1, 65, 200, 4, 200, 16.0, 200.0, false},// z = S: window is all of S
+    ::testing::Values(Case{2, 8, 16, 4, 16, 4.0, 5.3, true},         // small, full window
+                      Case{2, 70, 100, 8, 128, 8.0, 40.7, false},    // M not a multiple of the tile
+                      Case{1, 20, 0, 4, 32, 4.0, 9.5, false},        // no cache: zero keys before index 0
+                      Case{2, 16, 5, 4, 96, 32.0, 0.0, false},       // z = 0 (init), cache shorter than window
+                      Case{1, 65, 200, 4, 200, 16.0, 200.0, false},  // z = S: window is all of S
                       Case{2, 3, 300, 4, 256, 32.0, 150.2, false}));
 
 TEST(SpanAttention, GradientsMatchFiniteDifferences) {
@@ -162,8 +161,9 @@ TEST(SpanAttention, HugeScoreWhereTheRampEndsStaysFinite) {
     kernels::SpanAttentionOptions options = options_for(c);
     options.kernel = kernel;
     auto run = [&](const at::Tensor& keys) {
-      Inputs leaf{in.q.clone().requires_grad_(true), keys.clone().requires_grad_(true), in.v.clone().requires_grad_(true),
-                  in.key_pe.clone().requires_grad_(true), in.z.clone().requires_grad_(true)};
+      Inputs leaf{in.q.clone().requires_grad_(true), keys.clone().requires_grad_(true),
+                  in.v.clone().requires_grad_(true), in.key_pe.clone().requires_grad_(true),
+                  in.z.clone().requires_grad_(true)};
       const at::Tensor out = kernels::span_attention(leaf.q, leaf.k, leaf.v, leaf.key_pe, leaf.z, options);
       (out * at::linspace(-1, 1, out.numel()).view(out.sizes())).sum().backward();
       return std::make_pair(out.detach(), leaf);
@@ -194,9 +194,9 @@ TEST(SpanAttention, TrimmedWindowEqualsFullWindowFloat32) {
 }
 
 TEST(SpanAttention, EffectiveWindowCoversInclusiveRamp) {
-  EXPECT_EQ(kernels::effective_window(0.0, 32, 8192), 64);    // x <= 32 needs 33 keys -> 64
-  EXPECT_EQ(kernels::effective_window(31.0, 32, 8192), 64);   // x <= 63: 64 keys
-  EXPECT_EQ(kernels::effective_window(32.0, 32, 8192), 128);  // x <= 64: 65 keys
+  EXPECT_EQ(kernels::effective_window(0.0, 32, 8192), 64);       // x <= 32 needs 33 keys -> 64
+  EXPECT_EQ(kernels::effective_window(31.0, 32, 8192), 64);      // x <= 63: 64 keys
+  EXPECT_EQ(kernels::effective_window(32.0, 32, 8192), 128);     // x <= 64: 65 keys
   EXPECT_EQ(kernels::effective_window(8000.0, 32, 8192), 8064);  // 8033 keys
   EXPECT_EQ(kernels::effective_window(8160.0, 32, 8192), 8192);  // capped at S
   EXPECT_EQ(kernels::effective_window(3.0, 4, 16), 16);

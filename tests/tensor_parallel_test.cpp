@@ -23,8 +23,12 @@ class PretendGroup final : public model::ProcessGroup {
   PretendGroup(int rank, int size) : rank_(rank), size_(size) {}
   int rank() const override { return rank_; }
   int size() const override { return size_; }
-  std::unique_ptr<model::CollectiveWork> all_reduce_async(at::Tensor&, model::ReduceOp) override { throw std::logic_error("unused"); }
-  std::unique_ptr<model::CollectiveWork> reduce_scatter_async(const at::Tensor&, at::Tensor&) override { throw std::logic_error("unused"); }
+  std::unique_ptr<model::CollectiveWork> all_reduce_async(at::Tensor&, model::ReduceOp) override {
+    throw std::logic_error("unused");
+  }
+  std::unique_ptr<model::CollectiveWork> reduce_scatter_async(const at::Tensor&, at::Tensor&) override {
+    throw std::logic_error("unused");
+  }
   void all_gather(const at::Tensor&, at::Tensor&) override { throw std::logic_error("unused"); }
   void broadcast(at::Tensor&, int) override { throw std::logic_error("unused"); }
   void barrier() override {}
@@ -81,7 +85,8 @@ Curve run(int ranks, const std::string& flags, const std::string& name, int step
   const std::string args =
       "train --steps " + std::to_string(steps) +
       " --layers 2 --d-model 32 --heads 4 --ff-size 64 --attn-span 64 --block-size 32 --batch-size 4"
-      " --span-init 0.3 --log-every " + std::to_string(steps / 3) + " --eval-every " + std::to_string(steps) +
+      " --span-init 0.3 --log-every " +
+      std::to_string(steps / 3) + " --eval-every " + std::to_string(steps) +
       " --eval-steps 2 --threads 1 --warmup-steps 4 --run-dir " + dir.string() + " " + flags;
   const auto r = testing::run_adaspan(args, ranks);
   EXPECT_EQ(r.exit_code, 0) << name << ": " << r.err;
@@ -157,7 +162,8 @@ TEST(TensorParallel, Bf16MatchesOneRankWithinRounding) {
 }
 
 TEST(TensorParallel, LayoutsThatCannotBeSplitAreRefused) {
-  const std::string base = "train --steps 2 --layers 1 --d-model 32 --ff-size 64 --batch-size 4 --run-dir /tmp/adaspan_tp_refused";
+  const std::string base =
+      "train --steps 2 --layers 1 --d-model 32 --ff-size 64 --batch-size 4 --run-dir /tmp/adaspan_tp_refused";
   auto r = testing::run_adaspan(base + " --heads 2 --tp 4", 4);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("--heads 2 is not divisible by --tp 4"), std::string::npos) << r.err;
@@ -184,8 +190,10 @@ TEST(TensorParallel, RebalancingHeadsChangesWhereNotWhat) {
   const auto run_with = [&](int ranks, const std::string& flags, const std::string& name) {
     const fs::path dir = fs::temp_directory_path() / ("adaspan_rebal_" + std::to_string(::getpid()) + "_" + name);
     fs::remove_all(dir);
-    const std::string args = "train --steps 8 --layers 2 --d-model 32 --heads 4 --ff-size 64 --block-size 64"
-                             " --batch-size 4 --threads 1 --warmup-steps 4 --run-dir " + dir.string() + planted + " " + flags;
+    const std::string args =
+        "train --steps 8 --layers 2 --d-model 32 --heads 4 --ff-size 64 --block-size 64"
+        " --batch-size 4 --threads 1 --warmup-steps 4 --run-dir " +
+        dir.string() + planted + " " + flags;
     const auto r = testing::run_adaspan(args, ranks);
     EXPECT_EQ(r.exit_code, 0) << name << ": " << r.err;
     std::vector<nlohmann::json> records;
@@ -216,7 +224,7 @@ TEST(TensorParallel, RebalancingHeadsChangesWhereNotWhat) {
   const auto kv_after = event["kv_cache_bytes_after"].get<std::vector<double>>();
   const auto kv_before = event["kv_cache_bytes_before"].get<std::vector<double>>();
   ASSERT_EQ(kv_after.size(), 2u);
-  EXPECT_NEAR(kv_before[0], 2 * kv_before[1], 1e-9);        // rank 0: 2 x 256 rows per layer, rank 1: 2 x 128
+  EXPECT_NEAR(kv_before[0], 2 * kv_before[1], 1e-9);          // rank 0: 2 x 256 rows per layer, rank 1: 2 x 128
   EXPECT_NEAR(kv_after[0], kv_after[1], 0.05 * kv_after[0]);  // now within 5% of each other
   EXPECT_EQ(event["attention_s_per_step_before"].size(), 2u);
   for (const auto& r : moved) {
@@ -273,7 +281,8 @@ TEST(TensorParallel, CheckpointsLoadOnAnyTensorParallelLayout) {
   ASSERT_TRUE(fs::exists(ckpt));
   for (int tp : {1, 2, 4}) {
     const std::string dir = (base / ("resumed" + std::to_string(tp))).string();
-    const auto curve = train_curve(tp, dir, "--steps 16 --resume " + ckpt + (tp > 1 ? " --tp " + std::to_string(tp) : ""), &norm);
+    const auto curve =
+        train_curve(tp, dir, "--steps 16 --resume " + ckpt + (tp > 1 ? " --tp " + std::to_string(tp) : ""), &norm);
     for (int64_t step : {12, 16}) {
       EXPECT_NEAR(curve.at(step), reference.at(step), 1e-6 * reference.at(step)) << "TP " << tp << ", step " << step;
     }
@@ -304,7 +313,8 @@ TEST(TensorParallel, RebalancingMovesVariantParameters) {
     const std::string args =
         "train --steps 8 --layers 2 --d-model 32 --heads 4 --ff-size 64 --block-size 64 --batch-size 4 --threads 1"
         " --warmup-steps 4 --attn-span 256 --span-init-heads 200,200,8,8 --span-loss-coeff 0 --log-every 1"
-        " --eval-every 0 --span-mode dynamic --normalizer asentmax --run-dir " + dir.string() + " " + flags;
+        " --eval-every 0 --span-mode dynamic --normalizer asentmax --run-dir " +
+        dir.string() + " " + flags;
     const auto r = testing::run_adaspan(args, ranks);
     EXPECT_EQ(r.exit_code, 0) << name << ": " << r.err;
     std::map<int64_t, double> out;

@@ -44,7 +44,7 @@ TEST(Training, BuiltinCorpusBpcFallsClearly) {
   const auto records = read_metrics(config.run.run_dir);
   ASSERT_GE(records.size(), 3u);
   const double first = records.front()["bpc"].get<double>();
-  EXPECT_GT(first, 4.5);                  // the first 25 steps: near-uniform over bytes
+  EXPECT_GT(first, 4.5);                   // the first 25 steps: near-uniform over bytes
   EXPECT_LT(result.final_train_bpc, 3.0);  // the built-in corpus is learnable in 200 steps
   EXPECT_LT(result.final_train_bpc, first - 2.0);
   const nlohmann::json& done = records.back();

@@ -51,9 +51,12 @@ void expect_same_training(const RunFigures& a, const RunFigures& b, const std::s
 }
 
 TEST(Zero, ShardedStateTrainsLikeReplicatedWithAFractionOfTheMemory) {
-  for (const auto& [ranks, optimizer] : std::vector<std::pair<int, std::string>>{{2, "adagrad"}, {3, "adam --lr 0.003"}}) {
-    const std::string args = kTrain + " --steps 15 --batch-size " + std::to_string(2 * ranks) + " --optimizer " + optimizer;
-    const fs::path replicated = fresh_dir("rep" + std::to_string(ranks)), sharded = fresh_dir("zero" + std::to_string(ranks));
+  for (const auto& [ranks, optimizer] :
+       std::vector<std::pair<int, std::string>>{{2, "adagrad"}, {3, "adam --lr 0.003"}}) {
+    const std::string args =
+        kTrain + " --steps 15 --batch-size " + std::to_string(2 * ranks) + " --optimizer " + optimizer;
+    const fs::path replicated = fresh_dir("rep" + std::to_string(ranks)),
+                   sharded = fresh_dir("zero" + std::to_string(ranks));
     ASSERT_EQ(run_adaspan(args + " --run-dir " + replicated.string(), ranks).exit_code, 0);
     const auto r = run_adaspan(args + " --zero 1 --run-dir " + sharded.string(), ranks);
     ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -90,7 +93,8 @@ TEST(Zero, CheckpointsMoveBetweenShardedAndReplicated) {
         EXPECT_GT(t.tensor.sum().item<double>(), 0);  // filled from every shard, not zeros
       }
     }
-    const auto r = run_adaspan(args + " --steps 20 --resume auto --zero " + std::to_string(second) + " --run-dir " + dir.string(), 2);
+    const auto r = run_adaspan(
+        args + " --steps 20 --resume auto --zero " + std::to_string(second) + " --run-dir " + dir.string(), 2);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     expect_same_training(reference, read_run(dir), "zero " + std::to_string(first) + " -> " + std::to_string(second));
     fs::remove_all(dir);

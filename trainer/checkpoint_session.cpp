@@ -2,8 +2,8 @@
 
 #include "checkpointing/checkpoint_file.h"
 #include "checkpointing/checkpoint_store.h"
-#include "trainer/config_json.h"
 #include "cluster/mpi_process_group.h"
+#include "trainer/config_json.h"
 
 #include <ATen/ATen.h>
 
@@ -28,8 +28,8 @@ std::vector<std::string> split_lines(const std::string& text) {
 
 }  // namespace
 
-CheckpointSession::CheckpointSession(const TrainConfig& config, const cluster::Communicator& comm, const GroupScalars& group, int rank,
-                                     int ranks, FILE* warnings, bool async)
+CheckpointSession::CheckpointSession(const TrainConfig& config, const cluster::Communicator& comm,
+                                     const GroupScalars& group, int rank, int ranks, FILE* warnings, bool async)
     : config_(config), comm_(comm), group_(group), rank_(rank), ranks_(ranks), warnings_(warnings) {
   if (async && comm_.valid()) {
     async_comm_ = comm_.duplicate();  // collective
@@ -53,8 +53,8 @@ std::string CheckpointSession::try_load(const std::string& path, const LiveTrain
   std::string error;
   checkpointing::TrainingState state;
   try {
-    state = checkpointing::read_checkpoint(
-        path, {rank_, ranks_, live.sampler.first_stream(), live.sampler.local_streams()});
+    state = checkpointing::read_checkpoint(path,
+                                           {rank_, ranks_, live.sampler.first_stream(), live.sampler.local_streams()});
   } catch (const std::exception& e) {
     error = e.what();
   }
@@ -107,14 +107,14 @@ std::optional<Resumed> CheckpointSession::load_newest(const LiveTraining& live) 
   for (const auto& path : split_lines(group_.broadcast(listing))) {
     const std::string error = try_load(path, live, resumed);
     if (error.empty()) return resumed;
-    if (warnings_) std::fprintf(warnings_, "adaspan train: warning: skipping checkpoint '%s': %s\n", path.c_str(), error.c_str());
+    if (warnings_)
+      std::fprintf(warnings_, "adaspan train: warning: skipping checkpoint '%s': %s\n", path.c_str(), error.c_str());
   }
   return std::nullopt;
 }
 
 Saved CheckpointSession::write_and_commit(const checkpointing::TrainingState& state, int64_t step,
-                                          const cluster::Communicator& comm,
-                                          const GroupScalars& group) {
+                                          const cluster::Communicator& comm, const GroupScalars& group) {
   const auto start = std::chrono::steady_clock::now();
   const std::string tmp = checkpointing::temporary_path(config_.run.run_dir, step);
   std::string error;
@@ -124,8 +124,8 @@ Saved CheckpointSession::write_and_commit(const checkpointing::TrainingState& st
     error = e.what();
   }
   if (!group.all_ok(error.empty())) {
-    throw std::runtime_error("checkpoint at step " + std::to_string(step) + " failed: " +
-                             (error.empty() ? "another rank could not write it" : error));
+    throw std::runtime_error("checkpoint at step " + std::to_string(step) +
+                             " failed: " + (error.empty() ? "another rank could not write it" : error));
   }
   if (step == crash_before_commit_) {
     if (rank_ == 0) {
@@ -146,8 +146,8 @@ Saved CheckpointSession::write_and_commit(const checkpointing::TrainingState& st
     }
   }
   if (!group.all_ok(error.empty())) {
-    throw std::runtime_error("checkpoint at step " + std::to_string(step) + " could not be committed: " +
-                             (error.empty() ? "see rank 0" : error));
+    throw std::runtime_error("checkpoint at step " + std::to_string(step) +
+                             " could not be committed: " + (error.empty() ? "see rank 0" : error));
   }
   if (saved.path.empty()) saved.path = checkpointing::checkpoint_path(config_.run.run_dir, step);
   saved.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -36,8 +36,8 @@ class CheckpointSession {
   // `warnings` gets one line per skipped checkpoint (rank 0 only; nullptr = silent).
   // async: save_async may be used; needs MPI_THREAD_MULTIPLE when comm is valid (the background
   // writer talks to the other ranks' writers on its own duplicate of comm).
-  CheckpointSession(const TrainConfig& config, const cluster::Communicator& comm, const GroupScalars& group, int rank, int ranks,
-                    FILE* warnings, bool async = false);
+  CheckpointSession(const TrainConfig& config, const cluster::Communicator& comm, const GroupScalars& group, int rank,
+                    int ranks, FILE* warnings, bool async = false);
   ~CheckpointSession();  // waits for a background write
 
   // Restores `live` from the checkpoint --resume names; nullopt for a fresh run (no --resume, or

@@ -18,8 +18,8 @@ class FaultInjector {
  public:
   FaultInjector(const FaultConfig& config, int rank);
 
-  void at_step_start(int64_t step);         // crash, hang, signal
-  double loss_factor(int64_t step);          // NaN in the nan window, else 1
+  void at_step_start(int64_t step);  // crash, hang, signal
+  double loss_factor(int64_t step);  // NaN in the nan window, else 1
   bool crash_before_commit(int64_t step) const;
 
  private:

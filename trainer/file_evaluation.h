@@ -13,15 +13,15 @@
 namespace adaspan::trainer {
 
 struct EvalSums {
-  double nll_nats = 0;    // summed over predicted bytes
-  int64_t predicted = 0;  // bytes predicted
-  double focus_nll_nats = 0;    // the same over the bytes the focus mask marks
+  double nll_nats = 0;        // summed over predicted bytes
+  int64_t predicted = 0;      // bytes predicted
+  double focus_nll_nats = 0;  // the same over the bytes the focus mask marks
   int64_t focus_predicted = 0;
 };
 
 struct FileEvalOptions {
-  int64_t streams = 16;      // B, all ranks
-  int64_t block_size = 128;  // M
+  int64_t streams = 16;                          // B, all ranks
+  int64_t block_size = 128;                      // M
   int64_t first_stream = 0, local_streams = 16;  // this rank's streams
   // Optional: one byte per corpus byte, nonzero where a predicted byte also counts in the focus sums
   // (e.g. the planted bytes of a long-range task). Same size as the corpus.

@@ -33,7 +33,7 @@ class GradientReducer {
   // gradients of K backward passes are summed into the buckets, and a bucket is reduced once its
   // parameters have all K: during the last backward, which the communication overlaps.
   void prepare(int64_t micro_batches = 1);
-  void finish();   // after the last backward: every .grad() holds the DP average
+  void finish();  // after the last backward: every .grad() holds the DP average
 
   // Seconds finish() spent blocked on communication since the last call of this function.
   double take_wait_seconds();
@@ -56,7 +56,7 @@ class GradientReducer {
     std::vector<size_t> params;  // indices into params_
     std::vector<Member> members;
     at::Tensor flat;
-    at::Tensor owned;            // scatter: this rank's chunk of the reduced flat
+    at::Tensor owned;  // scatter: this rank's chunk of the reduced flat
     int64_t pending = 0;
     std::unique_ptr<model::CollectiveWork> work;
   };
@@ -65,11 +65,11 @@ class GradientReducer {
   void launch(Bucket& bucket);
 
   std::vector<at::Tensor> params_;
-  std::vector<unsigned> hooks_;          // per parameter, removed with the reducer
-  bool active_ = false;                  // between prepare() and finish()
-  std::vector<at::Tensor> slices_;       // per parameter: its view in its bucket's flat buffer
-  std::vector<size_t> bucket_of_;        // per parameter
-  std::vector<int64_t> filled_;          // per parameter: gradients received this step
+  std::vector<unsigned> hooks_;     // per parameter, removed with the reducer
+  bool active_ = false;             // between prepare() and finish()
+  std::vector<at::Tensor> slices_;  // per parameter: its view in its bucket's flat buffer
+  std::vector<size_t> bucket_of_;   // per parameter
+  std::vector<int64_t> filled_;     // per parameter: gradients received this step
   int64_t micro_batches_ = 1;
   std::vector<Bucket> buckets_;
   size_t next_launch_ = 0;

@@ -45,7 +45,8 @@ class GroupScalars {
     }
     if (chars.numel() > 0) group_->broadcast(chars, 0);
     std::string out(static_cast<size_t>(chars.numel()), '\0');
-    for (int64_t i = 0; i < chars.numel(); ++i) out[static_cast<size_t>(i)] = static_cast<char>(chars[i].item<int64_t>());
+    for (int64_t i = 0; i < chars.numel(); ++i)
+      out[static_cast<size_t>(i)] = static_cast<char>(chars[i].item<int64_t>());
     return out;
   }
 

@@ -30,7 +30,8 @@ at::Tensor regroup_rows(const at::Tensor& local, int64_t per, const model::Tenso
   std::map<int64_t, at::Tensor> by_head;  // canonical head -> its [per, row] rows
   for (int r = 0; r < tp.size; ++r) {
     const auto& heads = held_by_rank[static_cast<size_t>(r)];
-    for (size_t i = 0; i < heads.size(); ++i) by_head[heads[i]] = gathered[r].narrow(0, static_cast<int64_t>(i) * per, per);
+    for (size_t i = 0; i < heads.size(); ++i)
+      by_head[heads[i]] = gathered[r].narrow(0, static_cast<int64_t>(i) * per, per);
   }
   std::vector<at::Tensor> pieces;
   for (int64_t h : mine) pieces.push_back(by_head.at(h));
@@ -82,7 +83,8 @@ std::vector<at::Tensor> regroup_cache(const std::vector<at::Tensor>& local, cons
 
 }  // namespace
 
-std::vector<std::vector<double>> head_costs(const std::vector<std::vector<double>>& spans, const model::ModelConfig& c) {
+std::vector<std::vector<double>> head_costs(const std::vector<std::vector<double>>& spans,
+                                            const model::ModelConfig& c) {
   std::vector<std::vector<double>> costs;
   for (const auto& layer : spans) {
     std::vector<double> row;
@@ -115,7 +117,7 @@ void move_heads(model::AdaptiveSpanLM& model, Optimizer& optimizer, std::vector<
   }
   const size_t layers = from.size();
   std::vector<std::vector<std::vector<int64_t>>> held(layers);  // [layer][rank] -> heads before the move
-  std::vector<std::vector<int64_t>> mine(layers);                // [layer] -> this rank's heads after
+  std::vector<std::vector<int64_t>> mine(layers);               // [layer] -> this rank's heads after
   for (size_t l = 0; l < layers; ++l) {
     for (int r = 0; r < tp.size; ++r) held[l].push_back(heads_of(from, l, r));
     mine[l] = heads_of(to, l, tp.rank);
@@ -130,7 +132,8 @@ void move_heads(model::AdaptiveSpanLM& model, Optimizer& optimizer, std::vector<
     for (size_t i = 0; i < named.size(); ++i) {
       const model::HeadSplit split = model::head_split_of(named[i].key(), dh);
       const int l = model::AdaptiveSpanLM::layer_of(named[i].key());
-      if (split.dim >= 0 && l >= 0) state[i] = regroup(state[i], split, tp, held[static_cast<size_t>(l)], mine[static_cast<size_t>(l)]);
+      if (split.dim >= 0 && l >= 0)
+        state[i] = regroup(state[i], split, tp, held[static_cast<size_t>(l)], mine[static_cast<size_t>(l)]);
     }
     optimizer.import_slot(slot, state);
   }

@@ -13,7 +13,8 @@
 namespace adaspan::trainer {
 
 // Each head's cost: the keys its window covers (kernels::effective_window of its span).
-std::vector<std::vector<double>> head_costs(const std::vector<std::vector<double>>& spans, const model::ModelConfig& config);
+std::vector<std::vector<double>> head_costs(const std::vector<std::vector<double>>& spans,
+                                            const model::ModelConfig& config);
 
 // Moves every layer's heads from `from` to `to` (owner[layer][head] = TP rank).
 void move_heads(model::AdaptiveSpanLM& model, Optimizer& optimizer, std::vector<model::ModelCache>& caches,

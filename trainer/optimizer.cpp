@@ -77,7 +77,12 @@ class Adagrad final : public Optimizer {
 class Adam final : public Optimizer {
  public:
   Adam(std::vector<at::Tensor> params, double clip, double beta1, double beta2, double eps, CompleteSquares complete)
-      : params_(std::move(params)), clip_(clip), beta1_(beta1), beta2_(beta2), eps_(eps), complete_(std::move(complete)) {
+      : params_(std::move(params)),
+        clip_(clip),
+        beta1_(beta1),
+        beta2_(beta2),
+        eps_(eps),
+        complete_(std::move(complete)) {
     for (const auto& p : params_) {
       m_.push_back(at::zeros_like(p));
       v_.push_back(at::zeros_like(p));
@@ -139,8 +144,8 @@ std::unique_ptr<Optimizer> make_adagrad(std::vector<at::Tensor> params, double c
   return std::make_unique<Adagrad>(std::move(params), clip, std::move(complete));
 }
 
-std::unique_ptr<Optimizer> make_adam(std::vector<at::Tensor> params, double clip, double beta1,
-                                     double beta2, double eps, CompleteSquares complete) {
+std::unique_ptr<Optimizer> make_adam(std::vector<at::Tensor> params, double clip, double beta1, double beta2,
+                                     double eps, CompleteSquares complete) {
   return std::make_unique<Adam>(std::move(params), clip, beta1, beta2, eps, std::move(complete));
 }
 

@@ -40,8 +40,8 @@ class Optimizer {
 using CompleteSquares = std::function<void(std::vector<double>& squares)>;
 
 std::unique_ptr<Optimizer> make_adagrad(std::vector<at::Tensor> params, double clip, CompleteSquares complete = {});
-std::unique_ptr<Optimizer> make_adam(std::vector<at::Tensor> params, double clip, double beta1,
-                                     double beta2, double eps, CompleteSquares complete = {});
+std::unique_ptr<Optimizer> make_adam(std::vector<at::Tensor> params, double clip, double beta1, double beta2,
+                                     double eps, CompleteSquares complete = {});
 
 // Reference warmup: update n (1-based) uses lr * min(1, n / warmup).
 double warmup_lr(double lr, int64_t step, int64_t warmup_steps);

@@ -21,7 +21,8 @@
 namespace adaspan::trainer {
 
 // A field of Config as an accessor: FIELD(model.d_model) is `config.model.d_model`.
-#define FIELD(path) [](auto& config) -> auto& { return config.path; }
+#define FIELD(path) \
+  [](auto& config) -> auto& { return config.path; }
 
 // How a value travels between text (flags, --config lines, --help), JSON and the field.
 // Specialise for enums: parse (throws std::invalid_argument naming the value), text, json.
@@ -128,9 +129,9 @@ enum class OnResume {
 template <class Config>
 struct Option {
   enum class Kind { value, values, flag };  // one value; several (--data a b); a switch
-  std::string name;   // without dashes: the flag, the --config key and the stored JSON key
-  std::string group;  // the --help section
-  std::string help;   // what it does, with its unit; --help adds the default
+  std::string name;                         // without dashes: the flag, the --config key and the stored JSON key
+  std::string group;                        // the --help section
+  std::string help;                         // what it does, with its unit; --help adds the default
   Kind kind = Kind::value;
   bool flag_on_command_line = true;  // false: stored in checkpoints only (e.g. the vocabulary)
   std::function<void(Config&, const std::vector<std::string>&)> parse;  // throws std::invalid_argument
@@ -138,26 +139,45 @@ struct Option {
   std::function<nlohmann::json(const Config&)> to_json;
   std::function<void(Config&, const nlohmann::json&)> from_json;
   std::vector<std::function<void(const Config&)>> checks;  // each throws std::invalid_argument
-  std::string section;  // the stored config's section ("model", "data", ...); empty: not stored
+  std::string section;       // the stored config's section ("model", "data", ...); empty: not stored
   bool added_later = false;  // a checkpoint without it had the default
   OnResume resume = OnResume::free;
-  std::function<bool(const Config&)> used;  // must_match only while this holds; empty: always
+  std::function<bool(const Config&)> used;      // must_match only while this holds; empty: always
   std::function<double(const Config&)> number;  // numeric fields: the value, for the range checks
 
   bool stored() const { return !section.empty(); }
   bool used_by(const Config& c) const { return !used || used(c); }
 
-  Option& in(std::string g) { group = std::move(g); return *this; }
-  Option& check(std::function<void(const Config&)> f) { checks.push_back(std::move(f)); return *this; }
-  Option& stored(std::string s) { section = std::move(s); return *this; }
-  Option& stored_since_later(std::string s) { section = std::move(s); added_later = true; return *this; }
-  Option& must_match() { resume = OnResume::must_match; return *this; }
+  Option& in(std::string g) {
+    group = std::move(g);
+    return *this;
+  }
+  Option& check(std::function<void(const Config&)> f) {
+    checks.push_back(std::move(f));
+    return *this;
+  }
+  Option& stored(std::string s) {
+    section = std::move(s);
+    return *this;
+  }
+  Option& stored_since_later(std::string s) {
+    section = std::move(s);
+    added_later = true;
+    return *this;
+  }
+  Option& must_match() {
+    resume = OnResume::must_match;
+    return *this;
+  }
   Option& must_match_when(std::function<bool(const Config&)> f) {
     resume = OnResume::must_match;
     used = std::move(f);
     return *this;
   }
-  Option& not_a_flag() { flag_on_command_line = false; return *this; }
+  Option& not_a_flag() {
+    flag_on_command_line = false;
+    return *this;
+  }
 
   Option& required() {
     return check([name = name, text = text](const Config& c) {

@@ -14,9 +14,9 @@
 namespace adaspan::trainer {
 
 struct StepOutput {
-  double nll = 0;        // mean NLL over the step's bytes, nats
-  bool finite = true;    // loss and gradients finite on this rank
-  bool applied = true;   // the update was made
+  double nll = 0;       // mean NLL over the step's bytes, nats
+  bool finite = true;   // loss and gradients finite on this rank
+  bool applied = true;  // the update was made
 };
 
 struct MicroBatch {

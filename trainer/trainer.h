@@ -17,14 +17,14 @@ constexpr int kExitPreempted = 75;  // stopped by SIGUSR1/SIGTERM/SIGINT after a
 constexpr int kExitWatchdog = 86;   // a step or collective exceeded --step-timeout; the job was aborted
 
 struct TrainResult {
-  int64_t steps = 0;               // the last step (the run's --steps)
-  int64_t first_step = 1;          // > 1 when resumed
-  double final_train_bpc = 0;      // over the last log window
+  int64_t steps = 0;           // the last step (the run's --steps)
+  int64_t first_step = 1;      // > 1 when resumed
+  double final_train_bpc = 0;  // over the last log window
   double param_norm = 0;
   std::vector<std::vector<double>> spans;  // [layer][head], bytes
-  int64_t skipped_steps = 0;       // non-finite steps skipped
-  int64_t rollbacks = 0;           // returns to the last checkpoint after too many in a row
-  bool preempted = false;          // stopped by a signal after checkpointing step `steps`
+  int64_t skipped_steps = 0;               // non-finite steps skipped
+  int64_t rollbacks = 0;                   // returns to the last checkpoint after too many in a row
+  bool preempted = false;                  // stopped by a signal after checkpointing step `steps`
   int stop_signal = 0;
 };
 

@@ -150,8 +150,9 @@ void TrainingRun::build_model() {
   model_->set_precision(model::parse_precision(config_.run.precision));
   if (root_ && !quiet_ && device_.is_cpu() && model_->precision() == model::Precision::bf16) {
     // Measured on an AVX2 CPU (no bf16 instructions): 30x slower than fp32 (adaspan_bench).
-    std::fprintf(stderr, "adaspan train: note: --precision bf16 on a CPU is emulated unless it has bf16 "
-                         "instructions (AVX512-BF16, AMX) and can be many times slower than fp32\n");
+    std::fprintf(stderr,
+                 "adaspan train: note: --precision bf16 on a CPU is emulated unless it has bf16 "
+                 "instructions (AVX512-BF16, AMX) and can be many times slower than fp32\n");
   }
   model_->train();
 }
@@ -182,21 +183,22 @@ void TrainingRun::build_optimizer() {
 void TrainingRun::open_checkpoints() {
   live_.emplace(LiveTraining{*model_, *optimizer_, *sampler_, caches_, state_.window, parallelism_.world_rank,
                              all_ranks_, parallelism_.dp_rank});
+  // The background writer calls MPI (collective HDF5 over `files`) while this thread does too.
   async_checkpoints_ =
-      config_.run.async_checkpoint && (parallelism_.dp_size == 1 || parallelism_.mpi_thread_multiple);
+      config_.run.async_checkpoint && (!parallelism_.files.valid() || parallelism_.mpi_thread_multiple);
   if (config_.run.async_checkpoint && !async_checkpoints_ && root_ && !quiet_) {
     std::fprintf(stderr, "adaspan train: note: MPI lacks MPI_THREAD_MULTIPLE; checkpoints are written synchronously\n");
   }
-  checkpoints_ = std::make_unique<CheckpointSession>(config_, parallelism_.files, group_, parallelism_.world_rank,
-                                                     all_ranks_, root_ && !quiet_ ? stderr : nullptr,
-                                                     async_checkpoints_);
+  checkpoints_ =
+      std::make_unique<CheckpointSession>(config_, parallelism_.files, group_, parallelism_.world_rank, all_ranks_,
+                                          root_ && !quiet_ ? stderr : nullptr, async_checkpoints_);
   resumed_ = checkpoints_->resume(*live_);
   first_step_ = resumed_ ? resumed_->step + 1 : 1;
   state_.tokens_seen = resumed_ ? resumed_->tokens_seen : 0;
   state_.last_checkpoint = resumed_ ? resumed_->step : 0;
   state_.step_at_check = first_step_ - 1;
-  state_.placement = cluster::contiguous_placement(config_.model.layers, config_.model.heads,
-                                                   std::max(1, parallelism_.tp.size));
+  state_.placement =
+      cluster::contiguous_placement(config_.model.layers, config_.model.heads, std::max(1, parallelism_.tp.size));
   if (resumed_ && !resumed_->rng_restored) {
     // Written by another number of ranks: a fresh dropout stream per rank, not a replay.
     at::manual_seed(config_.run.seed + 7919 * static_cast<uint64_t>(parallelism_.dp_rank) +
@@ -218,7 +220,10 @@ void TrainingRun::open_metrics() {
   }
   if (!group_.all_ok(error.empty())) throw std::runtime_error(root_ ? error : "rank 0 could not open metrics.jsonl");
   if (resumed_) {
-    log({{"event", "resumed"}, {"step", resumed_->step}, {"path", resumed_->path}, {"ranks", parallelism_.dp_size},
+    log({{"event", "resumed"},
+         {"step", resumed_->step},
+         {"path", resumed_->path},
+         {"ranks", parallelism_.dp_size},
          {"rng_restored", resumed_->rng_restored}});
     progress_.message(("resumed from " + resumed_->path + " at step " + std::to_string(resumed_->step)).c_str());
   }
@@ -246,8 +251,8 @@ bool TrainingRun::step_or_skip() {
   std::vector<MicroBatch> micro;
   const std::vector<at::Tensor> xs = x.chunk(config_.optim.grad_accum, 0), ys = y.chunk(config_.optim.grad_accum, 0);
   for (size_t k = 0; k < xs.size(); ++k) micro.push_back({xs[k], ys[k]});
-  state_.lr = warmup_lr(config_.optim.lr, step, config_.optim.warmup_steps) *
-              (step <= state_.halved_lr_until ? 0.5 : 1.0);
+  state_.lr =
+      warmup_lr(config_.optim.lr, step, config_.optim.warmup_steps) * (step <= state_.halved_lr_until ? 0.5 : 1.0);
   // One small collective per step: skip together on a non-finite step; stop together on a signal.
   const auto agree = [this](bool finite) {
     const std::vector<double> flags =
@@ -266,8 +271,11 @@ bool TrainingRun::step_or_skip() {
   }
   ++state_.skipped_steps;
   ++state_.bad_in_a_row;
-  log({{"event", "skipped_step"}, {"step", step}, {"reason", "non-finite loss or gradient"},
-       {"in_a_row", state_.bad_in_a_row}, {"skipped_total", state_.skipped_steps}});
+  log({{"event", "skipped_step"},
+       {"step", step},
+       {"reason", "non-finite loss or gradient"},
+       {"in_a_row", state_.bad_in_a_row},
+       {"skipped_total", state_.skipped_steps}});
   progress_.message(("step " + std::to_string(step) + ": non-finite loss or gradient, update skipped").c_str());
   return false;
 }
@@ -283,11 +291,15 @@ bool TrainingRun::maybe_rollback() {
   }
   ++state_.rollbacks;
   state_.halved_lr_until = step + config_.run.rollback_lr_steps;
-  log({{"event", "rollback"}, {"step", step}, {"to_step", back->step}, {"path", back->path}, {"lr_scale", 0.5},
+  log({{"event", "rollback"},
+       {"step", step},
+       {"to_step", back->step},
+       {"path", back->path},
+       {"lr_scale", 0.5},
        {"until_step", state_.halved_lr_until}});
-  progress_.message(("rolled back to " + back->path + "; half the learning rate until step " +
-                     std::to_string(state_.halved_lr_until))
-                        .c_str());
+  progress_.message(
+      ("rolled back to " + back->path + "; half the learning rate until step " + std::to_string(state_.halved_lr_until))
+          .c_str());
   state_.step = back->step;  // the loop's ++ continues after it
   state_.tokens_seen = back->tokens_seen;
   state_.last_checkpoint = back->step;
@@ -308,18 +320,25 @@ void TrainingRun::maybe_rebalance() {
   // Attention forward seconds per step on each rank since the last check (before the move; the
   // training records that follow show it after).
   const double attention_now = model_->attention_seconds();
-  const std::vector<double> attention_before = group_.gather(
-      (attention_now - state_.attention_at_check) / static_cast<double>(std::max<int64_t>(1, step - state_.step_at_check)));
+  const std::vector<double> attention_before =
+      group_.gather((attention_now - state_.attention_at_check) /
+                    static_cast<double>(std::max<int64_t>(1, step - state_.step_at_check)));
   state_.attention_at_check = attention_now;
   state_.step_at_check = step;
   if (!(after < before * (1.0 - config_.run.rebalance_threshold))) return;
   const std::vector<double> kv_before = group_.gather(static_cast<double>(kv_cache_bytes(caches_)));
   move_heads(*model_, *optimizer_, caches_, state_.placement, plan);
   const std::vector<double> kv_after = group_.gather(static_cast<double>(kv_cache_bytes(caches_)));
-  log({{"event", "rebalance"}, {"step", step}, {"max_load_before", before}, {"max_load_after", after},
+  log({{"event", "rebalance"},
+       {"step", step},
+       {"max_load_before", before},
+       {"max_load_after", after},
        {"loads_before", cluster::rank_loads(costs, state_.placement, tp)},
-       {"loads_after", cluster::rank_loads(costs, plan, tp)}, {"kv_cache_bytes_before", kv_before},
-       {"kv_cache_bytes_after", kv_after}, {"attention_s_per_step_before", attention_before}, {"placement", plan}});
+       {"loads_after", cluster::rank_loads(costs, plan, tp)},
+       {"kv_cache_bytes_before", kv_before},
+       {"kv_cache_bytes_after", kv_after},
+       {"attention_s_per_step_before", attention_before},
+       {"placement", plan}});
   char line[160];
   std::snprintf(line, sizeof(line), "step %lld: heads rebalanced, largest rank load %.0f -> %.0f keys",
                 static_cast<long long>(step), before, after);
@@ -419,7 +438,9 @@ void TrainingRun::maybe_checkpoint() {
 
 bool TrainingRun::should_stop() {
   if (!state_.stop_signal) return false;
-  log({{"event", "preempted"}, {"step", state_.step}, {"signal", state_.stop_signal},
+  log({{"event", "preempted"},
+       {"step", state_.step},
+       {"signal", state_.stop_signal},
        {"checkpoint", state_.last_checkpoint}});
   progress_.message(("stopping on signal " + std::to_string(state_.stop_signal) + " after step " +
                      std::to_string(state_.step) + "; resume with --resume auto")
@@ -448,7 +469,10 @@ TrainResult TrainingRun::finish() {
   result.steps = config_.run.steps;
   result.param_norm = model_->parameter_norm();
   result.spans = model_->all_spans();
-  log({{"event", "done"}, {"step", result.steps}, {"ranks", all_ranks_}, {"param_norm", result.param_norm},
+  log({{"event", "done"},
+       {"step", result.steps},
+       {"ranks", all_ranks_},
+       {"param_norm", result.param_norm},
        {"spans", spans_json(result.spans)}});
   return result;
 }
@@ -458,8 +482,12 @@ void TrainingRun::log(const nlohmann::json& record) {
 }
 
 void TrainingRun::log_checkpoint(const Saved& saved) {
-  log({{"event", "checkpoint"}, {"step", saved.step}, {"path", saved.path}, {"seconds", saved.seconds},
-       {"stall_seconds", saved.stall_seconds}, {"bytes", saved.bytes}});
+  log({{"event", "checkpoint"},
+       {"step", saved.step},
+       {"path", saved.path},
+       {"seconds", saved.seconds},
+       {"stall_seconds", saved.stall_seconds},
+       {"bytes", saved.bytes}});
   char line[200];
   std::snprintf(line, sizeof(line), "step %lld checkpoint %s (%.1f MB, %.2f s, training stalled %.2f s)",
                 static_cast<long long>(saved.step), std::filesystem::path(saved.path).filename().c_str(),

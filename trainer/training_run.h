@@ -47,10 +47,10 @@ struct LoopState {
   double lr = 0;            // this step's learning rate
   MetricsWindow window;     // since the last metrics record (checkpointed)
   Clock::time_point window_start;
-  int64_t bad_in_a_row = 0;      // non-finite steps in a row
-  int64_t halved_lr_until = 0;   // after a rollback: half the LR up to this step
-  int64_t last_checkpoint = 0;   // the newest checkpoint's step (written or loaded)
-  int stop_signal = 0;           // a stop signal every rank has agreed on; 0: none
+  int64_t bad_in_a_row = 0;     // non-finite steps in a row
+  int64_t halved_lr_until = 0;  // after a rollback: half the LR up to this step
+  int64_t last_checkpoint = 0;  // the newest checkpoint's step (written or loaded)
+  int stop_signal = 0;          // a stop signal every rank has agreed on; 0: none
   int64_t skipped_steps = 0, rollbacks = 0;
   // model.attention_seconds() at the last metrics record and at the last rebalancing check.
   double attention_at_log = 0, attention_at_check = 0;
@@ -77,7 +77,7 @@ class TrainingRun {
   void open_metrics();
 
   // The loop's phases.
-  bool step_or_skip();  // false: the update was skipped (non-finite loss or gradient)
+  bool step_or_skip();    // false: the update was skipped (non-finite loss or gradient)
   bool maybe_rollback();  // true: the run went back to a checkpoint; the loop continues after it
   void maybe_rebalance();
   void maybe_log();

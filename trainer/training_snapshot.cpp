@@ -24,7 +24,8 @@ struct CacheName {
 CacheName parse_cache_name(const std::string& name) {
   const size_t slash = name.find('/');
   const size_t dot = name.find('.', slash);
-  if (name.rfind("layer.", 0) != 0 || slash == std::string::npos) throw std::runtime_error("unknown cache entry '" + name + "'");
+  if (name.rfind("layer.", 0) != 0 || slash == std::string::npos)
+    throw std::runtime_error("unknown cache entry '" + name + "'");
   CacheName out{std::stoul(name.substr(6, slash - 6)), name.substr(slash + 1), -1};
   if (dot != std::string::npos) {
     out.kind = name.substr(slash + 1, dot - slash - 1);
@@ -59,7 +60,8 @@ checkpointing::Pieces pieces_of(const LiveTraining& live, const std::string& nam
     p.extent = split.per_head;
     p.full_shape[static_cast<size_t>(p.dim)] = live.model.config().heads * split.per_head;
     const std::vector<std::vector<int64_t>> heads = live.model.heads();
-    for (int64_t h : heads[static_cast<size_t>(model::AdaptiveSpanLM::layer_of(name))]) p.offsets.push_back(h * split.per_head);
+    for (int64_t h : heads[static_cast<size_t>(model::AdaptiveSpanLM::layer_of(name))])
+      p.offsets.push_back(h * split.per_head);
   } else {
     p.dim = name.find(".ff.fc2.weight") != std::string::npos ? 1 : 0;
     p.extent = local.size(p.dim);
@@ -120,7 +122,8 @@ checkpointing::TrainingState capture_state(const LiveTraining& live, int64_t ste
     return p;
   };
   const auto heads = live.model.heads();
-  const bool any_kv = std::any_of(stacked.begin(), stacked.end(), [](const model::LayerCache& c) { return !c.keys.empty(); });
+  const bool any_kv =
+      std::any_of(stacked.begin(), stacked.end(), [](const model::LayerCache& c) { return !c.keys.empty(); });
   const auto all_rows = any_kv ? cache_rows_of_all_heads(live, stacked) : std::vector<std::vector<double>>{};
   for (size_t l = 0; l < stacked.size(); ++l) {
     const model::LayerCache& c = stacked[l];
@@ -138,14 +141,16 @@ checkpointing::TrainingState capture_state(const LiveTraining& live, int64_t ste
       } else {
         shape_only.dim = 0;
         shape_only.extent = live.sampler.local_streams();
-        shape_only.full_shape = {streams, static_cast<int64_t>(all_rows[l][static_cast<size_t>(h)]), live.model.config().head_dim()};
+        shape_only.full_shape = {streams, static_cast<int64_t>(all_rows[l][static_cast<size_t>(h)]),
+                                 live.model.config().head_dim()};
       }
       const std::string suffix = "." + std::to_string(h);
       s.cache.push_back({layer_prefix(l) + "keys" + suffix, keys, mine ? rows_piece(keys, true) : shape_only});
       s.cache.push_back({layer_prefix(l) + "values" + suffix, values, mine ? rows_piece(values, true) : shape_only});
     }
   }
-  s.metrics_window = at::tensor(std::vector<double>{live.window.nll, static_cast<double>(live.window.steps)}, at::kDouble);
+  s.metrics_window =
+      at::tensor(std::vector<double>{live.window.nll, static_cast<double>(live.window.steps)}, at::kDouble);
   s.rng_cpu = generator_state(at::kCPU);
   const at::Device device = named.size() ? named[0].value().device() : at::Device(at::kCPU);
   if (device.is_cuda()) s.rng_cuda = generator_state(device);
@@ -162,7 +167,8 @@ namespace {
 std::map<std::string, at::Tensor> local_tensors(const checkpointing::TrainingState& s, const LiveTraining& live) {
   std::map<std::string, std::pair<std::string, at::Tensor>> stored;  // key -> (parameter name, whole)
   for (const auto& t : s.parameters) stored["model/" + t.name] = {t.name, t.tensor};
-  for (const auto& t : s.optimizer_state) stored["optimizer/" + t.name] = {t.name.substr(t.name.find('/') + 1), t.tensor};
+  for (const auto& t : s.optimizer_state)
+    stored["optimizer/" + t.name] = {t.name.substr(t.name.find('/') + 1), t.tensor};
   std::map<std::string, at::Tensor> local;
   const auto find = [&](const std::string& key, const at::Tensor& like) {
     auto it = stored.find(key);

@@ -23,7 +23,7 @@ struct LiveTraining {
   // This rank's streams' caches, one per micro-batch (--grad-accum) of equal row ranges; the
   // checkpoint holds them stacked, so any number of micro-batches can resume.
   std::vector<model::ModelCache>& caches;
-  MetricsWindow& window;  // checkpointed, so a resumed run's first record covers the same steps
+  MetricsWindow& window;    // checkpointed, so a resumed run's first record covers the same steps
   int rank = 0, ranks = 1;  // among all ranks (RNG states and metrics windows are per rank)
   int dp_rank = 0;          // among the data-parallel replicas: replica 0 writes the sharded tensors
 };

@@ -18,7 +18,7 @@ struct Segment {
 };
 
 struct Shard {
-  int64_t chunk = 0;                 // elements per rank in this bucket
+  int64_t chunk = 0;  // elements per rank in this bucket
   std::vector<Segment> segments;
   std::vector<GradientReducer::Member> members;
   std::map<std::string, at::Tensor> state;  // slot -> [chunk]
@@ -39,7 +39,8 @@ class ZeroOptimizer final : public Optimizer {
         const int64_t lo = std::max(begin, m.offset), hi = std::min(end, m.offset + params_[m.param].numel());
         if (lo < hi) shard.segments.push_back({m.param, lo - m.offset, lo - begin, hi - lo});
       }
-      for (const auto& slot : slots()) shard.state[slot] = at::zeros({shard.chunk}, params_[0].options().requires_grad(false));
+      for (const auto& slot : slots())
+        shard.state[slot] = at::zeros({shard.chunk}, params_[0].options().requires_grad(false));
       shards_.push_back(std::move(shard));
     }
   }
@@ -67,7 +68,8 @@ class ZeroOptimizer final : public Optimizer {
     for (size_t b = 0; b < shards_.size(); ++b) {
       const at::Tensor& g = reducer_.owned_gradient(b);
       for (const auto& s : shards_[b].segments) {
-        squares[static_cast<int64_t>(s.param)] += g.narrow(0, s.chunk_offset, s.length).to(at::kDouble).pow(2).sum().cpu();
+        squares[static_cast<int64_t>(s.param)] +=
+            g.narrow(0, s.chunk_offset, s.length).to(at::kDouble).pow(2).sum().cpu();
       }
     }
     group_.all_reduce(squares, model::ReduceOp::sum);
@@ -116,7 +118,8 @@ class ZeroOptimizer final : public Optimizer {
   at::Tensor owned_parameters(const Shard& shard) const {
     at::Tensor out = at::zeros({shard.chunk}, params_[0].options().requires_grad(false));
     for (const auto& s : shard.segments) {
-      out.narrow(0, s.chunk_offset, s.length).copy_(params_[s.param].detach().reshape({-1}).narrow(0, s.param_offset, s.length));
+      out.narrow(0, s.chunk_offset, s.length)
+          .copy_(params_[s.param].detach().reshape({-1}).narrow(0, s.param_offset, s.length));
     }
     return out;
   }

@@ -1,6 +1,6 @@
 // The row programs of row_program.h as CUDA kernels: one thread per (query row, key chunk)
 // (forward, backward dq/dqp/dz; then a merge per row when keys are split) or per key row (backward
-// dk/dv). No shared memory, no atomics: a first, correctness-first version (see kernels.md §1.3 for
+// dk/dv). No shared memory, no atomics: a first, correctness-first version (see docs/kernels.md §1.3 for
 // the tiled design).
 #include "kernels/span_rows/runners.h"
 
@@ -46,7 +46,8 @@ __global__ void backward_key_kernel(const SpanRowsArgs<T> a) {
 }
 
 dim3 grid_for(int64_t rows, int64_t chunks, int64_t batch) {
-  if (batch > 65535 || chunks > 65535) throw std::invalid_argument("span attention CUDA kernels: batch or chunks over 65535");
+  if (batch > 65535 || chunks > 65535)
+    throw std::invalid_argument("span attention CUDA kernels: batch or chunks over 65535");
   return dim3(static_cast<unsigned>((rows + kThreads - 1) / kThreads), static_cast<unsigned>(chunks),
               static_cast<unsigned>(batch));
 }

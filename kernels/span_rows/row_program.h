@@ -5,7 +5,7 @@
 // (cuda_runner.cu) and as a loop on the host (host_runner.cpp), which is how the CPU tests hold
 // this code, not a copy of it, to the float64 reference.
 //
-// Math (../shared/research/kernels.md §1.2-1.3, §2), per batch row b and query i:
+// Math (docs/kernels.md §1.2-1.3, §2), per batch row b and query i:
 //   x_ij = i + Lc - 1 - j                  (distance - 1; key j < 0 is the zero cache: k = v = 0)
 //   s_ij = scale·(q_i·k_j + qp_i[x_ij])    qp_i[x] = q_i·key_pe[:, S-1-x], one GEMM before the call
 //   m_ij = clamp((R + z_i - x_ij)/R, 0, 1), z_i the head's span (or query i's own span)
@@ -32,7 +32,7 @@ struct SpanRowsArgs {
   const T* k = nullptr;
   const T* v = nullptr;
   const T* qp = nullptr;
-  const T* z = nullptr;       // span in bytes of query (b, i): z[b·z_batch_stride + i·z_row_stride]
+  const T* z = nullptr;        // span in bytes of query (b, i): z[b·z_batch_stride + i·z_row_stride]
   int64_t z_batch_stride = 0;  // 0 and 0: one span for the head
   int64_t z_row_stride = 0;
   int64_t batch = 0, block = 0, cache_len = 0;  // B, M, Lc
@@ -49,8 +49,8 @@ struct SpanRowsArgs {
   T* dq = nullptr;           // written (not accumulated); the caller adds dqp·pe
   T* dk = nullptr;
   T* dv = nullptr;
-  T* dqp = nullptr;          // columns x >= E_i are left as they were (zero them first)
-  T* dz_rows = nullptr;      // dL/dz_i per query row (sum them for a per-head span)
+  T* dqp = nullptr;      // columns x >= E_i are left as they were (zero them first)
+  T* dz_rows = nullptr;  // dL/dz_i per query row (sum them for a per-head span)
   // Key-range split (0: none): each row's keys in chunks of key_chunk distances, with partials
   // part_acc [B·M, chunks, D], part_max and part_total [B·M, chunks] (reused by backward for dq, dz).
   int64_t key_chunk = 0;
@@ -222,8 +222,7 @@ ADASPAN_HOST_DEVICE void span_rows_forward_merge(const SpanRowsArgs<T>& a, int64
 // Backward of query row i, key chunk `chunk`: dqp_i over the chunk's x, and dq_i and dz_i (whole,
 // or the chunk's partials for span_rows_backward_query_merge).
 template <int D, class T>
-ADASPAN_HOST_DEVICE void span_rows_backward_query(const SpanRowsArgs<T>& a, int64_t b, int64_t i,
-                                                  int64_t chunk = 0) {
+ADASPAN_HOST_DEVICE void span_rows_backward_query(const SpanRowsArgs<T>& a, int64_t b, int64_t i, int64_t chunk = 0) {
   const int64_t keys = a.cache_len + a.block;
   const int64_t row = b * a.block + i;
   T qr[D], gr[D], dq[D];
@@ -299,7 +298,7 @@ ADASPAN_HOST_DEVICE void span_rows_backward_key(const SpanRowsArgs<T>& a, int64_
     dv[d] = 0;
   }
   const int64_t first = j - a.cache_len + 1 > 0 ? j - a.cache_len + 1 : 0;  // x = 0
-  const int64_t end_w = j - a.cache_len + 1 + a.window;                      // x = W
+  const int64_t end_w = j - a.cache_len + 1 + a.window;                     // x = W
   const int64_t end = end_w < a.block ? end_w : a.block;
   for (int64_t i = first; i < end; ++i) {
     const int64_t x = i + a.cache_len - 1 - j;

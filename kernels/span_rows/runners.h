@@ -18,12 +18,18 @@ namespace adaspan::kernels {
 template <class F>
 void dispatch_head_dim(int64_t dim, F&& f) {
   switch (dim) {
-    case 8: return f(std::integral_constant<int, 8>{});
-    case 16: return f(std::integral_constant<int, 16>{});
-    case 32: return f(std::integral_constant<int, 32>{});
-    case 64: return f(std::integral_constant<int, 64>{});
-    case 96: return f(std::integral_constant<int, 96>{});
-    case 128: return f(std::integral_constant<int, 128>{});
+    case 8:
+      return f(std::integral_constant<int, 8>{});
+    case 16:
+      return f(std::integral_constant<int, 16>{});
+    case 32:
+      return f(std::integral_constant<int, 32>{});
+    case 64:
+      return f(std::integral_constant<int, 64>{});
+    case 96:
+      return f(std::integral_constant<int, 96>{});
+    case 128:
+      return f(std::integral_constant<int, 128>{});
     default:
       throw std::invalid_argument("span attention row kernels: head dimension " + std::to_string(dim) +
                                   " has no compiled instantiation (8, 16, 32, 64, 96, 128)");

@@ -99,21 +99,21 @@ struct Partials {
   }
 };
 
-// The position term q·pe is one GEMM before the row programs (kernels.md §1.4, option E), and its
+// The position term q·pe is one GEMM before the row programs (docs/kernels.md §1.4, option E), and its
 // gradient two GEMMs after: dq += dqp·pe^T, dpe = q^T·dqp. Saved for backward: LSE per row and out.
 class SpanRowsFunction : public torch::autograd::Function<SpanRowsFunction> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& q_in, const at::Tensor& k_in,
-                            const at::Tensor& v_in, const at::Tensor& key_pe, const at::Tensor& span_z,
-                            int64_t window, double ramp, double dropout, int64_t key_chunk) {
+                            const at::Tensor& v_in, const at::Tensor& key_pe, const at::Tensor& span_z, int64_t window,
+                            double ramp, double dropout, int64_t key_chunk) {
     const at::Tensor q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
     const at::Tensor z = span_z.detach().to(q.scalar_type()).contiguous();
     const at::Tensor qp = at::matmul(q, position_columns(key_pe, window)).contiguous();  // [B, M, W]
     // A fresh seed per call from ATen's CPU generator (at::manual_seed fixes it); backward reuses it.
-    const uint64_t seed = dropout > 0 ? static_cast<uint64_t>(
-                                            at::randint(std::numeric_limits<int64_t>::max(), {1}, at::kLong)
-                                                .item<int64_t>())
-                                      : 0;
+    const uint64_t seed =
+        dropout > 0
+            ? static_cast<uint64_t>(at::randint(std::numeric_limits<int64_t>::max(), {1}, at::kLong).item<int64_t>())
+            : 0;
     at::Tensor out = at::empty_like(q);
     at::Tensor lse = at::empty({q.size(0), q.size(1)}, q.options());
     const Partials parts(q, window, key_chunk);
@@ -149,8 +149,7 @@ class SpanRowsFunction : public torch::autograd::Function<SpanRowsFunction> {
     const Partials parts(q, window, key_chunk);
     AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "span_rows_backward", [&] {
       SpanRowsArgs<scalar_t> a =
-          base_args<scalar_t>(q, k, v, qp, z, ctx->saved_data["ramp"].toDouble(),
-                              ctx->saved_data["dropout"].toDouble(),
+          base_args<scalar_t>(q, k, v, qp, z, ctx->saved_data["ramp"].toDouble(), ctx->saved_data["dropout"].toDouble(),
                               static_cast<uint64_t>(ctx->saved_data["seed"].toInt()));
       a.lse = lse.data_ptr<scalar_t>();
       a.d_out = d_out.data_ptr<scalar_t>();
@@ -176,8 +175,8 @@ class SpanRowsFunction : public torch::autograd::Function<SpanRowsFunction> {
 
 }  // namespace
 
-std::string span_rows_refusal(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                              const at::Tensor& key_pe, const at::Tensor& span_z) {
+std::string span_rows_refusal(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_pe,
+                              const at::Tensor& span_z) {
   for (const at::Tensor* t : {&k, &v, &key_pe, &span_z}) {
     if (t->device() != q.device()) return "q, k, v, key_pe and span_z must be on one device";
   }
@@ -195,9 +194,8 @@ std::string span_rows_refusal(const at::Tensor& q, const at::Tensor& k, const at
   return "";
 }
 
-at::Tensor span_attention_rows(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                               const at::Tensor& key_pe, const at::Tensor& span_z,
-                               const SpanAttentionOptions& options) {
+at::Tensor span_attention_rows(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_pe,
+                               const at::Tensor& span_z, const SpanAttentionOptions& options) {
   constexpr const char* kEntry = "span_attention_rows";
   check_attention_inputs(kEntry, q, k, v, key_pe, options.max_span, options.window);
   const bool per_query = check_span_z(kEntry, q, span_z);

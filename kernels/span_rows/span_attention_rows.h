@@ -16,15 +16,14 @@ namespace adaspan::kernels {
 // bytes) or [B, M] (each query's own span). options.window bounds the keys any query reads
 // (x < window). Differentiable in q, k, v, key_pe and span_z. d must be one of 8, 16, 32, 64, 96,
 // 128. Bad arguments: std::invalid_argument naming them.
-at::Tensor span_attention_rows(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                               const at::Tensor& key_pe, const at::Tensor& span_z,
-                               const SpanAttentionOptions& options);
+at::Tensor span_attention_rows(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_pe,
+                               const at::Tensor& span_z, const SpanAttentionOptions& options);
 
 // Why the row programs cannot run these (well-shaped) tensors where they are, "" when they can:
 // tensors on several devices, a dtype other than float32/float64 or mixed dtypes, a head
 // dimension without an instantiation, a CUDA tensor in a build without the CUDA kernels.
-std::string span_rows_refusal(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                              const at::Tensor& key_pe, const at::Tensor& span_z);
+std::string span_rows_refusal(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_pe,
+                              const at::Tensor& span_z);
 
 // Whether this build has the CUDA kernels (otherwise CUDA tensors are refused).
 bool span_rows_cuda_built();
