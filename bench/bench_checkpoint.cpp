@@ -151,8 +151,8 @@ int main(int argc, char** argv) {
   const int64_t streams = 8 * world.size();
   data::StreamSampler sampler(corpus, streams, 128, world.rank() * 8, 8);
   std::vector<model::ModelCache> caches(1);
-  trainer::MetricsWindow window;
-  const trainer::LiveTraining live{lm, *optimizer, sampler, caches, window, world.rank(), world.size()};
+  trainer::CheckpointedProgress progress;
+  const trainer::LiveTraining live{lm, *optimizer, sampler, caches, progress, world.rank(), world.size()};
   const checkpointing::TrainingState state = trainer::capture_state(live, 1, 0, "{}");
   int64_t params = 0;
   for (const auto& p : lm.parameters()) params += p.numel();

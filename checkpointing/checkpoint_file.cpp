@@ -36,6 +36,7 @@ void write_header(Hdf5File& f, const TrainingState& s, int writer_ranks, int64_t
   f.write_attribute("format_version", kFormatVersion);
   f.write_attribute("step", s.step);
   f.write_attribute("tokens_seen", s.tokens_seen);
+  f.write_attribute("halved_lr_until", s.halved_lr_until);
   f.write_attribute("config", s.config_json);
   f.write_attribute("optimizer", s.optimizer);
   f.write_attribute("optimizer_steps", s.optimizer_steps);
@@ -55,6 +56,8 @@ TrainingState read_header(const Hdf5File& f) {
   TrainingState s;
   s.step = f.read_int_attribute("step");
   s.tokens_seen = f.read_int_attribute("tokens_seen");
+  // Added after format 1's first files: absent means no rollback in progress.
+  s.halved_lr_until = f.has_attribute("halved_lr_until") ? f.read_int_attribute("halved_lr_until") : 0;
   s.config_json = f.read_string_attribute("config");
   s.optimizer = f.read_string_attribute("optimizer");
   s.optimizer_steps = f.read_int_attribute("optimizer_steps");
@@ -68,7 +71,7 @@ TrainingState read_header(const Hdf5File& f) {
 void write_checkpoint(const std::string& path, const TrainingState& s, const WriterLayout& layout) {
   std::optional<Hdf5File> file;
   if (!layout.comm.valid()) {
-    file.emplace(path, Hdf5File::Mode::truncate);
+    file.emplace(path, Hdf5File::Mode::create_new);
   } else {
     file.emplace(path, layout.comm);
   }

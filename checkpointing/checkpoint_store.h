@@ -2,7 +2,7 @@
 // The checkpoints of a run directory: RUN_DIR/ckpt-STEP.h5, RUN_DIR/latest (the newest file's
 // name), retention. Writing is atomic: the file is written as ckpt-STEP.h5.tmp, closed on every
 // rank, then renamed by one rank; a crash at any point leaves the previous checkpoint intact
-// (a stray .tmp is ignored and overwritten later). Plain file operations: callers decide which
+// (a stray .tmp is removed when the next run starts). Plain file operations: callers decide which
 // rank does them.
 #include <cstdint>
 #include <string>
@@ -13,12 +13,15 @@ namespace adaspan::checkpointing {
 std::string checkpoint_path(const std::string& run_dir, int64_t step);  // RUN_DIR/ckpt-STEP.h5
 std::string temporary_path(const std::string& run_dir, int64_t step);   // ... .h5.tmp
 
-// The finished checkpoints of run_dir (ckpt-STEP.h5), newest (largest step) first.
-std::vector<std::string> list_checkpoints(const std::string& run_dir);
+// The finished checkpoints of run_dir (ckpt-STEP.h5, regular files): the one `latest` names first,
+// then the others newest (largest step) first.
+// Names whose step does not fit an int64 are skipped and, with `ignored`, listed there.
+std::vector<std::string> list_checkpoints(const std::string& run_dir, std::vector<std::string>* ignored = nullptr);
 
 // fsyncs the temporary file, renames it to its final name, points `latest` at it (written to a
 // temporary and renamed), fsyncs the directory, then deletes all but the newest `keep`
-// checkpoints (keep <= 0: keep all). Returns the final path. Throws on an I/O error.
+// checkpoints up to `step` (keep <= 0: keep all; higher-numbered files are left alone). Returns the
+// final path. Throws on an I/O error.
 std::string commit_checkpoint(const std::string& run_dir, int64_t step, int64_t keep);
 
 }  // namespace adaspan::checkpointing

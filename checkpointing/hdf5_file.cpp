@@ -216,10 +216,11 @@ Hdf5File::Hdf5File(const std::string& path, Mode mode) : path_(path) {
     file_ = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   } else {
     Handle fapl{file_access(MPI_COMM_NULL), H5Pclose};
-    file_ = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id);
+    file_ = H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.id);
   }
   if (file_ < 0) {
-    fail(path, mode == Mode::read ? "cannot open for reading (missing, truncated or not HDF5)" : "cannot create");
+    fail(path, mode == Mode::read ? "cannot open for reading (missing, truncated or not HDF5)"
+                                  : "cannot create (a file of that name exists, or the directory is not writable)");
   }
   if (mode == Mode::read) {
     Handle fcpl{H5Fget_create_plist(file_), H5Pclose};
@@ -234,8 +235,9 @@ Hdf5File::Hdf5File(const std::string& path, const cluster::Communicator& comm) :
   rank_ = comm.rank();
   ranks_ = comm.size();
   Handle fapl{file_access(cluster::to_mpi(comm)), H5Pclose};
-  file_ = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id);
-  if (file_ < 0) fail(path, "cannot create (collectively)");
+  file_ = H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.id);
+  if (file_ < 0)
+    fail(path, "cannot create (collectively; a file of that name exists, or the directory is not writable)");
 }
 
 Hdf5File::~Hdf5File() {

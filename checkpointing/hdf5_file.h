@@ -33,9 +33,11 @@ struct RawAccess {
 
 class Hdf5File {
  public:
-  enum class Mode { read, truncate };
+  // create_new never replaces a file or follows a symlink at `path` (O_EXCL): a crash's leftovers
+  // are removed by name first (run_directory.h), anything else there is an error.
+  enum class Mode { read, create_new };
   Hdf5File(const std::string& path, Mode mode);  // serial
-  // Collective create over `comm` (every rank of it calls this).
+  // Collective create over `comm` (every rank of it calls this), as create_new.
   Hdf5File(const std::string& path, const cluster::Communicator& comm);
   ~Hdf5File();
   Hdf5File(const Hdf5File&) = delete;

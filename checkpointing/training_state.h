@@ -31,9 +31,10 @@ struct NamedTensor {
 };
 
 struct TrainingState {
-  int64_t step = 0;         // optimizer updates done
-  int64_t tokens_seen = 0;  // bytes trained on, all ranks
-  std::string config_json;  // the run's whole configuration
+  int64_t step = 0;             // optimizer updates done
+  int64_t tokens_seen = 0;      // bytes trained on, all ranks
+  int64_t halved_lr_until = 0;  // after a rollback: the learning rate is halved up to this step (0: none)
+  std::string config_json;      // the run's whole configuration
 
   std::vector<NamedTensor> parameters;  // whole tensors, e.g. "layers.0.attn.proj_query.weight"
   std::string optimizer;                // "adagrad" | "adam"

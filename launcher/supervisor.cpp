@@ -1,5 +1,6 @@
 #include "launcher/supervisor.h"
 
+#include "checkpointing/run_directory.h"
 #include "launcher/command_line.h"
 
 #include "trainer/trainer.h"
@@ -19,6 +20,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <thread>
 
 namespace adaspan::launcher {
@@ -98,14 +100,18 @@ AttemptResult run_attempt(const std::vector<std::string>& command, int attempt) 
 }  // namespace
 
 std::vector<std::string> attempt_command(const std::vector<std::string>& command, int attempt) {
-  if (attempt <= 1) return command;
   std::vector<std::string> out;
+  if (attempt <= 1) {
+    std::copy_if(command.begin(), command.end(), std::back_inserter(out), [](const auto& a) { return a != "--fresh"; });
+    return out;
+  }
   for (size_t i = 0; i < command.size(); ++i) {
     if (command[i] == "--resume" && i + 1 < command.size()) {
       ++i;  // replaced below
       continue;
     }
     if (command[i].rfind("--resume=", 0) == 0) continue;
+    if (command[i] == "--fresh") continue;  // done by the launcher once, before the first attempt
     out.push_back(command[i]);
   }
   out.push_back("--resume");
@@ -122,10 +128,33 @@ std::string run_dir_of(const std::vector<std::string>& command) {
   return dir;
 }
 
+// `adaspan train` refused its command line or run dir: the same command would fail the same way.
+constexpr int kExitUsage = 2;
+
+// --fresh in the command: the earlier run's files move aside once, here, so that no attempt (a
+// restart resumes with --resume auto) can continue the earlier run. Returns false (with the
+// reason printed) when the run dir is in use.
+bool start_fresh(const std::string& run_dir) {
+  try {
+    const checkpointing::RunDirLock lock(run_dir);
+    if (checkpointing::earlier_run_files(run_dir).empty() && !fs::exists(fs::path(run_dir) / "attempts.jsonl")) {
+      return true;
+    }
+    const std::string aside = checkpointing::move_earlier_run_aside(run_dir, true);
+    std::fprintf(stderr, "adaspan launch: --fresh: the earlier run's files moved to %s\n", aside.c_str());
+    return true;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "adaspan launch: error: %s\n", e.what());
+    return false;
+  }
+}
+
 int supervise(const LaunchOptions& o) {
   const std::string run_dir = run_dir_of(o.command);
   std::error_code ec;
   fs::create_directories(run_dir, ec);
+  const bool fresh = std::find(o.command.begin(), o.command.end(), "--fresh") != o.command.end();
+  if (fresh && !start_fresh(run_dir)) return kExitUsage;
   const fs::path log_path = fs::path(run_dir) / "attempts.jsonl";
   struct sigaction action {};
   action.sa_handler = forward_signal;
@@ -154,6 +183,10 @@ int supervise(const LaunchOptions& o) {
 
     if (r.exit_code == 0) return 0;
     if (r.exit_code == trainer::kExitPreempted) return trainer::kExitPreempted;
+    if (r.exit_code == kExitUsage) {
+      std::fprintf(stderr, "adaspan launch: the command was refused (bad usage, exit 2); not restarting it\n");
+      return kExitUsage;
+    }
     if (attempt > o.max_restarts) {
       std::fprintf(stderr, "adaspan launch: giving up after %d attempts (--max-restarts %d):\n", attempt,
                    o.max_restarts);
@@ -191,7 +224,8 @@ const char* kLaunchSummary =
     "...\n\n"
     "Attempt 2 onwards runs COMMAND with --resume auto (replacing any --resume). Each attempt is logged to\n"
     "RUN_DIR/attempts.jsonl (RUN_DIR from COMMAND's --run-dir). Exit: 0 when an attempt finished; 75 when it\n"
-    "was preempted (it checkpointed on SIGUSR1/SIGTERM; requeue the job); 1 when every attempt failed.\n"
+    "was preempted (it checkpointed on SIGUSR1/SIGTERM; requeue the job); 2 when COMMAND was refused as bad\n"
+    "usage (not restarted: it would be refused again); 1 when every attempt failed.\n"
     "SIGUSR1, SIGTERM and SIGINT received by launch are passed to the running attempt.";
 
 }  // namespace

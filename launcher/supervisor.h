@@ -16,12 +16,13 @@ struct LaunchOptions {
   std::vector<std::string> command;  // program and arguments
 };
 
-// The command line of attempt `attempt` (1-based): from the second on, --resume auto.
+// The command line of attempt `attempt` (1-based): from the second on, --resume auto (and no --fresh).
 std::vector<std::string> attempt_command(const std::vector<std::string>& command, int attempt);
 // The value of --run-dir in the command (runs/latest when absent, as train's default).
 std::string run_dir_of(const std::vector<std::string>& command);
 
-// Returns the exit status for the launcher: 0 when an attempt succeeded, 75 when preempted, else 1.
+// Returns the exit status for the launcher: 0 when an attempt succeeded, 75 when preempted, 2 when
+// the command was refused as bad usage (not restarted), else 1.
 int supervise(const LaunchOptions& options);
 
 int run_launch(const std::vector<std::string>& args);

@@ -129,6 +129,9 @@ int run_train(int* argc, char*** argv, const std::vector<std::string>& args) {
     const trainer::TrainResult result = train_on_grid(parsed.config, world);
     if (world.is_root()) print_result(result, world.size());
     return result.preempted ? trainer::kExitPreempted : 0;
+  } catch (const trainer::RunRefused& e) {  // agreed by every rank: one line, a clean exit
+    if (world.is_root()) std::fprintf(stderr, "adaspan train: error: %s\n", e.what());
+    return 2;
   } catch (const std::exception& e) {
     if (world.size() == 1) {
       std::fprintf(stderr, "adaspan train: error: %s\n", e.what());

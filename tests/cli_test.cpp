@@ -102,7 +102,7 @@ TEST(Cli, ConfigFileSetsTheSameKeys) {
   std::ifstream metrics(dir / "run" / "metrics.jsonl");
   int lines = 0;
   for (std::string line; std::getline(metrics, line);) ++lines;
-  EXPECT_EQ(lines, 4);  // steps 1, 2, 3 and the done record
+  EXPECT_EQ(lines, 5);  // steps 1, 2, 3, the final checkpoint and the done record
   EXPECT_NE(r.out.find("layer 0:"), std::string::npos);
   EXPECT_EQ(r.out.find("layer 1:"), std::string::npos);  // layers = 1 from the file
   fs::remove_all(dir);

@@ -170,11 +170,23 @@ TEST(FaultTolerance, NanStepsAreSkippedAndRepeatedOnesRollBack) {
 
 TEST(FaultTolerance, LauncherGivesUpAfterMaxRestartsWithASummary) {
   const fs::path dir = fresh_dir("give_up");
-  // A data file that does not exist fails every attempt the same way.
-  const auto r = launch("--max-restarts 2", dir, 4, "--data " + (dir / "missing.txt").string());
+  // A watchdog timeout shorter than any step fails every attempt the same way (exit 86).
+  const auto r = launch("--max-restarts 2", dir, 4, "--step-timeout 0.0001");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("giving up after 3 attempts"), std::string::npos) << r.err;
-  EXPECT_EQ(lines(dir / "attempts.jsonl").size(), 3u);
+  const auto attempts = lines(dir / "attempts.jsonl");
+  ASSERT_EQ(attempts.size(), 3u);
+  for (const auto& a : attempts) EXPECT_NE(a["exit_code"], 0) << a.dump();
+  fs::remove_all(dir);
+}
+
+TEST(FaultTolerance, LauncherDoesNotRestartARefusedCommand) {
+  const fs::path dir = fresh_dir("refused");
+  // Bad usage (exit 2) would be refused again: one attempt, its status passed on.
+  const auto r = launch("--max-restarts 2", dir, 4, "--data " + (dir / "missing.txt").string());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("not restarting"), std::string::npos) << r.err;
+  EXPECT_EQ(lines(dir / "attempts.jsonl").size(), 1u);
   fs::remove_all(dir);
 }
 

@@ -4,6 +4,7 @@
 #include "checkpointing/checkpoint_store.h"
 #include "cluster/mpi_process_group.h"
 #include "trainer/config_json.h"
+#include "trainer/run_refused.h"
 
 #include <ATen/ATen.h>
 
@@ -68,10 +69,19 @@ std::string CheckpointSession::try_load(const std::string& path, const LiveTrain
     return std::string("its stored config is not JSON: ") + e.what();
   }
   const std::string mismatch = resume_incompatibility(config_, stored);
-  if (!mismatch.empty()) throw std::runtime_error("cannot resume from '" + path + "': " + mismatch);
+  if (!mismatch.empty()) throw RunRefused("cannot resume from '" + path + "': " + mismatch);
+  if (state.step > config_.run.steps) {
+    throw RunRefused("cannot resume from '" + path + "': it is at step " + std::to_string(state.step) +
+                     ", past --steps " + std::to_string(config_.run.steps) + " (the step to stop at)");
+  }
 
   // 3. Apply.
   restore_state(state, live);
+  if (warnings_) {
+    for (const auto& change : resume_changes(config_, stored)) {
+      std::fprintf(warnings_, "adaspan train: note: changed since the checkpoint: %s\n", change.c_str());
+    }
+  }
   out.path = path;
   out.step = state.step;
   out.tokens_seen = state.tokens_seen;
@@ -85,7 +95,7 @@ std::optional<Resumed> CheckpointSession::resume(const LiveTraining& live) {
   Resumed resumed;
   if (what != "auto") {
     const std::string error = try_load(what, live, resumed);
-    if (!error.empty()) throw std::runtime_error("--resume '" + what + "': " + error);
+    if (!error.empty()) throw RunRefused("--resume '" + what + "': " + error);  // agreed in try_load
     return resumed;
   }
   std::optional<Resumed> newest = load_newest(live);
@@ -102,7 +112,12 @@ std::optional<Resumed> CheckpointSession::load_newest(const LiveTraining& live) 
   // Rank 0's listing is everyone's (a shared file system may show new files late on some nodes).
   std::string listing;
   if (rank_ == 0) {
-    for (const auto& path : checkpointing::list_checkpoints(config_.run.run_dir)) listing += path + "\n";
+    std::vector<std::string> ignored;
+    for (const auto& path : checkpointing::list_checkpoints(config_.run.run_dir, &ignored)) listing += path + "\n";
+    for (const auto& name : ignored) {
+      if (warnings_)
+        std::fprintf(warnings_, "adaspan train: warning: ignoring '%s' (its step is out of range)\n", name.c_str());
+    }
   }
   for (const auto& path : split_lines(group_.broadcast(listing))) {
     const std::string error = try_load(path, live, resumed);

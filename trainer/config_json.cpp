@@ -26,4 +26,8 @@ std::string resume_incompatibility(const TrainConfig& now, const nlohmann::json&
   return resume_mismatch(train_option_table(), now, stored);
 }
 
+std::vector<std::string> resume_changes(const TrainConfig& now, const nlohmann::json& stored) {
+  return trainer::resume_changes(train_option_table(), now, stored);
+}
+
 }  // namespace adaspan::trainer

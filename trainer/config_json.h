@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <string>
+#include <vector>
 
 namespace adaspan::trainer {
 
@@ -21,5 +22,7 @@ model::ModelConfig model_config_from_json(const nlohmann::json& stored);
 // one line naming the first option the table marks must-match that differs (a shape, the number
 // of streams, the optimizer, the cache kind), e.g. "--d-model is 64 in the checkpoint, 128 here".
 std::string resume_incompatibility(const TrainConfig& now, const nlohmann::json& stored);
+// The options a resume may change that did ("--lr 0.07 -> 0.1"), for a note.
+std::vector<std::string> resume_changes(const TrainConfig& now, const nlohmann::json& stored);
 
 }  // namespace adaspan::trainer

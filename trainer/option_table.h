@@ -139,8 +139,10 @@ struct Option {
   std::function<nlohmann::json(const Config&)> to_json;
   std::function<void(Config&, const nlohmann::json&)> from_json;
   std::vector<std::function<void(const Config&)>> checks;  // each throws std::invalid_argument
-  std::string section;       // the stored config's section ("model", "data", ...); empty: not stored
-  bool added_later = false;  // a checkpoint without it had the default
+  std::string section;                  // the stored config's section ("model", "data", ...); empty: not stored
+  bool added_later = false;             // a checkpoint without it had the default
+  bool compare_only_if_stored = false;  // a checkpoint without it is not compared (it was never recorded)
+  bool expected_to_change = false;      // a resume does not mention it when it differs (e.g. --steps)
   OnResume resume = OnResume::free;
   std::function<bool(const Config&)> used;      // must_match only while this holds; empty: always
   std::function<double(const Config&)> number;  // numeric fields: the value, for the range checks
@@ -176,6 +178,15 @@ struct Option {
   }
   Option& not_a_flag() {
     flag_on_command_line = false;
+    return *this;
+  }
+  Option& must_match_if_stored() {
+    resume = OnResume::must_match;
+    compare_only_if_stored = true;
+    return *this;
+  }
+  Option& changes_on_resume() {
+    expected_to_change = true;
     return *this;
   }
 
@@ -299,12 +310,30 @@ std::string resume_mismatch(const OptionTable<Config>& table, const Config& now,
   for (const auto& o : table) {
     if (o.resume != OnResume::must_match || !o.used_by(now)) continue;
     const bool present = stored.contains(o.section) && stored[o.section].contains(o.name);
+    if (!present && o.compare_only_if_stored) continue;
     if (!present && !o.added_later) return "the checkpoint's config has no '" + o.name + "'";
     const nlohmann::json then = present ? stored[o.section][o.name] : o.to_json(defaults);
     const nlohmann::json here = o.to_json(now);
-    if (then != here) return "--" + o.name + " is " + then.dump() + " in the checkpoint, " + here.dump() + " here";
+    if (then == here) continue;
+    if (!o.flag_on_command_line) return "the checkpoint's " + o.name + " is " + then.dump() + ", here " + here.dump();
+    return "--" + o.name + " is " + then.dump() + " in the checkpoint, " + here.dump() + " here";
   }
   return "";
+}
+
+// The stored options a resume may change that differ from the checkpoint's ("--lr 0.07 -> 0.1"),
+// for a note; those marked changes_on_resume (--steps, --run-dir) are left out.
+template <class Config>
+std::vector<std::string> resume_changes(const OptionTable<Config>& table, const Config& now,
+                                        const nlohmann::json& stored) {
+  std::vector<std::string> changes;
+  for (const auto& o : table) {
+    if (!o.stored() || o.resume == OnResume::must_match || o.expected_to_change) continue;
+    if (!stored.contains(o.section) || !stored[o.section].contains(o.name)) continue;
+    const nlohmann::json then = stored[o.section][o.name], here = o.to_json(now);
+    if (then != here) changes.push_back("--" + o.name + " " + then.dump() + " -> " + here.dump());
+  }
+  return changes;
 }
 
 }  // namespace adaspan::trainer

@@ -14,6 +14,7 @@ struct DataConfig {
   std::vector<std::string> valid_files;  // empty: built-in valid split if training on built-in, else none
   int64_t batch_size = 16;               // B, global streams
   int64_t block_size = 128;              // M
+  std::string identity;                  // of the training corpus (data/corpus_identity.h), set by the run
 };
 
 struct OptimConfig {
@@ -42,10 +43,13 @@ struct RunConfig {
   int64_t log_every = 10;
   int64_t eval_every = 100;         // 0 = never
   int64_t eval_steps = 20;          // blocks per validation pass
-  int64_t checkpoint_every = 0;     // steps between checkpoints (and one at the last step); 0 = none
+  int64_t checkpoint_every = 0;     // steps between checkpoints; 0 = none
+  double checkpoint_minutes = 0;    // minutes between checkpoints (agreed at a step boundary); 0 = none
+  bool final_checkpoint = true;     // a checkpoint at the last step
   int64_t keep_checkpoints = 3;     // newest checkpoints kept; 0 = all
   bool async_checkpoint = false;    // write checkpoints in a background thread
   std::string resume;               // "" (fresh run) | "auto" | a checkpoint path
+  bool fresh = false;               // a fresh run moves an earlier run's files to RUN_DIR/previous-<time>/
   double step_timeout = 0;          // seconds a step (or checkpoint, validation) may take; 0 = no watchdog
   int64_t max_bad_steps = 3;        // non-finite steps in a row tolerated (skipped); more: roll back
   int64_t rollback_lr_steps = 100;  // after a rollback, steps at half the learning rate

@@ -74,6 +74,21 @@ auto divisible(const char* a, int64_t (*get_a)(const TrainConfig&), const char* 
   };
 }
 
+// --no-final-checkpoint: the run's last step is checkpointed unless told otherwise.
+O no_final_checkpoint() {
+  O o = opt("no-final-checkpoint", FIELD(run.final_checkpoint),
+            "Do not write the checkpoint at the last step (written by default, so that every finished run "
+            "can be evaluated, sampled and resumed).");
+  o.parse = [](TrainConfig& c, const std::vector<std::string>& given) {
+    c.run.final_checkpoint = !given.empty() && !Codec<bool>::parse(given.back());
+  };
+  o.text = [](const TrainConfig& c) { return Codec<bool>::text(!c.run.final_checkpoint); };
+  o.to_json = [](const TrainConfig& c) { return nlohmann::json(!c.run.final_checkpoint); };
+  o.from_json = [](TrainConfig& c, const nlohmann::json& j) { c.run.final_checkpoint = !j.get<bool>(); };
+  o.in("checkpoints").stored_since_later("run");
+  return o;
+}
+
 // --no-overlap: a switch that turns a default-on field off.
 O no_overlap(std::string help) {
   O o = opt("no-overlap", FIELD(run.overlap), std::move(help));
@@ -104,6 +119,12 @@ OptionTable<TrainConfig> data_options() {
           .positive()
           .stored("data")
           .must_match(),
+      opt("data-identity", FIELD(data.identity),
+          "The training corpus's size and sampled hash (data/corpus_identity.h), computed at the start: a resume "
+          "on other data is refused, on the same data under another path only noted.")
+          .not_a_flag()
+          .stored_since_later("data")
+          .must_match_if_stored(),
       opt("block-size", FIELD(data.block_size), "M: bytes per stream per step (queries per block).")
           .in("data")
           .positive()
@@ -144,7 +165,8 @@ OptionTable<TrainConfig> model_options() {
       opt("span-ramp", FIELD(model.span_ramp), "R: length (bytes) of the soft mask's linear ramp.")
           .in("model")
           .positive()
-          .stored("model"),
+          .stored("model")
+          .must_match(),
       opt("span-init", FIELD(model.span_init), "Initial span as a fraction of S, in [0, 1].")
           .in("model")
           .within(0, 1)
@@ -176,7 +198,8 @@ OptionTable<TrainConfig> model_options() {
           "Dropout on attention probabilities and the feed-forward hidden layer, in [0, 1).")
           .in("model")
           .within(0, 1, true)
-          .stored("model"),
+          .stored("model")
+          .must_match(),
       opt("cache", FIELD(model.cache),
           "What layers keep between blocks: kv (each head's keys/values, trimmed to its span; memory follows "
           "spans, cached K/V are one step stale) or hidden (the reference's layer inputs, re-projected each step).")
@@ -186,7 +209,8 @@ OptionTable<TrainConfig> model_options() {
       opt("trim-hidden-cache", FIELD(model.trim_hidden_cache),
           "Hidden caches keep min(S, span + 64) rows (the reference's --adapt-span-cache), else all S.")
           .not_a_flag()
-          .stored("model"),
+          .stored("model")
+          .must_match(),
       opt("attention", FIELD(model.attention),
           "Which keys a head sees: adaptive (a learned span per head, or per token with --span-mode dynamic), "
           "fixed or full (the last --attn-span keys, nothing learned: the sliding-window and full-attention "
@@ -274,7 +298,11 @@ OptionTable<TrainConfig> optim_options() {
 
 OptionTable<TrainConfig> run_options() {
   return {
-      opt("steps", FIELD(run.steps), "Optimizer steps.").in("run").positive().stored("run"),
+      opt("steps", FIELD(run.steps), "Optimizer steps: the step to stop at (also when resuming).")
+          .in("run")
+          .positive()
+          .stored("run")
+          .changes_on_resume(),
       opt("seed", FIELD(run.seed), "Seed of parameter init and dropout.").in("run").stored("run"),
       opt("threads", FIELD(run.threads),
           "CPU threads for ATen (OpenBLAS is pinned to 1). 0 = the cores of the node divided by its ranks.")
@@ -292,7 +320,8 @@ OptionTable<TrainConfig> run_options() {
           .check([](const TrainConfig& c) { model::parse_precision(c.run.precision); }),
       opt("run-dir", FIELD(run.run_dir), "Directory for metrics.jsonl and checkpoints (created).")
           .in("run")
-          .stored("run"),
+          .stored("run")
+          .changes_on_resume(),
       opt("log-every", FIELD(run.log_every), "Steps between metrics records (bpc averaged over them).")
           .in("run")
           .positive(),
@@ -309,12 +338,20 @@ OptionTable<TrainConfig> run_options() {
 OptionTable<TrainConfig> checkpoint_options() {
   return {
       opt("checkpoint-every", FIELD(run.checkpoint_every),
-          "Steps between checkpoints RUN_DIR/ckpt-STEP.h5 (one more at the last step); 0 = none. Written "
+          "Steps between checkpoints RUN_DIR/ckpt-STEP.h5 (and one at the last step, see --no-final-checkpoint); "
+          "0 = none. Written "
           "collectively by all ranks, atomically (a .tmp file renamed when complete; RUN_DIR/latest names the "
           "newest).")
           .in("checkpoints")
           .at_least(0, "0 = never")
           .stored("run"),
+      opt("checkpoint-minutes", FIELD(run.checkpoint_minutes),
+          "Minutes between checkpoints, besides --checkpoint-every: when this long has passed since the last "
+          "one on any rank's clock, every rank checkpoints at the end of the same step. 0 = none.")
+          .in("checkpoints")
+          .at_least(0, "0 = none")
+          .stored_since_later("run"),
+      no_final_checkpoint(),
       opt("keep-checkpoints", FIELD(run.keep_checkpoints),
           "Newest checkpoints kept in RUN_DIR; older ones are deleted. 0 = keep all.")
           .in("checkpoints")
@@ -327,6 +364,14 @@ OptionTable<TrainConfig> checkpoint_options() {
           "synchronous).")
           .in("checkpoints")
           .stored("run"),
+      opt("fresh", FIELD(run.fresh),
+          "Start over in a --run-dir that holds an earlier run (metrics.jsonl, checkpoints): its files move to "
+          "RUN_DIR/previous-<UTC time>/ (never deleted). Without it such a run dir is refused unless --resume.")
+          .in("checkpoints")
+          .check([](const TrainConfig& c) {
+            if (c.run.fresh && !c.run.resume.empty())
+              throw std::invalid_argument("--fresh and --resume exclude each other");
+          }),
       opt("resume", FIELD(run.resume),
           "Continue a run: `auto` (the newest valid checkpoint in --run-dir, skipping damaged ones with a "
           "warning; a fresh start when there is none) or a checkpoint path. Model shape, the attention variant "
@@ -389,7 +434,7 @@ OptionTable<TrainConfig> parallel_options() {
           .check(divisible("ff-size", ff, "tp", tp))
           .check([](const TrainConfig& c) {
             if (c.run.tp > 1 && c.model.cache == CacheMode::hidden &&
-                (c.run.checkpoint_every > 0 || !c.run.resume.empty())) {
+                (c.run.checkpoint_every > 0 || c.run.checkpoint_minutes > 0 || !c.run.resume.empty())) {
               throw std::invalid_argument(
                   "checkpoints with --tp > 1 need --cache kv (hidden caches are sized by each rank's own heads)");
             }

@@ -5,9 +5,11 @@
 #include "cluster/communicator.h"
 #include "model/process_group.h"
 #include "model/tensor_parallel.h"
+#include "trainer/run_refused.h"
 #include "trainer/train_config.h"
 
 #include <functional>
+#include <stdexcept>
 #include <vector>
 
 namespace adaspan::trainer {

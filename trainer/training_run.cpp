@@ -1,8 +1,10 @@
 #include "trainer/training_run.h"
 
+#include "checkpointing/run_directory.h"
 #include "cluster/device_memory.h"
 #include "cluster/stop_signals.h"
 #include "cluster/thread_config.h"
+#include "data/corpus_identity.h"
 #include "data/synthetic_corpus.h"
 #include "model/mixed_precision.h"
 #include "trainer/head_rebalancer.h"
@@ -113,6 +115,7 @@ TrainingRun::TrainingRun(const TrainConfig& config, const Parallelism& paralleli
 
 void TrainingRun::open_data() {
   train_corpus_.emplace(open_corpus(config_.data.train_files, data::kBuiltinTrainBytes, data::kBuiltinTrainSeed));
+  config_.data.identity = data::corpus_identity(*train_corpus_);  // stored in checkpoints, compared on resume
   if (!config_.data.valid_files.empty() || config_.data.train_files.empty()) {
     valid_corpus_.emplace(open_corpus(config_.data.valid_files, data::kBuiltinValidBytes, data::kBuiltinValidSeed));
   }
@@ -136,11 +139,41 @@ void TrainingRun::open_data() {
 void TrainingRun::create_run_dir() {
   std::string error;
   if (root_) {
-    std::error_code ec;
-    std::filesystem::create_directories(config_.run.run_dir, ec);
-    if (ec) error = "cannot create run dir '" + config_.run.run_dir + "': " + ec.message();
+    try {
+      prepare_run_dir();
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
   }
-  if (!group_.all_ok(error.empty())) throw std::runtime_error(root_ ? error : "rank 0 could not create the run dir");
+  if (!group_.all_ok(error.empty())) throw RunRefused(root_ ? error : "rank 0 could not prepare the run dir");
+}
+
+// Rank 0, before anything is written: the run dir exists and is this run's alone (locked); a
+// fresh run does not write over an earlier run's files; a crash's half-written files are gone.
+void TrainingRun::prepare_run_dir() {
+  const std::string& dir = config_.run.run_dir;
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw std::runtime_error("cannot create run dir '" + dir + "': " + ec.message());
+  lock_.emplace(dir);
+  const std::vector<std::string> earlier = checkpointing::earlier_run_files(dir);
+  if (config_.run.resume.empty() && !earlier.empty()) {
+    if (!config_.run.fresh) {
+      std::string names;
+      for (size_t i = 0; i < earlier.size() && i < 3; ++i) names += (i ? ", " : "") + earlier[i];
+      if (earlier.size() > 3) names += ", ...";
+      throw std::runtime_error("run dir '" + dir + "' holds an earlier run (" + names +
+                               "): continue it with --resume auto, or start over with --fresh (its files move to " +
+                               dir + "/previous-<time>/)");
+    }
+    const std::string aside = checkpointing::move_earlier_run_aside(dir);
+    if (!quiet_)
+      std::fprintf(stderr, "adaspan train: note: --fresh: the earlier run's files moved to %s\n", aside.c_str());
+  }
+  for (const auto& name : checkpointing::remove_stale_temporaries(dir)) {
+    if (!quiet_)
+      std::fprintf(stderr, "adaspan train: note: removed '%s', left half-written by a crash\n", name.c_str());
+  }
 }
 
 void TrainingRun::build_model() {
@@ -181,7 +214,7 @@ void TrainingRun::build_optimizer() {
 }
 
 void TrainingRun::open_checkpoints() {
-  live_.emplace(LiveTraining{*model_, *optimizer_, *sampler_, caches_, state_.window, parallelism_.world_rank,
+  live_.emplace(LiveTraining{*model_, *optimizer_, *sampler_, caches_, state_.progress, parallelism_.world_rank,
                              all_ranks_, parallelism_.dp_rank});
   // The background writer calls MPI (collective HDF5 over `files`) while this thread does too.
   async_checkpoints_ =
@@ -212,6 +245,13 @@ void TrainingRun::open_metrics() {
   std::string error;
   if (root_) {
     try {
+      if (!resumed_ && !checkpointing::earlier_run_files(config_.run.run_dir).empty()) {
+        // --resume auto found nothing usable: the earlier files move aside instead of being overwritten.
+        const std::string aside = checkpointing::move_earlier_run_aside(config_.run.run_dir);
+        if (!quiet_)
+          std::fprintf(stderr, "adaspan train: note: no usable checkpoint; the earlier files moved to %s\n",
+                       aside.c_str());
+      }
       metrics_.emplace((std::filesystem::path(config_.run.run_dir) / "metrics.jsonl").string(),
                        resumed_ ? std::optional<int64_t>(resumed_->step) : std::nullopt);
     } catch (const std::exception& e) {
@@ -232,6 +272,12 @@ void TrainingRun::open_metrics() {
 TrainResult TrainingRun::run() {
   start_ = Clock::now();
   state_.window_start = start_;
+  state_.last_checkpoint_time = start_;
+  if (config_.run.final_checkpoint && !checkpoints_possible() && root_ && !quiet_) {
+    std::fprintf(stderr,
+                 "adaspan train: note: no final checkpoint: --tp > 1 with --cache hidden cannot be "
+                 "checkpointed (use --cache kv)\n");
+  }
   for (state_.step = first_step_; state_.step <= config_.run.steps; ++state_.step) {
     if (!step_or_skip() && maybe_rollback()) continue;
     maybe_rebalance();
@@ -251,13 +297,17 @@ bool TrainingRun::step_or_skip() {
   std::vector<MicroBatch> micro;
   const std::vector<at::Tensor> xs = x.chunk(config_.optim.grad_accum, 0), ys = y.chunk(config_.optim.grad_accum, 0);
   for (size_t k = 0; k < xs.size(); ++k) micro.push_back({xs[k], ys[k]});
-  state_.lr =
-      warmup_lr(config_.optim.lr, step, config_.optim.warmup_steps) * (step <= state_.halved_lr_until ? 0.5 : 1.0);
-  // One small collective per step: skip together on a non-finite step; stop together on a signal.
+  state_.lr = warmup_lr(config_.optim.lr, step, config_.optim.warmup_steps) *
+              (step <= state_.progress.halved_lr_until ? 0.5 : 1.0);
+  // One small collective per step: skip together on a non-finite step, stop together on a signal,
+  // checkpoint together when --checkpoint-minutes have passed on any rank's clock.
   const auto agree = [this](bool finite) {
-    const std::vector<double> flags =
-        group_.reduce({finite ? 0.0 : 1.0, static_cast<double>(cluster::stop_signal())}, model::ReduceOp::max);
+    const double minutes = std::chrono::duration<double>(Clock::now() - state_.last_checkpoint_time).count() / 60;
+    const bool due = config_.run.checkpoint_minutes > 0 && minutes >= config_.run.checkpoint_minutes;
+    const std::vector<double> flags = group_.reduce(
+        {finite ? 0.0 : 1.0, static_cast<double>(cluster::stop_signal()), due ? 1.0 : 0.0}, model::ReduceOp::max);
     state_.stop_signal = static_cast<int>(flags[1]);
+    state_.checkpoint_due = flags[2] > 0;
     return flags[0] == 0;
   };
   const StepOutput out =
@@ -265,8 +315,8 @@ bool TrainingRun::step_or_skip() {
   state_.tokens_seen += tokens_per_step_;
   if (out.applied) {
     state_.bad_in_a_row = 0;
-    state_.window.nll += out.nll;
-    ++state_.window.steps;
+    state_.progress.window.nll += out.nll;
+    ++state_.progress.window.steps;
     return true;
   }
   ++state_.skipped_steps;
@@ -290,16 +340,16 @@ bool TrainingRun::maybe_rollback() {
                              std::to_string(step) + " and no checkpoint to roll back to (use --checkpoint-every)");
   }
   ++state_.rollbacks;
-  state_.halved_lr_until = step + config_.run.rollback_lr_steps;
+  state_.progress.halved_lr_until = step + config_.run.rollback_lr_steps;
   log({{"event", "rollback"},
        {"step", step},
        {"to_step", back->step},
        {"path", back->path},
        {"lr_scale", 0.5},
-       {"until_step", state_.halved_lr_until}});
-  progress_.message(
-      ("rolled back to " + back->path + "; half the learning rate until step " + std::to_string(state_.halved_lr_until))
-          .c_str());
+       {"until_step", state_.progress.halved_lr_until}});
+  progress_.message(("rolled back to " + back->path + "; half the learning rate until step " +
+                     std::to_string(state_.progress.halved_lr_until))
+                        .c_str());
   state_.step = back->step;  // the loop's ++ continues after it
   state_.tokens_seen = back->tokens_seen;
   state_.last_checkpoint = back->step;
@@ -348,7 +398,7 @@ void TrainingRun::maybe_rebalance() {
 
 void TrainingRun::maybe_log() {
   const int64_t step = state_.step;
-  if ((step % config_.run.log_every != 0 && step != config_.run.steps) || state_.window.steps == 0) return;
+  if ((step % config_.run.log_every != 0 && step != config_.run.steps) || state_.progress.window.steps == 0) return;
   watchdog_.enter("metrics reduction", step);
   const double window_s = std::chrono::duration<double>(Clock::now() - state_.window_start).count();
   const nlohmann::json record = training_record(window_s);
@@ -357,19 +407,19 @@ void TrainingRun::maybe_log() {
                    record["elapsed_s"].get<double>());
   state_.last_bpc = record["bpc"].get<double>();
   state_.attention_at_log = model_->attention_seconds();
-  state_.window = {};
+  state_.progress.window = {};
   state_.window_start = Clock::now();
 }
 
 nlohmann::json TrainingRun::training_record(double window_s) {
   const double comm_s = reducer_ ? reducer_->take_wait_seconds() : 0.0;
   // Each rank's mean over its equal share of the streams: their mean is the global mean.
-  const double nll = group_.reduce(state_.window.nll, model::ReduceOp::sum) / all_ranks_;
+  const double nll = group_.reduce(state_.progress.window.nll, model::ReduceOp::sum) / all_ranks_;
   const double slowest = group_.reduce(window_s, model::ReduceOp::max);
   const double fastest = group_.reduce(window_s, model::ReduceOp::min);
   const double comm_max = group_.reduce(comm_s, model::ReduceOp::max);
   const std::vector<double> peak_mb = group_.gather(cluster::peak_memory_mb(config_.run.device));
-  const double steps = static_cast<double>(state_.window.steps);
+  const double steps = static_cast<double>(state_.progress.window.steps);
   nlohmann::json record = {
       {"step", state_.step},
       {"bpc", nll / steps / kLn2},
@@ -417,10 +467,11 @@ void TrainingRun::maybe_validate() {
 void TrainingRun::maybe_checkpoint() {
   const int64_t step = state_.step;
   const bool last = step == config_.run.steps;
-  const bool scheduled = config_.run.checkpoint_every > 0 && (step % config_.run.checkpoint_every == 0 || last);
+  const bool every = config_.run.checkpoint_every > 0 && step % config_.run.checkpoint_every == 0;
+  const bool final = last && config_.run.final_checkpoint;
   // A stop signal also writes a checkpoint, whatever --checkpoint-every says: that is its point.
   const bool stopping = state_.stop_signal != 0 && state_.last_checkpoint != step;
-  if (scheduled || stopping) {
+  if ((every || final || state_.checkpoint_due || stopping) && checkpoints_possible()) {
     watchdog_.enter("checkpoint", step);
     // The last step's and a stopping run's checkpoints are synchronous: nothing may be lost.
     if (async_checkpoints_ && !state_.stop_signal && !last) {
@@ -431,9 +482,15 @@ void TrainingRun::maybe_checkpoint() {
       log_checkpoint(saved);
     }
     state_.last_checkpoint = step;
+    state_.last_checkpoint_time = Clock::now();
     state_.window_start = Clock::now();
   }
   log_finished_checkpoints();
+}
+
+bool TrainingRun::checkpoints_possible() const {
+  // Hidden caches are sized by each tensor-parallel rank's own heads: no logical checkpoint of them.
+  return !(parallelism_.tp.active() && config_.model.cache == model::CacheMode::hidden);
 }
 
 bool TrainingRun::should_stop() {

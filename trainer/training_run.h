@@ -14,6 +14,7 @@
 //     should_stop()       a stop signal every rank has agreed on
 //
 // Every rank runs the same phases in the same order, so their collectives match.
+#include "checkpointing/run_directory.h"
 #include "cluster/head_placement.h"
 #include "cluster/watchdog.h"
 #include "data/byte_corpus.h"
@@ -42,15 +43,16 @@ namespace adaspan::trainer {
 // Everything the loop changes from step to step.
 struct LoopState {
   using Clock = std::chrono::steady_clock;
-  int64_t step = 0;         // the step being run
-  int64_t tokens_seen = 0;  // over all ranks, since step 1
-  double lr = 0;            // this step's learning rate
-  MetricsWindow window;     // since the last metrics record (checkpointed)
+  int64_t step = 0;               // the step being run
+  int64_t tokens_seen = 0;        // over all ranks, since step 1
+  double lr = 0;                  // this step's learning rate
+  CheckpointedProgress progress;  // the metrics window since the last record; a rollback's halved LR
   Clock::time_point window_start;
   int64_t bad_in_a_row = 0;     // non-finite steps in a row
-  int64_t halved_lr_until = 0;  // after a rollback: half the LR up to this step
   int64_t last_checkpoint = 0;  // the newest checkpoint's step (written or loaded)
   int stop_signal = 0;          // a stop signal every rank has agreed on; 0: none
+  bool checkpoint_due = false;  // --checkpoint-minutes have passed on some rank (agreed)
+  Clock::time_point last_checkpoint_time;
   int64_t skipped_steps = 0, rollbacks = 0;
   // model.attention_seconds() at the last metrics record and at the last rebalancing check.
   double attention_at_log = 0, attention_at_check = 0;
@@ -61,7 +63,7 @@ struct LoopState {
 
 class TrainingRun {
  public:
-  // config must have passed validate(); both references must outlive the run.
+  // config must have passed validate(); `parallelism` must outlive the run.
   TrainingRun(const TrainConfig& config, const Parallelism& parallelism, bool quiet);
   TrainResult run();
 
@@ -71,6 +73,7 @@ class TrainingRun {
   // Construction, in order.
   void open_data();
   void create_run_dir();
+  void prepare_run_dir();  // rank 0
   void build_model();
   void build_optimizer();
   void open_checkpoints();
@@ -84,6 +87,7 @@ class TrainingRun {
   void maybe_validate();
   void maybe_checkpoint();
   bool should_stop();
+  bool checkpoints_possible() const;
   TrainResult finish();
 
   // The metrics record of the window that ends at this step.
@@ -92,13 +96,14 @@ class TrainingRun {
   void log_checkpoint(const Saved& saved);
   void log_finished_checkpoints();
 
-  const TrainConfig& config_;
+  TrainConfig config_;  // as given, with the corpus's identity once it is open
   const Parallelism& parallelism_;
   const bool quiet_, root_;
   const GroupScalars group_;  // host scalars over every rank
   const int all_ranks_;
   const at::Device device_;
-  const int64_t tokens_per_step_;  // over all ranks
+  const int64_t tokens_per_step_;                  // over all ranks
+  std::optional<checkpointing::RunDirLock> lock_;  // rank 0; released last
 
   std::optional<data::ByteCorpus> train_corpus_, valid_corpus_;
   std::optional<data::StreamSampler> sampler_, valid_sampler_;

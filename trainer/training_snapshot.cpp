@@ -92,6 +92,7 @@ checkpointing::TrainingState capture_state(const LiveTraining& live, int64_t ste
   checkpointing::TrainingState s;
   s.step = step;
   s.tokens_seen = tokens_seen;
+  s.halved_lr_until = live.progress.halved_lr_until;
   s.config_json = config_json;
   const auto named = live.model.named_parameters();
   std::vector<std::string> names;
@@ -149,8 +150,8 @@ checkpointing::TrainingState capture_state(const LiveTraining& live, int64_t ste
       s.cache.push_back({layer_prefix(l) + "values" + suffix, values, mine ? rows_piece(values, true) : shape_only});
     }
   }
-  s.metrics_window =
-      at::tensor(std::vector<double>{live.window.nll, static_cast<double>(live.window.steps)}, at::kDouble);
+  s.metrics_window = at::tensor(
+      std::vector<double>{live.progress.window.nll, static_cast<double>(live.progress.window.steps)}, at::kDouble);
   s.rng_cpu = generator_state(at::kCPU);
   const at::Device device = named.size() ? named[0].value().device() : at::Device(at::kCPU);
   if (device.is_cuda()) s.rng_cuda = generator_state(device);
@@ -281,7 +282,8 @@ void restore_state(const checkpointing::TrainingState& s, const LiveTraining& li
   live.optimizer.set_steps_taken(s.optimizer_steps);
   live.sampler.set_positions(std::vector<uint64_t>(s.stream_positions.begin(), s.stream_positions.end()));
   live.caches = model::split_rows(cache, static_cast<int64_t>(live.caches.size()));
-  live.window = restored_window(s, live);
+  live.progress.window = restored_window(s, live);
+  live.progress.halved_lr_until = s.halved_lr_until;
   if (s.rng_cpu.defined()) set_generator_state(at::kCPU, s.rng_cpu);
   if (s.rng_cuda.defined() && device.is_cuda()) set_generator_state(device, s.rng_cuda);
 }

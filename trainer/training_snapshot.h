@@ -16,6 +16,12 @@ struct MetricsWindow {
   int64_t steps = 0;
 };
 
+// What the loop carries across a checkpoint besides the model, optimizer, data and caches.
+struct CheckpointedProgress {
+  MetricsWindow window;         // so a resumed run's first record covers the same steps
+  int64_t halved_lr_until = 0;  // a rollback's halved-LR period, so a resume continues it
+};
+
 struct LiveTraining {
   model::AdaptiveSpanLM& model;
   Optimizer& optimizer;
@@ -23,7 +29,7 @@ struct LiveTraining {
   // This rank's streams' caches, one per micro-batch (--grad-accum) of equal row ranges; the
   // checkpoint holds them stacked, so any number of micro-batches can resume.
   std::vector<model::ModelCache>& caches;
-  MetricsWindow& window;    // checkpointed, so a resumed run's first record covers the same steps
+  CheckpointedProgress& progress;
   int rank = 0, ranks = 1;  // among all ranks (RNG states and metrics windows are per rank)
   int dp_rank = 0;          // among the data-parallel replicas: replica 0 writes the sharded tensors
 };

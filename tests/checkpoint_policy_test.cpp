@@ -1,0 +1,140 @@
+// When checkpoints are written (by default at the last step, every N steps, every M minutes) and
+// what a resume refuses (other data, a --steps behind the checkpoint, a changed dropout) or notes
+// (a changed learning rate, the same data under another path), and a rollback's halved learning
+// rate surviving a resume.
+#include "command_runner.h"
+#include "scratch_dir.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+
+namespace adaspan {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::run_adaspan;
+
+const std::string kTrain =
+    "train --layers 1 --d-model 32 --heads 2 --ff-size 64 --attn-span 64 --block-size 32 --batch-size 4"
+    " --log-every 1 --eval-every 0 --threads 1 --warmup-steps 4";
+
+fs::path fresh_dir(const std::string& name, bool create = false) { return testing::fresh_dir("ckpol", name, create); }
+
+std::vector<nlohmann::json> records(const fs::path& dir) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(dir / "metrics.jsonl");
+  for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+std::set<int64_t> checkpoint_steps(const fs::path& dir) {
+  std::set<int64_t> steps;
+  for (const auto& r : records(dir)) {
+    if (r.value("event", "") == "checkpoint") steps.insert(r["step"].get<int64_t>());
+  }
+  return steps;
+}
+
+void write_random_text(const fs::path& file, uint32_t seed, size_t bytes) {
+  std::mt19937 rng(seed);
+  std::string text(bytes, ' ');
+  for (auto& c : text) c = static_cast<char>('a' + rng() % 26);
+  std::ofstream(file) << text;
+}
+
+TEST(CheckpointPolicy, ARunEndsWithACheckpointUnlessToldNot) {
+  const fs::path dir = fresh_dir("final"), none = fresh_dir("no_final");
+  ASSERT_EQ(run_adaspan(kTrain + " --steps 3 --run-dir " + dir.string()).exit_code, 0);
+  EXPECT_EQ(checkpoint_steps(dir), std::set<int64_t>{3});
+  EXPECT_TRUE(fs::exists(dir / "ckpt-3.h5"));
+  ASSERT_EQ(run_adaspan(kTrain + " --steps 3 --no-final-checkpoint --run-dir " + none.string()).exit_code, 0);
+  EXPECT_TRUE(checkpoint_steps(none).empty());
+  EXPECT_FALSE(fs::exists(none / "ckpt-3.h5"));
+  fs::remove_all(dir);
+  fs::remove_all(none);
+}
+
+// Time-based checkpoints are agreed at a step boundary: on two ranks, every checkpoint is a
+// complete file written by both, whatever each rank's clock says.
+TEST(CheckpointPolicy, MinutesBetweenCheckpointsAreAgreedAcrossRanks) {
+  const fs::path dir = fresh_dir("minutes");
+  const auto r = run_adaspan(kTrain + " --steps 6 --checkpoint-minutes 0.00001 --keep-checkpoints 0 --run-dir " +
+                                 dir.string(),
+                             2);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(checkpoint_steps(dir), (std::set<int64_t>{1, 2, 3, 4, 5, 6}));
+  for (int step = 1; step <= 6; ++step) EXPECT_TRUE(fs::exists(dir / ("ckpt-" + std::to_string(step) + ".h5")));
+  fs::remove_all(dir);
+}
+
+TEST(CheckpointPolicy, ResumeRefusesOtherDataAStepsBehindAndAnotherDropoutNamingThem) {
+  const fs::path dir = fresh_dir("refusals", true), data = fresh_dir("refusals_data", true);
+  write_random_text(data / "a.txt", 1, 20000);
+  write_random_text(data / "b.txt", 2, 20000);
+  fs::copy_file(data / "a.txt", data / "a_moved.txt");
+  const std::string run = kTrain + " --dropout 0.1 --run-dir " + dir.string();  // --lr 0.05 below
+  ASSERT_EQ(run_adaspan(run + " --lr 0.05 --steps 4 --data " + (data / "a.txt").string()).exit_code, 0);
+
+  const auto other_data = run_adaspan(run + " --lr 0.05 --steps 8 --resume auto --data " + (data / "b.txt").string());
+  EXPECT_NE(other_data.exit_code, 0);
+  EXPECT_NE(other_data.err.find("data-identity"), std::string::npos) << other_data.err;
+  const auto behind = run_adaspan(run + " --lr 0.05 --steps 2 --resume auto --data " + (data / "a.txt").string());
+  EXPECT_NE(behind.exit_code, 0);
+  EXPECT_NE(behind.err.find("past --steps 2"), std::string::npos) << behind.err;
+  const auto dropout = run_adaspan(kTrain + " --dropout 0.2 --run-dir " + dir.string() +
+                                   " --lr 0.05 --steps 8 --resume auto --data " + (data / "a.txt").string());
+  EXPECT_NE(dropout.exit_code, 0);
+  EXPECT_NE(dropout.err.find("--dropout is 0.1 in the checkpoint, 0.2 here"), std::string::npos) << dropout.err;
+  EXPECT_EQ(records(dir).back()["event"], "done");  // none of them touched the run
+
+  // The same bytes under another path, and another learning rate: allowed, and noted.
+  const auto moved = run_adaspan(run + " --steps 6 --lr 0.04 --resume auto --data " + (data / "a_moved.txt").string());
+  ASSERT_EQ(moved.exit_code, 0) << moved.err;
+  EXPECT_NE(moved.err.find("changed since the checkpoint: --lr 0.05 -> 0.04"), std::string::npos) << moved.err;
+  EXPECT_NE(moved.err.find("changed since the checkpoint: --data"), std::string::npos) << moved.err;
+  bool resumed = false;
+  for (const auto& r : records(dir)) resumed |= r.value("event", "") == "resumed" && r["step"] == 4;
+  EXPECT_TRUE(resumed);
+  fs::remove_all(dir);
+  fs::remove_all(data);
+}
+
+// After a rollback the learning rate is halved for --rollback-lr-steps steps, as the records show;
+// a checkpoint keeps that period, so a resumed run goes on at half the rate.
+TEST(CheckpointPolicy, ARollbacksHalvedLearningRateIsInTheRecordsAndSurvivesAResume) {
+  const fs::path dir = fresh_dir("rollback");
+  const std::string run = kTrain + " --lr 0.05 --checkpoint-every 4 --max-bad-steps 1 --rollback-lr-steps 100 --run-dir " +
+                          dir.string();
+  const auto first = run_adaspan(run + " --steps 10 --fail-at-step 6 --fail-mode nan --fail-count 2", 0,
+                                 "ADASPAN_ATTEMPT=1");
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  int64_t rolled_back_at = 0;
+  for (const auto& r : records(dir)) {
+    if (r.value("event", "") == "rollback") rolled_back_at = r["step"].get<int64_t>();
+  }
+  ASSERT_EQ(rolled_back_at, 7);  // two NaN steps in a row, one tolerated
+  const auto lr_at = [&](int64_t step) {
+    double lr = -1;
+    for (const auto& r : records(dir)) {
+      if (r.contains("lr") && r["step"] == step) lr = r["lr"].get<double>();  // the last record of the step
+    }
+    return lr;
+  };
+  EXPECT_DOUBLE_EQ(lr_at(4), 0.05);
+  EXPECT_DOUBLE_EQ(lr_at(10), 0.025);
+  const auto resumed = run_adaspan(run + " --steps 14 --resume auto");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  bool resumed_at_10 = false;
+  for (const auto& r : records(dir)) resumed_at_10 |= r.value("event", "") == "resumed" && r["step"] == 10;
+  EXPECT_TRUE(resumed_at_10);
+  EXPECT_DOUBLE_EQ(lr_at(14), 0.025);
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace adaspan
