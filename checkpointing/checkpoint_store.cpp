@@ -1,11 +1,13 @@
 #include "checkpointing/checkpoint_store.h"
 
 #include <fcntl.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -114,6 +116,12 @@ std::string commit_checkpoint(const std::string& run_dir, int64_t step, int64_t 
     }
   }
   return final_path;
+}
+
+uint64_t free_bytes(const std::string& dir) {
+  struct statvfs fs_stats {};
+  if (::statvfs(dir.c_str(), &fs_stats) != 0) return UINT64_MAX;
+  return static_cast<uint64_t>(fs_stats.f_bavail) * fs_stats.f_frsize;
 }
 
 }  // namespace adaspan::checkpointing

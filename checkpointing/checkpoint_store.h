@@ -24,4 +24,7 @@ std::vector<std::string> list_checkpoints(const std::string& run_dir, std::vecto
 // final path. Throws on an I/O error.
 std::string commit_checkpoint(const std::string& run_dir, int64_t step, int64_t keep);
 
+// Bytes the file system of `dir` has free for this user (statvfs); max when unknown.
+uint64_t free_bytes(const std::string& dir);
+
 }  // namespace adaspan::checkpointing

@@ -63,8 +63,8 @@ RunDirLock::RunDirLock(const std::string& run_dir) {
     throw std::runtime_error("run dir '" + run_dir + "' is in use by " + who +
                              "; wait for that run to end or choose another --run-dir");
   }
-  const std::string me = "pid " + std::to_string(::getpid()) + " on " + host_name() + " since " +
-                         utc_now("%Y-%m-%dT%H:%M:%SZ") + "\n";
+  const std::string me =
+      "pid " + std::to_string(::getpid()) + " on " + host_name() + " since " + utc_now("%Y-%m-%dT%H:%M:%SZ") + "\n";
   if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, me.data(), me.size(), 0) != static_cast<ssize_t>(me.size())) {
     // The lock is held; only the holder's description is missing.
   }

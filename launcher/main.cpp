@@ -7,6 +7,7 @@
 #include "launcher/supervisor.h"
 #include "launcher/train_command.h"
 
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -32,6 +33,9 @@ constexpr const char* kUsage =
 
 int main(int argc, char** argv) {
   adaspan::cluster::keep_large_blocks_in_heap();
+  // A file-size limit (ulimit -f, some quotas) then fails a write with EFBIG instead of killing
+  // the process: a checkpoint that cannot be written is one error line, the previous one intact.
+  std::signal(SIGXFSZ, SIG_IGN);
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <stdexcept>
 #include <string>
@@ -135,7 +136,10 @@ int run_train(int* argc, char*** argv, const std::vector<std::string>& args) {
   } catch (const std::exception& e) {
     if (world.size() == 1) {
       std::fprintf(stderr, "adaspan train: error: %s\n", e.what());
-      return 1;
+      // Not through MPI_Finalize: HDF5's clean-up of a file whose write failed (a full disk) crashes
+      // there (HDF5 1.10), and nothing else is pending.
+      std::fflush(stderr);
+      std::_Exit(1);
     }
     std::fprintf(stderr, "adaspan train: error on rank %d: %s\n", world.rank(), e.what());
     std::fflush(stderr);

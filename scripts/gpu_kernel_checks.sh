@@ -19,6 +19,10 @@ step() {  # step NAME COMMAND...: runs it, logs to OUT/NAME.log, remembers a fai
   tail -n 12 "$out/$name.log"
 }
 step cuda_tests "$build/tests/adaspan_tests" --gtest_filter='Cuda.*'
+# On a GPU host a skipped CUDA test is a failure: it means the kernels or NCCL were not built in.
+if grep -q "\[  SKIPPED \]" "$out/cuda_tests.log"; then
+  echo "   FAILED: CUDA tests were skipped on a GPU host (see $out/cuda_tests.log)"; status=1
+fi
 step sanitizer bash "$here/scripts/cuda_sanitize.sh" "$build"
 step attention "$build/adaspan_bench_attention" --device cuda --batch-size 8 --block-size 512 --head-dim 64 \
   --attn-span 8192 --spans 64,256,819,1024,2048,4096,8192 --json "$out/attention.json"

@@ -54,5 +54,8 @@ fi
 # `adaspan report` draws with matplotlib and reads checkpoints with h5py.
 if ! python3 -c "import matplotlib, h5py" >/dev/null 2>&1; then
   echo "setup: installing matplotlib and h5py from PyPI (adaspan report)"
-  python3 -m pip install -q matplotlib h5py || echo "setup: pip could not install matplotlib/h5py; adaspan report will not work"
+  if ! python3 -m pip install -q matplotlib h5py; then
+    echo "setup: error: pip could not install matplotlib and h5py (adaspan report and its test need them)" >&2
+    exit 1
+  fi
 fi

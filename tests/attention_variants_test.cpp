@@ -215,8 +215,8 @@ TEST(LongRange, RecallTextPlantsUnambiguousKeysAtDistanceD) {
   const fs::path dir = fresh_dir("long_range_recall");
   const fs::path source = fs::path(__FILE__).parent_path().parent_path();
   constexpr int64_t d = 64;
-  const std::string make = "python3 " + (source / "bench" / "planted_text.py").string() + " " + (dir / "r").string() +
-                           " --task recall --distance 64 --bytes 20000";
+  const std::string make = "timeout 120 python3 " + (source / "bench" / "planted_text.py").string() + " " +
+                           (dir / "r").string() + " --task recall --distance 64 --bytes 20000";
   ASSERT_EQ(std::system(make.c_str()), 0);
   const std::string text = testing::slurp(dir / "r.txt"), mask = testing::slurp(dir / "r.mask");
   ASSERT_EQ(text.size(), 20000u);
@@ -238,8 +238,8 @@ TEST(LongRange, RecallTextPlantsUnambiguousKeysAtDistanceD) {
 TEST(LongRange, EvalReportsPlantedBytesApartAndEvaluatesLongerContexts) {
   const fs::path dir = fresh_dir("long_range");
   const fs::path source = fs::path(__FILE__).parent_path().parent_path();
-  const std::string make = "python3 " + (source / "bench" / "planted_text.py").string() + " " + (dir / "p").string() +
-                           " --distance 64 --bytes 20000";
+  const std::string make = "timeout 120 python3 " + (source / "bench" / "planted_text.py").string() + " " +
+                           (dir / "p").string() + " --distance 64 --bytes 20000";
   ASSERT_EQ(std::system(make.c_str()), 0);
   trainer::TrainConfig c = testing::small_train_config(dir / "run", 10);
   c.data.train_files = {(dir / "p.txt").string()};

@@ -2,6 +2,7 @@
 // what a resume refuses (other data, a --steps behind the checkpoint, a changed dropout) or notes
 // (a changed learning rate, the same data under another path), and a rollback's halved learning
 // rate surviving a resume.
+#include "ci_policy.h"
 #include "command_runner.h"
 #include "scratch_dir.h"
 
@@ -63,9 +64,8 @@ TEST(CheckpointPolicy, ARunEndsWithACheckpointUnlessToldNot) {
 // complete file written by both, whatever each rank's clock says.
 TEST(CheckpointPolicy, MinutesBetweenCheckpointsAreAgreedAcrossRanks) {
   const fs::path dir = fresh_dir("minutes");
-  const auto r = run_adaspan(kTrain + " --steps 6 --checkpoint-minutes 0.00001 --keep-checkpoints 0 --run-dir " +
-                                 dir.string(),
-                             2);
+  const auto r =
+      run_adaspan(kTrain + " --steps 6 --checkpoint-minutes 0.00001 --keep-checkpoints 0 --run-dir " + dir.string(), 2);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(checkpoint_steps(dir), (std::set<int64_t>{1, 2, 3, 4, 5, 6}));
   for (int step = 1; step <= 6; ++step) EXPECT_TRUE(fs::exists(dir / ("ckpt-" + std::to_string(step) + ".h5")));
@@ -108,10 +108,10 @@ TEST(CheckpointPolicy, ResumeRefusesOtherDataAStepsBehindAndAnotherDropoutNaming
 // a checkpoint keeps that period, so a resumed run goes on at half the rate.
 TEST(CheckpointPolicy, ARollbacksHalvedLearningRateIsInTheRecordsAndSurvivesAResume) {
   const fs::path dir = fresh_dir("rollback");
-  const std::string run = kTrain + " --lr 0.05 --checkpoint-every 4 --max-bad-steps 1 --rollback-lr-steps 100 --run-dir " +
-                          dir.string();
-  const auto first = run_adaspan(run + " --steps 10 --fail-at-step 6 --fail-mode nan --fail-count 2", 0,
-                                 "ADASPAN_ATTEMPT=1");
+  const std::string run =
+      kTrain + " --lr 0.05 --checkpoint-every 4 --max-bad-steps 1 --rollback-lr-steps 100 --run-dir " + dir.string();
+  const auto first =
+      run_adaspan(run + " --steps 10 --fail-at-step 6 --fail-mode nan --fail-count 2", 0, "ADASPAN_ATTEMPT=1");
   ASSERT_EQ(first.exit_code, 0) << first.err;
   int64_t rolled_back_at = 0;
   for (const auto& r : records(dir)) {
@@ -134,6 +134,37 @@ TEST(CheckpointPolicy, ARollbacksHalvedLearningRateIsInTheRecordsAndSurvivesARes
   EXPECT_TRUE(resumed_at_10);
   EXPECT_DOUBLE_EQ(lr_at(14), 0.025);
   fs::remove_all(dir);
+}
+
+// A file system too full for the next checkpoint: one error line, the previous checkpoint and
+// `latest` as they were, no half-written file left. A real small file system (tmpfs, mounted by
+// the test: needs root; fails under CI=true where it cannot, skips elsewhere).
+TEST(CheckpointPolicy, AFullFileSystemRefusesTheCheckpointAndKeepsThePreviousOne) {
+  const fs::path mount = fresh_dir("small_fs", true);
+  if (std::system(("mount -t tmpfs -o size=700k tmpfs " + mount.string() + " 2>/dev/null").c_str()) != 0) {
+    ADASPAN_SKIP_OUTSIDE_CI("cannot mount a tmpfs here (not root?)");
+  }
+  const fs::path dir = mount / "run";
+  const std::string run = kTrain + " --lr 0.05 --run-dir " + dir.string();
+  const auto first = run_adaspan(run + " --steps 2");
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  ASSERT_TRUE(fs::exists(dir / "ckpt-2.h5"));
+  const auto size = fs::file_size(dir / "ckpt-2.h5");
+  const auto full = run_adaspan(run + " --steps 4 --checkpoint-every 1 --resume auto");
+  EXPECT_EQ(full.exit_code, 1);
+  EXPECT_NE(full.err.find("checkpoint at step 3 not written"), std::string::npos) << full.err;
+  EXPECT_NE(full.err.find("KiB free"), std::string::npos) << full.err;
+  EXPECT_EQ(fs::file_size(dir / "ckpt-2.h5"), size);
+  std::string name;
+  std::getline(std::ifstream(dir / "latest"), name);
+  EXPECT_EQ(name, "ckpt-2.h5");
+  EXPECT_FALSE(fs::exists(dir / "ckpt-3.h5.tmp"));
+  EXPECT_FALSE(fs::exists(dir / "ckpt-3.h5"));
+  // What was written is still a checkpoint a run resumes from.
+  const auto inspected = run_adaspan("inspect " + (dir / "ckpt-2.h5").string());
+  EXPECT_EQ(inspected.exit_code, 0) << inspected.err;
+  EXPECT_EQ(std::system(("umount " + mount.string()).c_str()), 0);
+  fs::remove_all(mount);
 }
 
 }  // namespace

@@ -20,7 +20,7 @@ struct RunResult {
 
 RunResult run(const std::string& args) {
   const fs::path err_file = fs::temp_directory_path() / ("adaspan_cli_err_" + std::to_string(::getpid()));
-  const std::string command = std::string(ADASPAN_BINARY) + " " + args + " 2>" + err_file.string();
+  const std::string command = "timeout 120 " + std::string(ADASPAN_BINARY) + " " + args + " 2>" + err_file.string();
   RunResult result{};
   FILE* pipe = popen(command.c_str(), "r");
   std::array<char, 4096> buf{};

@@ -1,16 +1,16 @@
 // A run directory never loses a run's files: one run at a time, no fresh run over an earlier one,
 // --fresh moves (never deletes), a crash's half-written files are cleared without following
 // symlinks, retention and resume ignore checkpoints that are not this run's last commits.
-#include "checkpointing/checkpoint_store.h"
 #include "checkpointing/run_directory.h"
+#include "checkpointing/checkpoint_store.h"
 #include "command_runner.h"
 #include "scratch_dir.h"
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <filesystem>
@@ -186,7 +186,8 @@ TEST(RunDirectory, AStepNumberOutOfRangeIsIgnoredWithAWarning) {
   EXPECT_NE(r.err.find("ignoring 'ckpt-99999999999999999999.h5'"), std::string::npos) << r.err;
   // Never deleted (with no usable checkpoint, --resume auto moves the earlier files aside).
   bool kept = false;
-  for (const auto& e : fs::recursive_directory_iterator(dir)) kept |= e.path().filename() == "ckpt-99999999999999999999.h5";
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    kept |= e.path().filename() == "ckpt-99999999999999999999.h5";
   EXPECT_TRUE(kept);
   fs::remove_all(dir);
 }

@@ -128,19 +128,44 @@ std::optional<Resumed> CheckpointSession::load_newest(const LiveTraining& live) 
   return std::nullopt;
 }
 
+// Empty when the run dir's file system can hold the checkpoint, else why not. The need is the
+// previous checkpoint's size (the same model), or this rank's state for the first, plus 10%: a
+// write that runs out of space midway leaves HDF5 (1.10) in a state its clean-up crashes on.
+std::string CheckpointSession::space_shortfall(const checkpointing::TrainingState& state) const {
+  uint64_t need = 0;
+  for (const auto* list : {&state.parameters, &state.optimizer_state, &state.cache}) {
+    for (const auto& t : *list) {
+      if (t.tensor.defined()) need += static_cast<uint64_t>(t.tensor.numel()) * t.tensor.element_size();
+    }
+  }
+  const std::vector<std::string> previous = checkpointing::list_checkpoints(config_.run.run_dir);
+  std::error_code ec;
+  if (!previous.empty()) need = std::max<uint64_t>(need, std::filesystem::file_size(previous.front(), ec));
+  need = need + need / 10 + (64 << 10);
+  const uint64_t free = checkpointing::free_bytes(config_.run.run_dir);
+  if (free >= need) return "";
+  return "the file system of '" + config_.run.run_dir + "' has " + std::to_string(free >> 10) + " KiB free, the " +
+         "checkpoint needs about " + std::to_string(need >> 10) + " KiB";
+}
+
 Saved CheckpointSession::write_and_commit(const checkpointing::TrainingState& state, int64_t step,
                                           const cluster::Communicator& comm, const GroupScalars& group) {
   const auto start = std::chrono::steady_clock::now();
   const std::string tmp = checkpointing::temporary_path(config_.run.run_dir, step);
-  std::string error;
+  std::string error = rank_ == 0 ? space_shortfall(state) : "";
+  if (!group.all_ok(error.empty())) {
+    throw std::runtime_error("checkpoint at step " + std::to_string(step) + " not written (the previous one is " +
+                             "intact): " + (error.empty() ? "see rank 0" : error));
+  }
   try {
     checkpointing::write_checkpoint(tmp, state, {comm, config_.data.batch_size});
   } catch (const std::exception& e) {
     error = e.what();
   }
   if (!group.all_ok(error.empty())) {
-    throw std::runtime_error("checkpoint at step " + std::to_string(step) +
-                             " failed: " + (error.empty() ? "another rank could not write it" : error));
+    if (rank_ == 0) std::remove(tmp.c_str());  // the space it holds, on a full disk
+    throw std::runtime_error("checkpoint at step " + std::to_string(step) + " failed (the previous one is intact): " +
+                             (error.empty() ? "another rank could not write it" : error));
   }
   if (step == crash_before_commit_) {
     if (rank_ == 0) {

@@ -67,6 +67,7 @@ class CheckpointSession {
  private:
   // Empty when every rank loaded `path` into `live`, else the reason (nothing changed then).
   std::string try_load(const std::string& path, const LiveTraining& live, Resumed& out);
+  std::string space_shortfall(const checkpointing::TrainingState& state) const;
   // Writes `state` to the temporary file and commits it; collective over comm / group.
   Saved write_and_commit(const checkpointing::TrainingState& state, int64_t step, const cluster::Communicator& comm,
                          const GroupScalars& group);
