@@ -41,6 +41,10 @@ def checkpoint_spans(run_dir):
         return None, None
     name = open(latest).read().strip()
     path = os.path.join(run_dir, name)
+    inside = os.path.realpath(run_dir) + os.sep
+    if not os.path.realpath(path).startswith(inside):  # `latest` is a file name in the run dir, nothing else
+        print(f"adaspan report: warning: ignoring 'latest': it names '{name}', outside the run dir", file=sys.stderr)
+        return None, None
     try:
         import h5py
 
@@ -148,25 +152,34 @@ def draw(run_dir, s, spans):
     return written
 
 
+def esc(value, fmt=None):
+    """A value from the run's files as HTML text: numbers formatted, everything escaped (the files
+    are data, not markup)."""
+    if fmt and isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = format(value, fmt)
+    return html.escape(str(value), quote=True)
+
+
 def write_html(run_dir, s, spans, spans_step, figures):
-    parts = [f"<html><head><meta charset='utf-8'><title>adaspan run {html.escape(run_dir)}</title></head><body>",
-             f"<h1>adaspan run: {html.escape(os.path.abspath(run_dir))}</h1>"]
+    parts = [f"<html><head><meta charset='utf-8'><title>adaspan run {esc(run_dir)}</title></head><body>",
+             f"<h1>adaspan run: {esc(os.path.abspath(run_dir))}</h1>"]
     final = s["final"]
     if final:
-        parts.append(f"<p>Finished at step {final['step']} on {final.get('ranks', 1)} rank(s); "
-                     f"param_norm {final['param_norm']:.6f}.</p>")
+        parts.append(f"<p>Finished at step {esc(final.get('step'))} on {esc(final.get('ranks', 1))} rank(s); "
+                     f"param_norm {esc(final.get('param_norm'), '.6f')}.</p>")
     if s["train_bpc"]:
-        parts.append(f"<p>Last training bpc {s['train_bpc'][-1][1]:.4f} (step {s['train_bpc'][-1][0]})"
-                     + (f"; last validation bpc {s['valid_bpc'][-1][1]:.4f}" if s["valid_bpc"] else "") + ".</p>")
+        parts.append(f"<p>Last training bpc {esc(s['train_bpc'][-1][1], '.4f')} (step {esc(s['train_bpc'][-1][0])})"
+                     + (f"; last validation bpc {esc(s['valid_bpc'][-1][1], '.4f')}" if s["valid_bpc"] else "")
+                     + ".</p>")
     if spans is not None:
-        parts.append(f"<p>Spans from the checkpoint of step {spans_step}.</p>")
+        parts.append(f"<p>Spans from the checkpoint of step {esc(spans_step)}.</p>")
     for name, caption in figures:
         data = base64.b64encode(open(os.path.join(run_dir, name), "rb").read()).decode()
-        parts.append(f"<h2>{html.escape(caption)}</h2><img alt='{name}' src='data:image/png;base64,{data}'>")
+        parts.append(f"<h2>{esc(caption)}</h2><img alt='{esc(name)}' src='data:image/png;base64,{data}'>")
     if s["events"]:
         parts.append("<h2>Events</h2><ul>")
         for e in s["events"]:
-            parts.append(f"<li>{html.escape(json.dumps(e))}</li>")
+            parts.append(f"<li>{esc(json.dumps(e))}</li>")
         parts.append("</ul>")
     parts.append("</body></html>")
     with open(os.path.join(run_dir, "report.html"), "w") as f:

@@ -84,6 +84,33 @@ TEST(Report, FiguresShowTheRunsNumbers) {
   EXPECT_NE(missing.err.find("no metrics.jsonl"), std::string::npos) << missing.err;
 }
 
+// A run dir's files are data: markup in them is escaped in report.html, and a `latest` that names
+// a file outside the run dir is not read.
+TEST(Report, EscapesTheRunsTextAndReadsNothingOutsideTheRunDir) {
+  if (std::system("timeout 60 python3 -c 'import matplotlib, h5py' > /dev/null 2>&1") != 0) {
+    ADASPAN_SKIP_OUTSIDE_CI("python3 lacks matplotlib or h5py (scripts/setup.sh installs them)");
+  }
+  const fs::path dir = fs::temp_directory_path() / ("adaspan_report_hostile_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "run");
+  std::ofstream(dir / "outside.h5") << "not a checkpoint";
+  std::ofstream(dir / "run" / "latest") << "../outside.h5\n";
+  std::ofstream(dir / "run" / "metrics.jsonl")
+      << R"({"step": 1, "bpc": 7.5, "tokens_per_s": 100, "spans": [[1.0]]})" << "\n"
+      << R"({"event": "skipped_step", "step": 2, "reason": "<script>alert(1)</script>"})" << "\n"
+      << R"({"event": "done", "step": "<b>bold</b>", "ranks": "<i>", "param_norm": 1.5, "spans": [[1.0]]})" << "\n";
+  const auto r = testing::run_adaspan("report " + (dir / "run").string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("ignoring 'latest'"), std::string::npos) << r.err;
+  std::ifstream html_in(dir / "run" / "report.html");
+  const std::string html{std::istreambuf_iterator<char>(html_in), {}};
+  EXPECT_EQ(html.find("<script>"), std::string::npos);
+  EXPECT_EQ(html.find("<b>bold"), std::string::npos);
+  EXPECT_EQ(html.find("<i>"), std::string::npos);
+  EXPECT_NE(html.find("&lt;script&gt;"), std::string::npos);
+  fs::remove_all(dir);
+}
+
 // bench/run_all runs the benchmarks it is asked for and writes one table of their figures twice, as
 // JSON and as markdown, with the device it ran on.
 TEST(BenchRunAll, WritesOneTableAsMarkdownAndJson) {
