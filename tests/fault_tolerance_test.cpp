@@ -45,6 +45,23 @@ Outcome outcome(const fs::path& dir) {
   return o;
 }
 
+// The run resumed exactly once, at `step`, and every training step's record appears once (the
+// crashed attempt's records past the checkpoint were dropped, not duplicated): what shows that a
+// restart continued the run rather than starting it over.
+void expect_resumed_once_at(const fs::path& dir, int64_t step) {
+  int resumed = 0;
+  std::map<int64_t, int> per_step;
+  for (const auto& r : lines(dir / "metrics.jsonl")) {
+    if (r.value("event", "") == "resumed") {
+      ++resumed;
+      EXPECT_EQ(r["step"], step) << r.dump();
+    }
+    if (r.contains("bpc") && !r.contains("split")) ++per_step[r["step"].get<int64_t>()];
+  }
+  EXPECT_EQ(resumed, 1);
+  for (const auto& [s, n] : per_step) EXPECT_EQ(n, 1) << "step " << s << " has " << n << " training records";
+}
+
 int count_events(const Outcome& o, const std::string& name) {
   int n = 0;
   for (const auto& e : o.events) n += e["event"] == name;
@@ -80,8 +97,11 @@ TEST(FaultTolerance, CrashedRankIsRestartedFromTheCheckpointWithTheSameResult) {
   const auto attempts = lines(dir / "attempts.jsonl");
   ASSERT_EQ(attempts.size(), 2u) << r.err;
   EXPECT_NE(attempts[0]["exit_code"], 0);
+  EXPECT_NE(attempts[0]["cause"], "finished");
   EXPECT_EQ(attempts[1]["exit_code"], 0);
+  EXPECT_EQ(attempts[1]["cause"], "finished");
   EXPECT_NE(attempts[1]["command"].get<std::string>().find("--resume auto"), std::string::npos);
+  expect_resumed_once_at(dir, 5);  // the crash at step 7 lost steps 6-7 only
   const Outcome o = outcome(dir);
   EXPECT_EQ(o.bpc, reference_run().bpc);
   EXPECT_EQ(o.param_norm, reference_run().param_norm);
@@ -98,9 +118,12 @@ TEST(FaultTolerance, HungRankIsAbortedByTheWatchdogAndRestarted) {
   EXPECT_LT(seconds, 120);
   EXPECT_NE(r.err.find("made no progress"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("training step at step 8"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("rank 1"), std::string::npos) << r.err;
   const auto attempts = lines(dir / "attempts.jsonl");
   ASSERT_EQ(attempts.size(), 2u);
-  EXPECT_NE(attempts[0]["exit_code"], 0);
+  EXPECT_EQ(attempts[0]["exit_code"], 86);
+  EXPECT_EQ(attempts[0]["cause"], "watchdog: a step or collective hung");
+  expect_resumed_once_at(dir, 5);
   const Outcome o = outcome(dir);
   EXPECT_EQ(o.bpc, reference_run().bpc);
   EXPECT_EQ(o.param_norm, reference_run().param_norm);
@@ -120,6 +143,7 @@ TEST(FaultTolerance, SignalOnOneRankCheckpointsEveryRankAndExitsPreempted) {
   const auto resumed =
       run_adaspan(kTrain + " --steps 20 --run-dir " + dir.string() + " --resume auto", 2, "ADASPAN_ATTEMPT=2");
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  expect_resumed_once_at(dir, 6);
   const Outcome o = outcome(dir);
   EXPECT_EQ(o.bpc, reference_run().bpc);
   EXPECT_EQ(o.param_norm, reference_run().param_norm);
