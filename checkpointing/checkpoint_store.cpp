@@ -95,7 +95,8 @@ std::vector<std::string> list_checkpoints(const std::string& run_dir, std::vecto
   return out;
 }
 
-std::string commit_checkpoint(const std::string& run_dir, int64_t step, int64_t keep) {
+std::string commit_checkpoint(const std::string& run_dir, int64_t step, int64_t keep,
+                              const std::function<bool(const std::string& path)>& ours) {
   const std::string tmp = temporary_path(run_dir, step), final_path = checkpoint_path(run_dir, step);
   fsync_path(tmp, false);
   rename_or_throw(tmp, final_path);
@@ -110,7 +111,7 @@ std::string commit_checkpoint(const std::string& run_dir, int64_t step, int64_t 
     // (another run's, or copied in) and is never deleted, nor does it push this one out.
     size_t kept = 0;
     for (const auto& [other_step, path] : steps_and_paths(run_dir)) {
-      if (other_step > step || ++kept <= static_cast<size_t>(keep)) continue;
+      if (other_step > step || (ours && !ours(path)) || ++kept <= static_cast<size_t>(keep)) continue;
       std::error_code ec;
       fs::remove(path, ec);  // a checkpoint that cannot be deleted costs only space
     }

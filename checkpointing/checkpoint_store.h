@@ -5,6 +5,7 @@
 // (a stray .tmp is removed when the next run starts). Plain file operations: callers decide which
 // rank does them.
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -22,7 +23,10 @@ std::vector<std::string> list_checkpoints(const std::string& run_dir, std::vecto
 // temporary and renamed), fsyncs the directory, then deletes all but the newest `keep`
 // checkpoints up to `step` (keep <= 0: keep all; higher-numbered files are left alone). Returns the
 // final path. Throws on an I/O error.
-std::string commit_checkpoint(const std::string& run_dir, int64_t step, int64_t keep);
+// `ours`: whether a checkpoint belongs to this run's lineage; retention deletes only those (all when
+// empty).
+std::string commit_checkpoint(const std::string& run_dir, int64_t step, int64_t keep,
+                              const std::function<bool(const std::string& path)>& ours = {});
 
 // Bytes the file system of `dir` has free for this user (statvfs); max when unknown.
 uint64_t free_bytes(const std::string& dir);

@@ -96,6 +96,7 @@ int run_inspect(const std::vector<std::string>& args) {
     const nlohmann::json report = {{"file", path},
                                    {"format_version", f.read_int_attribute("format_version")},
                                    {"step", header.step},
+                                   {"run_id", header.run_id},
                                    {"tokens_seen", header.tokens_seen},
                                    {"writer_ranks", f.read_int_attribute("writer_ranks")},
                                    {"optimizer", header.optimizer},

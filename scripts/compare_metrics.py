@@ -18,7 +18,7 @@ import sys
 
 CLOCK_FIELDS = {"tokens_per_s", "elapsed_s", "step_time_max_s", "step_time_min_s", "comm_wait_s",
                 "peak_memory_mb", "attention_s_per_step", "attention_s_per_step_before", "seconds",
-                "stall_seconds"}
+                "stall_seconds", "run_id"}  # (run_id: a new one each run)
 SMALL = ["--layers", "2", "--d-model", "32", "--heads", "4", "--ff-size", "64", "--attn-span", "64",
          "--block-size", "32", "--batch-size", "4", "--steps", "24", "--log-every", "4", "--eval-every", "8",
          "--eval-steps", "2", "--threads", "1", "--warmup-steps", "4"]

@@ -20,6 +20,9 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
+#include <string>
+#include <vector>
 
 namespace adaspan {
 namespace {
@@ -104,12 +107,110 @@ TEST(AttentionVariants, EachLearnsAndResumesBitExactly) {
   }
 }
 
+// Attention over the last S positions before each query, written out densely in double (no kernel,
+// no mask): h_all = [cache; h]; query i, at position P = Lc + i of h_all, sees positions P - S .. P - 1
+// (those before 0: zero keys and values, which still score q·key_pe); the c-th of them scores
+// (q·k + q·key_pe[:, c]) / sqrt(d_head); softmax; then W_o. w: the layer's projections (x W^T).
+at::Tensor dense_last_s_attention(const std::map<std::string, at::Tensor>& w, const at::Tensor& h,
+                                  const at::Tensor& cache, const at::Tensor& key_pe, int64_t heads) {
+  const int64_t batch = h.size(0), block = h.size(1), d = h.size(2), dh = d / heads, S = key_pe.size(1);
+  const at::Tensor hd = h.to(at::kDouble);
+  const at::Tensor h_all = cache.defined() ? at::cat({cache.to(at::kDouble), hd}, 1) : hd;
+  const int64_t cache_len = h_all.size(1) - block;
+  const auto project = [&](const at::Tensor& x, const std::string& name) {
+    return at::matmul(x, w.at(name).to(at::kDouble).t()).view({batch, x.size(1), heads, dh});
+  };
+  const at::Tensor zeros = at::zeros({batch, S, heads, dh}, at::kDouble);
+  const at::Tensor q = project(hd, "proj_query.weight");                        // [B, M, H, dh]
+  const at::Tensor k = at::cat({zeros, project(h_all, "proj_key.weight")}, 1);  // row S + p: position p
+  const at::Tensor v = at::cat({zeros, project(h_all, "proj_val.weight")}, 1);
+  const at::Tensor pe = key_pe.to(at::kDouble);  // [dh, S]
+  std::vector<at::Tensor> rows;
+  for (int64_t i = 0; i < block; ++i) {
+    const int64_t P = cache_len + i;
+    const at::Tensor keys = k.narrow(1, P, S), values = v.narrow(1, P, S);  // positions P - S .. P - 1
+    const at::Tensor qi = q.select(1, i);                                   // [B, H, dh]
+    const at::Tensor scores = (at::einsum("bhd,bshd->bhs", {qi, keys}) + at::einsum("bhd,ds->bhs", {qi, pe})) /
+                              std::sqrt(static_cast<double>(dh));
+    rows.push_back(at::einsum("bhs,bshd->bhd", {at::softmax(scores, -1), values}).reshape({batch, d}));
+  }
+  return at::matmul(at::stack(rows, 1), w.at("proj_out.weight").to(at::kDouble).t());
+}
+
+// --attention fixed and full are one policy (model/span_policy.cpp: FixedWindow, the banded kernel
+// with an all-ones mask). Both are checked against attention over the last S keys written out above,
+// and against another code path that must agree in value: the adaptive policy at z = S (the span
+// kernel; m_z(x) = 1 for every x < S). Without a cache (zero keys before the stream) and with a cache
+// 16 rows longer than S (those rows must not be seen), in both cache modes.
 TEST(AttentionVariants, FixedAndFullAreTheSameComputation) {
+  at::manual_seed(7);
+  const model::ModelConfig base = testing::small_model_config();  // d 32, 2 heads, S 64
+  const int64_t batch = 2, block = 16, d = base.d_model, heads = base.heads, dh = base.head_dim(), S = base.attn_span;
+  std::map<std::string, at::Tensor> w;
+  for (const char* name : {"proj_query.weight", "proj_key.weight", "proj_val.weight", "proj_out.weight"}) {
+    w[name] = at::randn({d, d}) / std::sqrt(static_cast<double>(d));
+  }
+  const at::Tensor h = at::randn({batch, block, d}), key_pe = at::randn({dh, S});
+  const at::Tensor long_cache = at::randn({batch, S + 16, d});
+  auto no_grad = std::make_unique<at::NoGradGuard>();  // the layer checks; training below needs grads
+  const auto layer_of = [&](AttentionKind kind, model::CacheMode mode) {
+    model::ModelConfig c = base;
+    c.attention = kind;
+    c.cache = mode;
+    auto layer = std::make_shared<model::SpanAttentionLayer>(c);
+    layer->eval();
+    for (auto& item : layer->named_parameters()) {
+      if (item.key() == "span.current_val") {
+        item.value().fill_(1.0);  // z = S
+      } else {
+        item.value().copy_(w.at(item.key()));
+      }
+    }
+    return layer;
+  };
+  const auto cache_of = [&](model::CacheMode mode, bool with_cache) {
+    model::LayerCache cache;
+    if (!with_cache) return cache;
+    if (mode == model::CacheMode::hidden) {
+      cache.hidden = long_cache;
+      return cache;
+    }
+    const auto split = [&](const char* name) {
+      return at::linear(long_cache, w.at(name)).view({batch, long_cache.size(1), heads, dh});
+    };
+    const at::Tensor k = split("proj_key.weight"), v = split("proj_val.weight");
+    for (int64_t head = 0; head < heads; ++head) {
+      cache.keys.push_back(k.select(2, head).contiguous());
+      cache.values.push_back(v.select(2, head).contiguous());
+    }
+    return cache;
+  };
+  for (const model::CacheMode mode : {model::CacheMode::kv, model::CacheMode::hidden}) {
+    const auto adaptive = layer_of(AttentionKind::adaptive, mode);
+    for (const bool with_cache : {false, true}) {
+      const std::string where = model::to_string(mode) + (with_cache ? ", cache of S + 16 rows" : ", no cache");
+      const model::LayerCache cache = cache_of(mode, with_cache);
+      const at::Tensor expected = dense_last_s_attention(w, h, with_cache ? long_cache : at::Tensor(), key_pe, heads);
+      const at::Tensor adaptive_out = adaptive->forward(h, cache, key_pe).out;
+      EXPECT_LT(testing::relative_error(adaptive_out, expected), 1e-5) << "adaptive at z = S, " << where;
+      for (const AttentionKind kind : {AttentionKind::fixed, AttentionKind::full}) {
+        const std::string name = kind == AttentionKind::fixed ? "fixed, " : "full, ";
+        const at::Tensor out = layer_of(kind, mode)->forward(h, cache, key_pe).out;
+        EXPECT_LT(testing::relative_error(out, expected), 1e-5) << name << where;
+        EXPECT_LT(testing::relative_error(out, adaptive_out), 1e-5) << name << "against adaptive, " << where;
+      }
+    }
+  }
+
+  no_grad.reset();
+  // In training the two flags select that same policy: the same weights after the same steps, and
+  // the spans reported are the window, S.
   const fs::path a_dir = fresh_dir("fixed"), b_dir = fresh_dir("full");
   const auto a = trainer::train(variant_run({"fixed", AttentionKind::fixed}, a_dir, 6), true);
   const auto b = trainer::train(variant_run({"full", AttentionKind::full}, b_dir, 6), true);
   EXPECT_EQ(a.param_norm, b.param_norm);
   EXPECT_EQ(a.spans, std::vector<std::vector<double>>(2, std::vector<double>(2, 64.0)));  // the window, S
+  EXPECT_EQ(b.spans, a.spans);
   fs::remove_all(a_dir);
   fs::remove_all(b_dir);
 }

@@ -127,6 +127,22 @@ TEST(BandedAttention, GradientsMatchFiniteDifferences) {
   }
 }
 
+// banded_attention's weights p[b][i][j] over all Lc + M keys, read exactly from its own output: the
+// values one-hot (key first + c has value e_c) for a group of kDim keys at a time and zero elsewhere,
+// so out[b][i][c] = p_{i, first + c}·1 plus exact zeros.
+at::Tensor attention_weights(const Inputs& in, const at::Tensor& mask, const kernels::BandedAttentionOptions& o) {
+  const int64_t keys = in.k.size(1);
+  at::Tensor p = at::empty({kBatch, kBlock, keys}, at::kDouble);
+  for (int64_t first = 0; first < keys; first += kDim) {
+    const int64_t n = std::min(kDim, keys - first);
+    at::Tensor v = at::zeros_like(in.v);
+    v.narrow(1, first, n).copy_(at::eye(kDim, at::kDouble).narrow(0, 0, n).expand({kBatch, n, kDim}));
+    const at::Tensor out = kernels::banded_attention(in.q, in.k, v, in.key_pe, mask, {}, o);
+    p.narrow(2, first, n).copy_(out.narrow(2, 0, n));
+  }
+  return p;
+}
+
 TEST(AttentionMasks, SparseFixedSeesTheLocalKeysAndEveryStrideTh) {
   const at::Tensor m = kernels::sparse_fixed_window(8, 16, 4, 0, at::kDouble).squeeze(0);  // [M, W]
   for (int64_t i = 0; i < 8; ++i) {
@@ -136,12 +152,35 @@ TEST(AttentionMasks, SparseFixedSeesTheLocalKeysAndEveryStrideTh) {
       EXPECT_EQ(m[i][c].item<double>(), seen ? 1.0 : 0.0) << "query " << i << " x " << x;
     }
   }
-  // Entmax gives keys outside the pattern exactly zero weight, like softmax.
-  const Inputs in = make_inputs(16, 9);
-  const at::Tensor mask = kernels::sparse_fixed_window(kBlock, kSpan, 4, 0, at::kDouble);
-  const at::Tensor a =
-      kernels::banded_attention(in.q, in.k, in.v, in.key_pe, mask, {}, options(kSpan, Normalizer::entmax15));
-  EXPECT_TRUE(at::isfinite(a).all().item<bool>());
+  // Entmax gives keys outside the pattern exactly zero weight, like softmax: the weights read from
+  // banded_attention's own output are 0.0 (not merely small) for every key a query does not see (out
+  // of the pattern, beyond the window, or not yet written), and each query's weights sum to 1.
+  constexpr int64_t cache = 16;
+  const Inputs in = make_inputs(cache, 9);
+  const at::Tensor mask = kernels::sparse_fixed_window(kBlock, kSpan, 4, 0, at::kDouble);  // [1, M, W]
+  const auto seen = mask.accessor<double, 3>();
+  for (Normalizer normalizer : {Normalizer::softmax, Normalizer::entmax15}) {
+    const auto o = options(kSpan, normalizer);
+    const at::Tensor p = attention_weights(in, mask, o);
+    const at::Tensor unmasked = attention_weights(in, kernels::full_window(kSpan, at::kDouble), o);
+    const auto pa = p.accessor<double, 3>(), ua = unmasked.accessor<double, 3>();
+    int64_t hidden_by_the_mask = 0;  // keys of the window out of the pattern that get weight without it
+    for (int64_t b = 0; b < kBatch; ++b) {
+      for (int64_t i = 0; i < kBlock; ++i) {
+        for (int64_t j = 0; j < cache + kBlock; ++j) {
+          const int64_t x = i + cache - 1 - j;
+          const bool in_window = x >= 0 && x < kSpan;
+          if (in_window && seen[0][i][kSpan - 1 - x] > 0) continue;
+          EXPECT_EQ(pa[b][i][j], 0.0) << "normalizer " << static_cast<int>(normalizer) << " batch " << b << " query "
+                                      << i << " key " << j << " (x " << x << ")";
+          if (in_window && ua[b][i][j] > 0) ++hidden_by_the_mask;
+        }
+      }
+    }
+    EXPECT_LT((p.sum(-1) - 1).abs().max().item<double>(), 1e-12) << static_cast<int>(normalizer);
+    // These inputs make the mask matter: without it, the normalizer itself would weight such keys.
+    EXPECT_GT(hidden_by_the_mask, 0) << static_cast<int>(normalizer);
+  }
 }
 
 TEST(AttentionMasks, DynamicSpanWindowIsTheSpanMaskPerQuery) {

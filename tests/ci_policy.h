@@ -17,10 +17,10 @@ inline bool in_ci() {
 }  // namespace adaspan::testing
 
 // Skips the test with `reason`, or fails it under CI=true.
-#define ADASPAN_SKIP_OUTSIDE_CI(reason)                                          \
-  do {                                                                          \
-    if (::adaspan::testing::in_ci()) {                                          \
-      FAIL() << "CI=true, so this cannot be skipped: " << reason;               \
-    }                                                                           \
-    GTEST_SKIP() << reason;                                                     \
+#define ADASPAN_SKIP_OUTSIDE_CI(reason)                           \
+  do {                                                            \
+    if (::adaspan::testing::in_ci()) {                            \
+      FAIL() << "CI=true, so this cannot be skipped: " << reason; \
+    }                                                             \
+    GTEST_SKIP() << reason;                                       \
   } while (0)

@@ -96,9 +96,12 @@ TEST(Report, EscapesTheRunsTextAndReadsNothingOutsideTheRunDir) {
   std::ofstream(dir / "outside.h5") << "not a checkpoint";
   std::ofstream(dir / "run" / "latest") << "../outside.h5\n";
   std::ofstream(dir / "run" / "metrics.jsonl")
-      << R"({"step": 1, "bpc": 7.5, "tokens_per_s": 100, "spans": [[1.0]]})" << "\n"
-      << R"({"event": "skipped_step", "step": 2, "reason": "<script>alert(1)</script>"})" << "\n"
-      << R"({"event": "done", "step": "<b>bold</b>", "ranks": "<i>", "param_norm": 1.5, "spans": [[1.0]]})" << "\n";
+      << R"({"step": 1, "bpc": 7.5, "tokens_per_s": 100, "spans": [[1.0]]})"
+      << "\n"
+      << R"({"event": "skipped_step", "step": 2, "reason": "<script>alert(1)</script>"})"
+      << "\n"
+      << R"({"event": "done", "step": "<b>bold</b>", "ranks": "<i>", "param_norm": 1.5, "spans": [[1.0]]})"
+      << "\n";
   const auto r = testing::run_adaspan("report " + (dir / "run").string());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("ignoring 'latest'"), std::string::npos) << r.err;

@@ -135,6 +135,45 @@ TEST(RunDirectory, LaunchWithFreshStartsOverOnceAndRestartsContinueTheNewRun) {
   fs::remove_all(dir);
 }
 
+// Each run has an id, kept by its resumes. A higher-numbered checkpoint of another run, copied in,
+// is neither resumed from nor counted or deleted by retention.
+TEST(RunDirectory, ResumeAndRetentionKeepToThisRunsLineage) {
+  const fs::path a = fresh_dir("lineage_a"), b = fresh_dir("lineage_b");
+  ASSERT_EQ(run_adaspan(kTrain + " --steps 6 --checkpoint-every 2 --run-dir " + a.string()).exit_code, 0);
+  ASSERT_EQ(run_adaspan(kTrain + " --steps 10 --checkpoint-every 5 --run-dir " + b.string()).exit_code, 0);
+  fs::copy_file(b / "ckpt-10.h5", a / "ckpt-10.h5");
+  const auto run_id_of = [](const fs::path& dir, const std::string& event) {
+    std::string id;
+    for (const auto& line : file_lines(dir / "metrics.jsonl")) {
+      const auto rec = nlohmann::json::parse(line);
+      if (rec.value("event", "") == event) id = rec.value("run_id", "");
+    }
+    return id;
+  };
+  const std::string id_a = run_id_of(a, "done"), id_b = run_id_of(b, "done");
+  ASSERT_EQ(id_a.size(), 16u);
+  ASSERT_NE(id_a, id_b);
+
+  const auto r = run_adaspan(kTrain + " --steps 8 --checkpoint-every 2 --keep-checkpoints 1 --resume auto --run-dir " +
+                             a.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("ckpt-10.h5': it belongs to another run (" + id_b + ")"), std::string::npos) << r.err;
+  bool resumed_at_6 = false;
+  for (const auto& line : file_lines(a / "metrics.jsonl")) {
+    const auto rec = nlohmann::json::parse(line);
+    resumed_at_6 |= rec.value("event", "") == "resumed" && rec["step"] == 6 && rec["run_id"] == id_a;
+  }
+  EXPECT_TRUE(resumed_at_6) << "not resumed from this run's own newest checkpoint";
+  EXPECT_EQ(run_id_of(a, "done"), id_a);  // a resume keeps the run's id
+  EXPECT_TRUE(fs::exists(a / "ckpt-8.h5"));
+  EXPECT_FALSE(fs::exists(a / "ckpt-6.h5"));  // keep 1: this run's older ones go
+  EXPECT_TRUE(fs::exists(a / "ckpt-10.h5"));  // the other run's stays
+  const auto inspected = run_adaspan("inspect --json --no-verify " + (a / "ckpt-8.h5").string());
+  EXPECT_EQ(nlohmann::json::parse(inspected.out)["run_id"], id_a);
+  fs::remove_all(a);
+  fs::remove_all(b);
+}
+
 TEST(RunDirectory, ARunDirInUseIsRefusedNamingItsHolderAndFreedWhenTheHolderDies) {
   const fs::path dir = fresh_dir("locked", true);
   const std::string run = kTrain + " --steps 2 --run-dir " + dir.string();

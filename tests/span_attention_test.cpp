@@ -8,6 +8,8 @@
 
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace adaspan {
 namespace {
@@ -181,14 +183,21 @@ TEST(SpanAttention, HugeScoreWhereTheRampEndsStaysFinite) {
 }
 
 TEST(SpanAttention, TrimmedWindowEqualsFullWindowFloat32) {
-  for (double z : {0.0, 17.5, 100.5, 400.0}) {
+  // z -> the trimmed window at R = 32, S = 512 (kernels/span_mask.h): keys x <= floor(z + R), i.e.
+  // floor(z + 32) + 1 of them, rounded up to a multiple of 64. Every one is below S, so the trimmed
+  // call really computes fewer keys; z = 32 needs the key at x = 64 (m = 0, inclusive ramp end): 128,
+  // where rounding z + R alone would give 64.
+  const std::vector<std::pair<double, int64_t>> windows = {{0.0, 64},   {17.5, 64},   {31.5, 64},
+                                                           {32.0, 128}, {100.5, 192}, {400.0, 448}};
+  for (const auto& [z, window] : windows) {
     const Case trimmed{2, 128, 512, 16, 512, 32.0, z, false};
     Case full = trimmed;
     full.full_window = true;
+    ASSERT_EQ(options_for(trimmed).window, window) << "z = " << z;
+    ASSERT_EQ(options_for(full).window, 512);
     const Inputs in = make_inputs(trimmed, at::kFloat, 5);
     const at::Tensor a = kernels::span_attention(in.q, in.k, in.v, in.key_pe, in.z, options_for(trimmed));
     const at::Tensor b = kernels::span_attention(in.q, in.k, in.v, in.key_pe, in.z, options_for(full));
-    EXPECT_LT(options_for(trimmed).window, 513);
     EXPECT_LT((a - b).abs().max().item<double>(), 1e-6) << "z = " << z;
   }
 }

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -85,14 +86,15 @@ TEST(Zero, CheckpointsMoveBetweenShardedAndReplicated) {
                           2)
                   .exit_code,
               0);
-    // The sharded run wrote whole optimizer tensors, shaped as the parameters.
+    // Sharded or not, the run wrote whole optimizer tensors, shaped as the parameters. The tensor
+    // must be there: a missing or renamed entry fails here instead of skipping the checks.
     const auto state = checkpointing::read_checkpoint((dir / "ckpt-10.h5").string(), {0, 1, 0, 4});
-    for (const auto& t : state.optimizer_state) {
-      if (t.name == "sum/in_emb.weight") {
-        EXPECT_EQ(t.tensor.sizes(), (std::vector<int64_t>{256, 32}));
-        EXPECT_GT(t.tensor.sum().item<double>(), 0);  // filled from every shard, not zeros
-      }
-    }
+    const auto sum = std::find_if(state.optimizer_state.begin(), state.optimizer_state.end(),
+                                  [](const auto& t) { return t.name == "sum/in_emb.weight"; });
+    ASSERT_TRUE(sum != state.optimizer_state.end())
+        << "no optimizer/sum/in_emb.weight in ckpt-10 (zero " << first << ")";
+    EXPECT_EQ(sum->tensor.sizes(), (std::vector<int64_t>{256, 32}));
+    EXPECT_GT(sum->tensor.sum().item<double>(), 0);  // filled from every shard, not zeros
     const auto r = run_adaspan(
         args + " --steps 20 --resume auto --zero " + std::to_string(second) + " --run-dir " + dir.string(), 2);
     ASSERT_EQ(r.exit_code, 0) << r.err;

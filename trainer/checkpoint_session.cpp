@@ -83,6 +83,7 @@ std::string CheckpointSession::try_load(const std::string& path, const LiveTrain
     }
   }
   out.path = path;
+  out.run_id = state.run_id;
   out.step = state.step;
   out.tokens_seen = state.tokens_seen;
   out.rng_restored = state.rng_cpu.defined();
@@ -112,12 +113,7 @@ std::optional<Resumed> CheckpointSession::load_newest(const LiveTraining& live) 
   // Rank 0's listing is everyone's (a shared file system may show new files late on some nodes).
   std::string listing;
   if (rank_ == 0) {
-    std::vector<std::string> ignored;
-    for (const auto& path : checkpointing::list_checkpoints(config_.run.run_dir, &ignored)) listing += path + "\n";
-    for (const auto& name : ignored) {
-      if (warnings_)
-        std::fprintf(warnings_, "adaspan train: warning: ignoring '%s' (its step is out of range)\n", name.c_str());
-    }
+    for (const auto& path : lineage_checkpoints()) listing += path + "\n";
   }
   for (const auto& path : split_lines(group_.broadcast(listing))) {
     const std::string error = try_load(path, live, resumed);
@@ -179,7 +175,8 @@ Saved CheckpointSession::write_and_commit(const checkpointing::TrainingState& st
   saved.step = step;
   if (rank_ == 0) {
     try {
-      saved.path = checkpointing::commit_checkpoint(config_.run.run_dir, step, config_.run.keep_checkpoints);
+      saved.path = checkpointing::commit_checkpoint(config_.run.run_dir, step, config_.run.keep_checkpoints,
+                                                    [this](const std::string& path) { return in_lineage(path); });
       saved.bytes = static_cast<int64_t>(std::filesystem::file_size(saved.path));
     } catch (const std::exception& e) {
       error = e.what();
@@ -194,9 +191,51 @@ Saved CheckpointSession::write_and_commit(const checkpointing::TrainingState& st
   return saved;
 }
 
+void CheckpointSession::set_run_id(const std::string& run_id, const std::string& parent) {
+  run_id_ = run_id;
+  lineage_ = {run_id, parent};
+}
+
+bool CheckpointSession::in_lineage(const std::string& path) const {
+  try {
+    return lineage_.count(checkpointing::read_checkpoint_header(path).run_id) > 0;
+  } catch (const std::exception&) {
+    return false;  // unreadable: not known to be ours, so not deleted
+  }
+}
+
+std::vector<std::string> CheckpointSession::lineage_checkpoints() {
+  std::vector<std::string> ignored, ours;
+  const std::vector<std::string> all = checkpointing::list_checkpoints(config_.run.run_dir, &ignored);
+  for (const auto& name : ignored) {
+    if (warnings_)
+      std::fprintf(warnings_, "adaspan train: warning: ignoring '%s' (its step is out of range)\n", name.c_str());
+  }
+  std::set<std::string> lineage = lineage_;
+  for (const auto& path : all) {
+    std::string id;
+    try {
+      id = checkpointing::read_checkpoint_header(path).run_id;
+    } catch (const std::exception&) {
+      ours.push_back(path);  // damaged: try_load says why and skips it
+      continue;
+    }
+    if (lineage.empty()) lineage = {id};  // a resume: the lineage of `latest`, or else the newest
+    if (lineage.count(id)) {
+      ours.push_back(path);
+    } else if (warnings_) {
+      std::fprintf(warnings_, "adaspan train: warning: skipping '%s': it belongs to another run (%s)\n", path.c_str(),
+                   id.empty() ? "no run id" : id.c_str());
+    }
+  }
+  return ours;
+}
+
 Saved CheckpointSession::save(const LiveTraining& live, int64_t step, int64_t tokens_seen) {
   if (std::optional<Saved> previous = wait()) finished_.push_back(*previous);
-  Saved saved = write_and_commit(capture_state(live, step, tokens_seen, to_json(config_).dump()), step, comm_, group_);
+  checkpointing::TrainingState state = capture_state(live, step, tokens_seen, to_json(config_).dump());
+  state.run_id = run_id_;
+  Saved saved = write_and_commit(state, step, comm_, group_);
   saved.stall_seconds = saved.seconds;
   return saved;
 }
@@ -225,6 +264,7 @@ void CheckpointSession::save_async(const LiveTraining& live, int64_t step, int64
   if (previous) finished_.push_back(*previous);
   auto state = std::make_shared<checkpointing::TrainingState>(
       on_host(capture_state(live, step, tokens_seen, to_json(config_).dump())));
+  state->run_id = run_id_;
   const double stall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   pending_ = std::async(std::launch::async, [this, state, step, stall, start] {
     Saved saved = write_and_commit(*state, step, async_comm_, *async_scalars_);

@@ -11,6 +11,7 @@
 #include <future>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@ namespace adaspan::trainer {
 
 struct Resumed {
   std::string path;
+  std::string run_id;  // the checkpoint's run ("" before run ids)
   int64_t step = 0, tokens_seen = 0;
   bool rng_restored = false;  // false when the writer had another number of ranks
 };
@@ -61,6 +63,10 @@ class CheckpointSession {
   // Waits for the background write, if any.
   std::optional<Saved> wait();
 
+  // This run's id, written into every checkpoint, and its lineage (the id and the parent's it
+  // resumed from): rollback, a later resume and retention use only checkpoints of the lineage.
+  void set_run_id(const std::string& run_id, const std::string& parent);
+
   // Fault injection: exit (status 3) after writing step `step`'s checkpoint, before committing it.
   void crash_before_commit_at(int64_t step) { crash_before_commit_ = step; }
 
@@ -68,6 +74,10 @@ class CheckpointSession {
   // Empty when every rank loaded `path` into `live`, else the reason (nothing changed then).
   std::string try_load(const std::string& path, const LiveTraining& live, Resumed& out);
   std::string space_shortfall(const checkpointing::TrainingState& state) const;
+  // Rank 0: the run dir's checkpoints of this lineage, `latest` first; with no lineage yet (a
+  // resume), that of the first readable one. Others are named in a warning and left alone.
+  std::vector<std::string> lineage_checkpoints();
+  bool in_lineage(const std::string& path) const;
   // Writes `state` to the temporary file and commits it; collective over comm / group.
   Saved write_and_commit(const checkpointing::TrainingState& state, int64_t step, const cluster::Communicator& comm,
                          const GroupScalars& group);
@@ -78,6 +88,8 @@ class CheckpointSession {
   int rank_, ranks_;
   FILE* warnings_;
   int64_t crash_before_commit_ = -1;
+  std::string run_id_;
+  std::set<std::string> lineage_;
   // Asynchronous writes: a duplicate communicator and its group, used only by the writer thread.
   cluster::Communicator async_comm_;
   std::unique_ptr<model::ProcessGroup> async_group_;

@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <stdexcept>
 
 namespace adaspan::trainer {
@@ -86,6 +87,15 @@ CompleteSquares tp_complete_squares(model::AdaptiveSpanLM& model, const model::T
 }
 
 model::ProcessGroup* scalars_group(const Parallelism& p) { return p.control ? p.control : p.gradients; }
+
+// 16 hex digits from the system's entropy: a run's name in its checkpoints and records.
+std::string new_run_id() {
+  std::random_device entropy;
+  const uint64_t id = (static_cast<uint64_t>(entropy()) << 32) ^ entropy();
+  char text[17];
+  std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(id));
+  return text;
+}
 
 }  // namespace
 
@@ -226,6 +236,10 @@ void TrainingRun::open_checkpoints() {
       std::make_unique<CheckpointSession>(config_, parallelism_.files, group_, parallelism_.world_rank, all_ranks_,
                                           root_ && !quiet_ ? stderr : nullptr, async_checkpoints_);
   resumed_ = checkpoints_->resume(*live_);
+  // A resumed run keeps its checkpoint's run id; a fresh one (or one resumed from a checkpoint
+  // older than run ids) gets a new one, rank 0's for every rank.
+  run_id_ = resumed_ && !resumed_->run_id.empty() ? resumed_->run_id : group_.broadcast(root_ ? new_run_id() : "");
+  checkpoints_->set_run_id(run_id_, resumed_ ? resumed_->run_id : run_id_);
   first_step_ = resumed_ ? resumed_->step + 1 : 1;
   state_.tokens_seen = resumed_ ? resumed_->tokens_seen : 0;
   state_.last_checkpoint = resumed_ ? resumed_->step : 0;
@@ -263,6 +277,7 @@ void TrainingRun::open_metrics() {
     log({{"event", "resumed"},
          {"step", resumed_->step},
          {"path", resumed_->path},
+         {"run_id", run_id_},
          {"ranks", parallelism_.dp_size},
          {"rng_restored", resumed_->rng_restored}});
     progress_.message(("resumed from " + resumed_->path + " at step " + std::to_string(resumed_->step)).c_str());
@@ -528,6 +543,7 @@ TrainResult TrainingRun::finish() {
   result.spans = model_->all_spans();
   log({{"event", "done"},
        {"step", result.steps},
+       {"run_id", run_id_},
        {"ranks", all_ranks_},
        {"param_norm", result.param_norm},
        {"spans", spans_json(result.spans)}});
@@ -540,6 +556,7 @@ void TrainingRun::log(const nlohmann::json& record) {
 
 void TrainingRun::log_checkpoint(const Saved& saved) {
   log({{"event", "checkpoint"},
+       {"run_id", run_id_},
        {"step", saved.step},
        {"path", saved.path},
        {"seconds", saved.seconds},

@@ -116,6 +116,7 @@ class TrainingRun {
   std::unique_ptr<CheckpointSession> checkpoints_;
   bool async_checkpoints_ = false;
   std::optional<Resumed> resumed_;
+  std::string run_id_;                 // this run's lineage, in its checkpoints and events
   std::optional<MetricsLog> metrics_;  // rank 0
   ProgressDisplay progress_;
   cluster::Watchdog watchdog_;
