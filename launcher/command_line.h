@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -105,6 +106,9 @@ ParsedCommand<Config> parse_command(const CommandLine& line, const trainer::Opti
     }
     if (line.config_file && vm.count("config")) {
       const std::string file = vm["config"].as<std::string>();
+      if (std::filesystem::exists(file) && !std::filesystem::is_regular_file(file)) {
+        throw std::invalid_argument("--config: '" + file + "' is not a file");
+      }
       std::ifstream in(file);
       if (!in) throw std::invalid_argument("--config: cannot read '" + file + "'");
       po::store(po::parse_config_file(in, all), vm);  // values already set (the command line) win

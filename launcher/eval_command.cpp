@@ -5,6 +5,7 @@
 #include "launcher/command_line.h"
 #include "launcher/inference_commands.h"
 #include "trainer/checkpoint_model.h"
+#include "trainer/device_choice.h"
 #include "trainer/file_evaluation.h"
 #include "trainer/group_scalars.h"
 
@@ -49,7 +50,9 @@ const trainer::OptionTable<EvalConfig>& eval_options() {
                         "4x/8x); key_pe is zero at the new far positions, learned spans keep their length in bytes. "
                         "0 = as trained. Not for --span-mode dynamic models.")
           .at_least(0),
-      value<EvalConfig>("device", FIELD(device), "cpu, cuda or cuda:N."),
+      value<EvalConfig>("device", FIELD(device), "cpu, cuda or cuda:N.").check([](const EvalConfig& c) {
+        trainer::require_device(c.device);
+      }),
       value<EvalConfig>("threads", FIELD(threads), "CPU threads for ATen; 0 = cores / ranks on the node.").at_least(0),
       value<EvalConfig>("focus", FIELD(focus),
                         "A mask file as long as the data (one byte per data byte): the bytes where it is nonzero are "

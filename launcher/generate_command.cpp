@@ -2,6 +2,7 @@
 #include "launcher/command_line.h"
 #include "launcher/inference_commands.h"
 #include "trainer/checkpoint_model.h"
+#include "trainer/device_choice.h"
 #include "trainer/generation.h"
 
 #include <ATen/ATen.h>
@@ -32,7 +33,9 @@ const trainer::OptionTable<GenerateConfig>& generate_options() {
       value<GenerateConfig>("top-k", FIELD(sampling.top_k), "Sample among the k most likely bytes; 0 = all 256.")
           .within(0, 256),
       value<GenerateConfig>("seed", FIELD(sampling.seed), "Seed of the sampler."),
-      value<GenerateConfig>("device", FIELD(device), "cpu, cuda or cuda:N."),
+      value<GenerateConfig>("device", FIELD(device), "cpu, cuda or cuda:N.").check([](const GenerateConfig& c) {
+        trainer::require_device(c.device);
+      }),
   };
   return table;
 }

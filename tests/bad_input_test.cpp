@@ -354,6 +354,11 @@ const Row kRows[] = {
     {"prepare_zip_too_small", "prepare enwik8 --zip {zip_small} --out {dir}", 1,
      "'enwik8' has 10 bytes, not more than valid + test"},
     {"prepare_out_under_a_file", "prepare builtin --out {text}/sub", 1, "cannot create directories: Not a directory"},
+    {"config_directory", "train --steps 2 --run-dir {dir} --config {folder}", 2, "--config: '{folder}' is not a file"},
+    {"eval_device_unknown", "eval --checkpoint {ckpt} --data {text} --device tpu", 2,
+     "--device 'tpu' is not cpu, cuda or cuda:N"},
+    {"generate_device_unknown", "generate --checkpoint {ckpt} --prompt hi --device cuda:x", 2,
+     "--device 'cuda:x' is not cpu, cuda or cuda:N"},
 };
 
 // ---- What the rows read: files made for each row, checkpoints trained once per process ----

@@ -1,12 +1,9 @@
 #include "trainer/train_option_table.h"
 
 #include "model/mixed_precision.h"
+#include "trainer/device_choice.h"
 
-#include <ATen/Context.h>
-#include <ATen/Device.h>
 #include <sys/stat.h>
-
-#include <optional>
 
 namespace adaspan::trainer {
 
@@ -47,20 +44,6 @@ void require_readable(const std::vector<std::string>& files, const std::string& 
     if (!S_ISREG(st.st_mode)) throw std::invalid_argument("--" + flag + ": '" + f + "' is not a file");
     if (st.st_size == 0) throw std::invalid_argument("--" + flag + ": '" + f + "' is empty (0 bytes)");
   }
-}
-
-// "cpu", "cuda", "cuda:N"; refuses CUDA when this LibTorch or machine has none.
-void require_device(const std::string& name) {
-  std::optional<at::Device> device;
-  try {
-    device.emplace(name);
-  } catch (const std::exception&) {
-    throw std::invalid_argument("--device '" + name + "' is not cpu, cuda or cuda:N");
-  }
-  if (device->is_cuda() && !at::hasCUDA()) {
-    throw std::invalid_argument("--device " + name + ": this build's LibTorch has no CUDA or no GPU is visible");
-  }
-  if (!device->is_cpu() && !device->is_cuda()) throw std::invalid_argument("--device must be cpu or cuda");
 }
 
 // `a` is divisible by `b` (both flags of the config), else "--a N is not divisible by --b M".
