@@ -1,5 +1,6 @@
 // adaspan: train, evaluate and inspect adaptive-span transformers. `adaspan --help` lists the
 // subcommands; `adaspan SUBCOMMAND --help` explains each flag.
+#include "cluster/bus_error.h"
 #include "cluster/heap_policy.h"
 #include "cluster/world.h"
 #include "launcher/inference_commands.h"
@@ -36,6 +37,7 @@ int main(int argc, char** argv) {
   // A file-size limit (ulimit -f, some quotas) then fails a write with EFBIG instead of killing
   // the process: a checkpoint that cannot be written is one error line, the previous one intact.
   std::signal(SIGXFSZ, SIG_IGN);
+  adaspan::cluster::report_bus_errors();
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;

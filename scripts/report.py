@@ -13,11 +13,6 @@ import json
 import os
 import sys
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
 
 def load_metrics(run_dir):
     path = os.path.join(run_dir, "metrics.jsonl")
@@ -32,6 +27,8 @@ def load_metrics(run_dir):
                     records.append(json.loads(line))
                 except json.JSONDecodeError:
                     pass  # a line cut by a crash
+    if not any(isinstance(r, dict) and "step" in r for r in records):
+        sys.exit(f"adaspan report: error: '{path}' holds no metrics records (did the run take a step?)")
     return records
 
 
@@ -186,12 +183,22 @@ def write_html(run_dir, s, spans, spans_step, figures):
         f.write("\n".join(parts))
 
 
+plt = None  # matplotlib.pyplot, imported by main once the run dir is known to be readable
+
+
 def main():
+    global plt
     if len(sys.argv) != 2 or sys.argv[1] in ("-h", "--help"):
         print(__doc__.strip())
         return 0 if len(sys.argv) == 2 else 2
     run_dir = sys.argv[1]
-    records = load_metrics(run_dir)
+    records = load_metrics(run_dir)  # before matplotlib: a bad run dir is one line, whatever is installed
+    try:
+        import matplotlib
+    except ImportError:
+        sys.exit("adaspan report: error: python3 lacks matplotlib (scripts/setup.sh installs it)")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     s = series(records)
     spans, spans_step = checkpoint_spans(run_dir)
     if spans is None and s["span_trajectories"]:

@@ -357,6 +357,7 @@ const Row kRows[] = {
     {"config_directory", "train --steps 2 --run-dir {dir} --config {folder}", 2, "--config: '{folder}' is not a file"},
     {"eval_device_unknown", "eval --checkpoint {ckpt} --data {text} --device tpu", 2,
      "--device 'tpu' is not cpu, cuda or cuda:N"},
+    {"report_metrics_without_records", "report {empty_run}", 1, "holds no metrics records", kMatplotlib},
     {"generate_device_unknown", "generate --checkpoint {ckpt} --prompt hi --device cuda:x", 2,
      "--device 'cuda:x' is not cpu, cuda or cuda:N"},
 };
@@ -552,6 +553,9 @@ void BadInput::make(const std::string& key) {
     write_file(path, text_bytes(4000));
   } else if (key == "folder") {
     fs::create_directory(path);
+  } else if (key == "empty_run") {  // a run dir whose metrics.jsonl holds no record
+    fs::create_directory(path);
+    write_file(path / "metrics.jsonl", "not json\n");
   } else if (key == "plain" || key == "future") {
     value += ".h5";
     ASSERT_NO_FATAL_FAILURE(write_hdf5(value, key == "future" ? 99 : 0));

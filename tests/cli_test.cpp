@@ -69,6 +69,28 @@ INSTANTIATE_TEST_SUITE_P(
                       BadInput{"bad_precision", "--precision fp16", "fp16"}),
     [](const auto& info) { return std::string(info.param.name); });
 
+// A corpus truncated while a run has it mapped: one line and exit 1, not a silent "Bus error".
+TEST(Cli, ADataFileTruncatedWhileMappedIsOneErrorNotASilentCrash) {
+  const fs::path dir = fs::temp_directory_path() / ("adaspan_cli_truncated_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::ofstream(dir / "corpus.txt") << std::string(4 << 20, 'x');
+  const std::string command =
+      "cd " + dir.string() + " && (timeout 120 " + ADASPAN_BINARY +
+      " train --layers 1 --d-model 32 --heads 2 --ff-size 64 --attn-span 64 --block-size 32 --batch-size 4"
+      " --threads 1 --steps 1000000 --log-every 1000 --no-final-checkpoint --data corpus.txt --run-dir run"
+      " > /dev/null 2> err.txt & pid=$!; sleep 3; : > corpus.txt; wait $pid; echo $? > status.txt)";
+  ASSERT_EQ(std::system(command.c_str()), 0);
+  std::ifstream status_in(dir / "status.txt"), err_in(dir / "err.txt");
+  int status = -1;
+  status_in >> status;
+  const std::string err{std::istreambuf_iterator<char>(err_in), {}};
+  EXPECT_EQ(status, 1) << err;
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  EXPECT_NE(err.find("truncated or replaced while in use"), std::string::npos) << err;
+  fs::remove_all(dir);
+}
+
 TEST(Cli, UnwritableRunDirIsOneClearError) {
   const fs::path blocker = fs::temp_directory_path() / ("adaspan_cli_blocker_" + std::to_string(::getpid()));
   std::ofstream(blocker) << "a file where a directory should be";
