@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -29,10 +30,22 @@ namespace {
 namespace fs = std::filesystem;
 
 volatile sig_atomic_t g_child = 0;
+volatile sig_atomic_t g_stop = 0;  // a stop signal the launcher received (0: none)
 
-// Signals for the job (Slurm's warning, scancel, Ctrl-C) go to the running attempt.
+// Signals for the job (Slurm's warning, scancel, Ctrl-C) go to the running attempt; one that
+// arrives between attempts (the back-off) is remembered, and no attempt starts after it.
 extern "C" void forward_signal(int sig) {
+  g_stop = sig;
   if (g_child > 0) ::kill(static_cast<pid_t>(g_child), sig);
+}
+
+const int kStopSignals[] = {SIGUSR1, SIGTERM, SIGINT};
+
+sigset_t stop_signal_set() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : kStopSignals) sigaddset(&set, sig);
+  return set;
 }
 
 std::string now_iso() {
@@ -58,12 +71,20 @@ struct AttemptResult {
 AttemptResult run_attempt(const std::vector<std::string>& command, int attempt) {
   AttemptResult r;
   const auto start = std::chrono::steady_clock::now();
+  // Stop signals wait (blocked) until the child's pid is known, so none falls between fork and
+  // g_child; the child takes the default actions back before exec (the trainer installs its own).
+  const sigset_t stops = stop_signal_set();
+  sigset_t previous;
+  sigprocmask(SIG_BLOCK, &stops, &previous);
   const pid_t pid = ::fork();
   if (pid < 0) {
+    sigprocmask(SIG_SETMASK, &previous, nullptr);
     r.cause = std::string("fork failed: ") + std::strerror(errno);
     return r;
   }
   if (pid == 0) {
+    for (int sig : kStopSignals) std::signal(sig, SIG_DFL);
+    sigprocmask(SIG_SETMASK, &previous, nullptr);
     ::setenv("ADASPAN_ATTEMPT", std::to_string(attempt).c_str(), 1);
     std::vector<char*> argv;
     for (const auto& word : command) argv.push_back(const_cast<char*>(word.c_str()));
@@ -73,6 +94,8 @@ AttemptResult run_attempt(const std::vector<std::string>& command, int attempt) 
     ::_exit(127);
   }
   g_child = pid;
+  if (g_stop) ::kill(pid, g_stop);  // received before this attempt started: it is told at once
+  sigprocmask(SIG_SETMASK, &previous, nullptr);
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
@@ -149,6 +172,14 @@ bool start_fresh(const std::string& run_dir) {
   }
 }
 
+// A stop signal reached the launcher: the job is being preempted or cancelled, so no further
+// attempt; 75 tells the batch script to requeue (the next job resumes from the newest checkpoint).
+int stopped_by_signal(const char* when) {
+  std::fprintf(stderr, "adaspan launch: stopped by signal %d %s; resume with --resume auto\n", static_cast<int>(g_stop),
+               when);
+  return trainer::kExitPreempted;
+}
+
 int supervise(const LaunchOptions& o) {
   const std::string run_dir = run_dir_of(o.command);
   std::error_code ec;
@@ -160,7 +191,7 @@ int supervise(const LaunchOptions& o) {
   action.sa_handler = forward_signal;
   sigemptyset(&action.sa_mask);
   action.sa_flags = SA_RESTART;
-  for (int sig : {SIGUSR1, SIGTERM, SIGINT}) sigaction(sig, &action, nullptr);
+  for (int sig : kStopSignals) sigaction(sig, &action, nullptr);
 
   std::vector<std::string> summary;
   for (int attempt = 1;; ++attempt) {
@@ -183,6 +214,7 @@ int supervise(const LaunchOptions& o) {
 
     if (r.exit_code == 0) return 0;
     if (r.exit_code == trainer::kExitPreempted) return trainer::kExitPreempted;
+    if (g_stop) return stopped_by_signal("the attempt ended after it");
     if (r.exit_code == kExitUsage) {
       std::fprintf(stderr, "adaspan launch: the command was refused (bad usage, exit 2); not restarting it\n");
       return kExitUsage;
@@ -195,10 +227,11 @@ int supervise(const LaunchOptions& o) {
       return 1;
     }
     const double wait = std::min(600.0, o.backoff_s * std::pow(2.0, attempt - 1));
-    if (wait > 0) {
-      std::fprintf(stderr, "adaspan launch: restarting with --resume auto in %.0f s\n", wait);
-      std::this_thread::sleep_for(std::chrono::duration<double>(wait));
-    }
+    if (wait > 0) std::fprintf(stderr, "adaspan launch: restarting with --resume auto in %.0f s\n", wait);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(wait);
+    while (!g_stop && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (g_stop) return stopped_by_signal("during the back-off; no attempt started after it");
   }
 }
 

@@ -204,6 +204,30 @@ TEST(FaultTolerance, LauncherGivesUpAfterMaxRestartsWithASummary) {
   fs::remove_all(dir);
 }
 
+// SIGTERM to the launcher while it waits to restart (no attempt running to forward it to): it
+// starts no further attempt and exits 75 at once, for the batch script to requeue.
+TEST(FaultTolerance, ASignalDuringTheBackoffStopsTheLauncher) {
+  const fs::path dir = fresh_dir("backoff_signal");
+  const std::string train = std::string(ADASPAN_BINARY) + kTrain + " --steps 20 --run-dir " + dir.string() +
+                            " --checkpoint-every 5 --fail-at-step 7 --fail-mode crash";
+  const fs::path status = dir.string() + ".status", err = dir.string() + ".err";
+  const std::string script = "(" + std::string(ADASPAN_BINARY) + " launch --backoff 60 --max-restarts 3 -- " + train +
+                             " 2> " + err.string() + " & pid=$!; for i in $(seq 600); do [ -s " +
+                             (dir / "attempts.jsonl").string() + " ] && break; sleep 0.1; done; sleep 0.5; " +
+                             "kill -TERM $pid; wait $pid; echo $? > " + status.string() + ")";
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(std::system(("timeout 120 bash -c '" + script + "'").c_str()), 0);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const std::string err_text = testing::slurp(err);
+  EXPECT_EQ(std::stoi(testing::slurp(status)), 75) << err_text;
+  EXPECT_LT(seconds, 40) << "the launcher slept through the signal";
+  EXPECT_NE(err_text.find("stopped by signal 15 during the back-off"), std::string::npos) << err_text;
+  EXPECT_EQ(lines(dir / "attempts.jsonl").size(), 1u);
+  fs::remove_all(dir);
+  fs::remove(status);
+  fs::remove(err);
+}
+
 TEST(FaultTolerance, LauncherDoesNotRestartARefusedCommand) {
   const fs::path dir = fresh_dir("refused");
   // Bad usage (exit 2) would be refused again: one attempt, its status passed on.
