@@ -1,5 +1,7 @@
 #include "cluster/world.h"
 
+#include "cluster/bus_error.h"
+
 #include <mpi.h>
 
 #include <cstdlib>
@@ -22,6 +24,7 @@ World::World(int* argc, char*** argv, bool thread_multiple) {
     int provided = 0;
     MPI_Init_thread(argc, argv, thread_multiple ? MPI_THREAD_MULTIPLE : MPI_THREAD_SERIALIZED, &provided);
     finalize_ = true;
+    report_bus_errors();  // again: Open MPI installs its own SIGBUS handler during MPI_Init
   }
   int level = MPI_THREAD_SINGLE;
   MPI_Query_thread(&level);

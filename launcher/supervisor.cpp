@@ -214,11 +214,11 @@ int supervise(const LaunchOptions& o) {
 
     if (r.exit_code == 0) return 0;
     if (r.exit_code == trainer::kExitPreempted) return trainer::kExitPreempted;
-    if (g_stop) return stopped_by_signal("the attempt ended after it");
     if (r.exit_code == kExitUsage) {
       std::fprintf(stderr, "adaspan launch: the command was refused (bad usage, exit 2); not restarting it\n");
       return kExitUsage;
     }
+    if (g_stop) return stopped_by_signal("the attempt ended after it");
     if (attempt > o.max_restarts) {
       std::fprintf(stderr, "adaspan launch: giving up after %d attempts (--max-restarts %d):\n", attempt,
                    o.max_restarts);
@@ -259,7 +259,8 @@ const char* kLaunchSummary =
     "RUN_DIR/attempts.jsonl (RUN_DIR from COMMAND's --run-dir). Exit: 0 when an attempt finished; 75 when it\n"
     "was preempted (it checkpointed on SIGUSR1/SIGTERM; requeue the job); 2 when COMMAND was refused as bad\n"
     "usage (not restarted: it would be refused again); 1 when every attempt failed.\n"
-    "SIGUSR1, SIGTERM and SIGINT received by launch are passed to the running attempt.";
+    "SIGUSR1, SIGTERM and SIGINT received by launch are passed to the running attempt; after one, or when one\n"
+    "arrives during the back-off, no further attempt starts and launch exits 75.";
 
 }  // namespace
 

@@ -14,6 +14,7 @@
 //   {missing}  a path where nothing is        {folder}   an empty directory
 //   {empty}    a 0-byte file                  {onebyte}  a 1-byte file
 //   {text}     a 4000-byte text file (not HDF5, not a zip)
+//   {empty_run} a directory whose metrics.jsonl holds one line that is not JSON
 //   {plain}    an HDF5 file that is not a checkpoint (one dataset, no attributes)
 //   {future}   an HDF5 file claiming checkpoint format 99
 //   {ckpt}     a real checkpoint (train {tiny} --steps 2), trained once per test process

@@ -141,7 +141,7 @@ TEST(CheckpointPolicy, ARollbacksHalvedLearningRateIsInTheRecordsAndSurvivesARes
 // the test: needs root; fails under CI=true where it cannot, skips elsewhere).
 TEST(CheckpointPolicy, AFullFileSystemRefusesTheCheckpointAndKeepsThePreviousOne) {
   const fs::path mount = fresh_dir("small_fs", true);
-  if (std::system(("mount -t tmpfs -o size=700k tmpfs " + mount.string() + " 2>/dev/null").c_str()) != 0) {
+  if (std::system(("timeout 30 mount -t tmpfs -o size=700k tmpfs " + mount.string() + " 2>/dev/null").c_str()) != 0) {
     ADASPAN_SKIP_OUTSIDE_CI("cannot mount a tmpfs here (not root?)");
   }
   const fs::path dir = mount / "run";
@@ -163,7 +163,7 @@ TEST(CheckpointPolicy, AFullFileSystemRefusesTheCheckpointAndKeepsThePreviousOne
   // What was written is still a checkpoint a run resumes from.
   const auto inspected = run_adaspan("inspect " + (dir / "ckpt-2.h5").string());
   EXPECT_EQ(inspected.exit_code, 0) << inspected.err;
-  EXPECT_EQ(std::system(("umount " + mount.string()).c_str()), 0);
+  EXPECT_EQ(std::system(("timeout 30 umount " + mount.string()).c_str()), 0);
   fs::remove_all(mount);
 }
 

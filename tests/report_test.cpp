@@ -120,7 +120,7 @@ TEST(BenchRunAll, WritesOneTableAsMarkdownAndJson) {
   const fs::path source = fs::path(__FILE__).parent_path().parent_path();
   const fs::path out = fs::temp_directory_path() / ("adaspan_bench_" + std::to_string(::getpid()));
   fs::remove_all(out);
-  const std::string command = "timeout 600 python3 " + (source / "bench" / "run_all").string() +
+  const std::string command = "timeout 280 python3 " + (source / "bench" / "run_all").string() +
                               " --quick --only train,checkpoint --build " + ADASPAN_BUILD_DIR + " --out " +
                               out.string() + " > /dev/null 2>&1";
   ASSERT_EQ(std::system(command.c_str()), 0) << command;

@@ -336,7 +336,8 @@ OptionTable<TrainConfig> checkpoint_options() {
           .stored_since_later("run"),
       no_final_checkpoint(),
       opt("keep-checkpoints", FIELD(run.keep_checkpoints),
-          "Newest checkpoints kept in RUN_DIR; older ones are deleted. 0 = keep all.")
+          "Newest checkpoints of this run kept in RUN_DIR; its older ones are deleted (another run's files never). "
+          "0 = keep all.")
           .in("checkpoints")
           .at_least(0, "0 = keep all")
           .stored("run"),
@@ -356,8 +357,9 @@ OptionTable<TrainConfig> checkpoint_options() {
               throw std::invalid_argument("--fresh and --resume exclude each other");
           }),
       opt("resume", FIELD(run.resume),
-          "Continue a run: `auto` (the newest valid checkpoint in --run-dir, skipping damaged ones with a "
-          "warning; a fresh start when there is none) or a checkpoint path. Model shape, the attention variant "
+          "Continue a run: `auto` (the checkpoint RUN_DIR/latest names, else the newest valid one of that run, "
+          "skipping damaged ones and other runs' with a warning; a fresh start when there is none) or a checkpoint "
+          "path. Model shape, the attention variant "
           "(--attention, --span-mode, --normalizer, and --asentmax-scale / --sparse-stride where used), "
           "--batch-size, --optimizer and --cache must match the checkpoint; --steps is the step to stop at. Any "
           "number of ranks may resume any checkpoint.")
