@@ -27,6 +27,7 @@
 //   {nokey}    a copy of {ckpt} without its model/key_pe dataset
 //   {unknown_cfg}, {zero_cfg}, {junk_cfg}  --config files: an unknown key, `layers = 0`, a line without `=`
 //   {zip_nomember}, {zip_small}  zips without an enwik8 member, and with a 10-byte one
+#include "hdf5_chunks.h"
 #include "tests/ci_policy.h"
 #include "tests/command_runner.h"
 #include "tests/scratch_dir.h"
@@ -437,17 +438,7 @@ void write_hdf5(const fs::path& path, int64_t format = 0) {
 
 // Flips a byte inside the first chunk of `dataset` (its Fletcher32 checksum no longer matches).
 void damage_dataset(const fs::path& path, const char* dataset) {
-  const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  const hid_t d = H5Dopen2(f, dataset, H5P_DEFAULT);
-  const hid_t space = H5Dget_space(d);
-  hsize_t offset[4] = {};
-  unsigned mask = 0;
-  haddr_t address = HADDR_UNDEF;
-  hsize_t size = 0;
-  H5Dget_chunk_info(d, space, 0, offset, &mask, &address, &size);
-  H5Sclose(space);
-  H5Dclose(d);
-  H5Fclose(f);
+  const haddr_t address = testing::first_chunk_address(path.string(), dataset);
   ASSERT_NE(address, HADDR_UNDEF);
   std::fstream io(path, std::ios::in | std::ios::out | std::ios::binary);
   io.seekg(static_cast<std::streamoff>(address + 8));

@@ -2,6 +2,7 @@
 // atomic commit and retention, and the documented layout read with the plain HDF5 C API.
 #include "checkpointing/checkpoint_file.h"
 #include "checkpointing/checkpoint_store.h"
+#include "hdf5_chunks.h"
 #include "tests/scratch_dir.h"
 #include "tests/small_configs.h"
 #include "trainer/trainer.h"
@@ -129,22 +130,6 @@ TEST(Checkpoint, ResumeIsBitExact) {
   }
 }
 
-// Offset of the first chunk of `dataset` in the file.
-haddr_t first_chunk_address(const std::string& file, const std::string& dataset) {
-  const hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  const hid_t d = H5Dopen2(f, dataset.c_str(), H5P_DEFAULT);
-  const hid_t space = H5Dget_space(d);
-  hsize_t offset[2];
-  unsigned mask = 0;
-  haddr_t address = HADDR_UNDEF;
-  hsize_t size = 0;
-  H5Dget_chunk_info(d, space, 0, offset, &mask, &address, &size);
-  H5Sclose(space);
-  H5Dclose(d);
-  H5Fclose(f);
-  return address;
-}
-
 void flip_byte(const std::string& file, uint64_t offset) {
   std::fstream io(file, std::ios::in | std::ios::out | std::ios::binary);
   io.seekg(static_cast<std::streamoff>(offset));
@@ -174,7 +159,7 @@ TEST(Checkpoint, DamageIsDetected) {
 
   const std::string corrupted = (dir / "corrupted.h5").string();
   fs::copy_file(good, corrupted);
-  const haddr_t chunk = first_chunk_address(corrupted, "model/out_emb.weight");
+  const haddr_t chunk = testing::first_chunk_address(corrupted, "model/out_emb.weight");
   ASSERT_NE(chunk, HADDR_UNDEF);
   flip_byte(corrupted, chunk + 100);
   EXPECT_NE(load_error(corrupted).find("model/out_emb.weight"), std::string::npos) << load_error(corrupted);

@@ -57,28 +57,16 @@ auto divisible(const char* a, int64_t (*get_a)(const TrainConfig&), const char* 
   };
 }
 
-// --no-final-checkpoint: the run's last step is checkpointed unless told otherwise.
-O no_final_checkpoint() {
-  O o = opt("no-final-checkpoint", FIELD(run.final_checkpoint),
-            "Do not write the checkpoint at the last step (written by default, so that every finished run "
-            "can be evaluated, sampled and resumed).");
-  o.parse = [](TrainConfig& c, const std::vector<std::string>& given) {
-    c.run.final_checkpoint = !given.empty() && !Codec<bool>::parse(given.back());
+// --no-NAME: a switch that turns a default-on field off (text and JSON say the switch's value).
+template <class Field>
+O negated_switch(const std::string& name, Field field, std::string help) {
+  O o = opt(name, field, std::move(help));
+  o.parse = [field](TrainConfig& c, const std::vector<std::string>& given) {
+    field(c) = !given.empty() && !Codec<bool>::parse(given.back());
   };
-  o.text = [](const TrainConfig& c) { return Codec<bool>::text(!c.run.final_checkpoint); };
-  o.to_json = [](const TrainConfig& c) { return nlohmann::json(!c.run.final_checkpoint); };
-  o.from_json = [](TrainConfig& c, const nlohmann::json& j) { c.run.final_checkpoint = !j.get<bool>(); };
-  o.in("checkpoints").stored_since_later("run");
-  return o;
-}
-
-// --no-overlap: a switch that turns a default-on field off.
-O no_overlap(std::string help) {
-  O o = opt("no-overlap", FIELD(run.overlap), std::move(help));
-  o.parse = [](TrainConfig& c, const std::vector<std::string>& given) {
-    c.run.overlap = given.empty() || !Codec<bool>::parse(given.back());
-  };
-  o.text = [](const TrainConfig& c) { return Codec<bool>::text(!c.run.overlap); };
+  o.text = [field](const TrainConfig& c) { return Codec<bool>::text(!field(c)); };
+  o.to_json = [field](const TrainConfig& c) { return nlohmann::json(!field(c)); };
+  o.from_json = [field](TrainConfig& c, const nlohmann::json& j) { field(c) = !j.get<bool>(); };
   return o;
 }
 
@@ -334,7 +322,11 @@ OptionTable<TrainConfig> checkpoint_options() {
           .in("checkpoints")
           .at_least(0, "0 = none")
           .stored_since_later("run"),
-      no_final_checkpoint(),
+      negated_switch("no-final-checkpoint", FIELD(run.final_checkpoint),
+                     "Do not write the checkpoint at the last step (written by default, so that every finished run "
+                     "can be evaluated, sampled and resumed).")
+          .in("checkpoints")
+          .stored_since_later("run"),
       opt("keep-checkpoints", FIELD(run.keep_checkpoints),
           "Newest checkpoints of this run kept in RUN_DIR; its older ones are deleted (another run's files never). "
           "0 = keep all.")
@@ -456,7 +448,9 @@ OptionTable<TrainConfig> parallel_options() {
           .in("parallel")
           .within(0, 1)
           .stored("run"),
-      no_overlap("Reduce gradients after the backward pass instead of during it (for measurements).").in("parallel"),
+      negated_switch("no-overlap", FIELD(run.overlap),
+                     "Reduce gradients after the backward pass instead of during it (for measurements).")
+          .in("parallel"),
   };
 }
 
