@@ -38,6 +38,7 @@ void write_header(Hdf5File& f, const TrainingState& s, int writer_ranks, int64_t
   f.write_attribute("tokens_seen", s.tokens_seen);
   f.write_attribute("halved_lr_until", s.halved_lr_until);
   f.write_attribute("run_id", s.run_id);
+  f.write_attribute("adopts_unnamed", static_cast<int64_t>(s.adopts_unnamed));
   f.write_attribute("config", s.config_json);
   f.write_attribute("optimizer", s.optimizer);
   f.write_attribute("optimizer_steps", s.optimizer_steps);
@@ -60,6 +61,7 @@ TrainingState read_header(const Hdf5File& f) {
   // Added after format 1's first files: absent means no rollback in progress.
   s.halved_lr_until = f.has_attribute("halved_lr_until") ? f.read_int_attribute("halved_lr_until") : 0;
   s.run_id = f.has_attribute("run_id") ? f.read_string_attribute("run_id") : "";
+  s.adopts_unnamed = f.has_attribute("adopts_unnamed") && f.read_int_attribute("adopts_unnamed") != 0;
   s.config_json = f.read_string_attribute("config");
   s.optimizer = f.read_string_attribute("optimizer");
   s.optimizer_steps = f.read_int_attribute("optimizer_steps");

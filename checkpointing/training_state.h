@@ -34,6 +34,7 @@ struct TrainingState {
   int64_t step = 0;             // optimizer updates done
   int64_t tokens_seen = 0;      // bytes trained on, all ranks
   std::string run_id;           // the run (lineage) that wrote it; "" in files from before run ids
+  bool adopts_unnamed = false;  // the lineage began from a file without a run id: such files are its own
   int64_t halved_lr_until = 0;  // after a rollback: the learning rate is halved up to this step (0: none)
   std::string config_json;      // the run's whole configuration
 

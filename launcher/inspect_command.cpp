@@ -3,6 +3,7 @@
 #include "checkpointing/hdf5_file.h"
 #include "launcher/command_line.h"
 #include "launcher/inference_commands.h"
+#include "trainer/checkpoint_model.h"
 #include "trainer/train_option_table.h"
 
 #include <ATen/ATen.h>
@@ -55,7 +56,8 @@ const trainer::OptionTable<InspectConfig>& inspect_options() {
         if (c.file.empty()) throw std::invalid_argument("name a checkpoint file");
       }),
       value<InspectConfig>("json", FIELD(json), "Print one JSON object."),
-      value<InspectConfig>("no-verify", FIELD(no_verify), "Skip reading every dataset to verify its checksum."),
+      value<InspectConfig>("no-verify", FIELD(no_verify),
+                           "Skip reading every dataset to verify its checksum and that the model is complete."),
   };
   return table;
 }
@@ -91,6 +93,7 @@ int run_inspect(const std::vector<std::string>& args) {
     if (!no_verify) {
       walk(f, "data", true);
       f.read_native("spans");
+      trainer::load_checkpoint_model(path, at::kCPU);  // every parameter of the stored shape is there
     }
     const nlohmann::json config = nlohmann::json::parse(header.config_json);
     const nlohmann::json report = {{"file", path},

@@ -54,6 +54,9 @@ int main(int argc, char** argv) {
     return adaspan::launcher::run_eval(args, world);
   }
   if (command == "train") return adaspan::launcher::run_train(&argc, &argv, args);
-  std::fprintf(stderr, "adaspan: error: unknown command '%s'\n%s", command.c_str(), kUsage);
+  std::fprintf(stderr,
+               "adaspan: error: unknown command '%s' (train, eval, generate, inspect, report, launch, prepare; adaspan "
+               "--help)\n",
+               command.c_str());
   return 2;
 }

@@ -16,12 +16,14 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <sstream>
 #include <thread>
 
 namespace adaspan::launcher {
@@ -109,6 +111,8 @@ AttemptResult run_attempt(const std::vector<std::string>& command, int attempt) 
       r.cause = "preempted (checkpointed on a signal)";
     else if (r.exit_code == trainer::kExitWatchdog)
       r.cause = "watchdog: a step or collective hung";
+    else if (r.exit_code == trainer::kExitCheckpointUnwritable)
+      r.cause = "checkpoint not written (run dir full or read-only)";
     else if (r.exit_code == 127)
       r.cause = "command not found";
     else
@@ -214,6 +218,12 @@ int supervise(const LaunchOptions& o) {
 
     if (r.exit_code == 0) return 0;
     if (r.exit_code == trainer::kExitPreempted) return trainer::kExitPreempted;
+    if (r.exit_code == trainer::kExitCheckpointUnwritable) {
+      std::fprintf(stderr,
+                   "adaspan launch: the run dir took no checkpoint (exit 74: full or read-only); not "
+                   "restarting it: free space, then run again (it resumes from the last checkpoint)\n");
+      return trainer::kExitCheckpointUnwritable;
+    }
     if (r.exit_code == kExitUsage) {
       std::fprintf(stderr, "adaspan launch: the command was refused (bad usage, exit 2); not restarting it\n");
       return kExitUsage;
@@ -258,9 +268,26 @@ const char* kLaunchSummary =
     "Attempt 2 onwards runs COMMAND with --resume auto (replacing any --resume). Each attempt is logged to\n"
     "RUN_DIR/attempts.jsonl (RUN_DIR from COMMAND's --run-dir). Exit: 0 when an attempt finished; 75 when it\n"
     "was preempted (it checkpointed on SIGUSR1/SIGTERM; requeue the job); 2 when COMMAND was refused as bad\n"
-    "usage (not restarted: it would be refused again); 1 when every attempt failed.\n"
+    "usage (not restarted: it would be refused again); 74 when the run dir took no checkpoint (full or\n"
+    "read-only; not restarted); 1 when every attempt failed.\n"
     "SIGUSR1, SIGTERM and SIGINT received by launch are passed to the running attempt; after one, or when one\n"
     "arrives during the back-off, no further attempt starts and launch exits 75.";
+
+// Empty when `program` can be executed as execvp would find it, else why not: a command that
+// cannot run is bad usage, refused before any run dir or attempt log is made.
+std::string unrunnable(const std::string& program) {
+  const auto runnable = [](const std::string& path) { return ::access(path.c_str(), X_OK) == 0; };
+  if (program.find('/') != std::string::npos) {
+    if (runnable(program)) return "";
+    return "cannot run '" + program + "': " + std::strerror(errno);
+  }
+  const char* path = std::getenv("PATH");
+  std::istringstream dirs(path ? path : "/usr/local/bin:/usr/bin:/bin");
+  for (std::string dir; std::getline(dirs, dir, ':');) {
+    if (runnable((dir.empty() ? "." : dir) + "/" + program)) return "";
+  }
+  return "cannot run '" + program + "': not found on PATH";
+}
 
 }  // namespace
 
@@ -274,6 +301,7 @@ int run_launch(const std::vector<std::string>& args) {
   if (parsed.error.empty() && !parsed.help && parsed.config.command.empty()) {
     parsed.error = "give the command after --, e.g. adaspan launch -- mpirun -np 2 adaspan train ...";
   }
+  if (parsed.error.empty() && !parsed.help) parsed.error = unrunnable(parsed.config.command.front());
   int exit_code = 0;
   const std::optional<LaunchOptions> o = exit_on_help_or_error(line, parsed, exit_code);
   return o ? supervise(*o) : exit_code;

@@ -133,6 +133,12 @@ int run_train(int* argc, char*** argv, const std::vector<std::string>& args) {
   } catch (const trainer::RunRefused& e) {  // agreed by every rank: one line, a clean exit
     if (world.is_root()) std::fprintf(stderr, "adaspan train: error: %s\n", e.what());
     return 2;
+  } catch (const trainer::CheckpointUnwritable& e) {  // agreed by every rank
+    if (world.is_root()) std::fprintf(stderr, "adaspan train: error: %s\n", e.what());
+    std::fflush(stderr);
+    // Not through MPI_Finalize: HDF5's clean-up of a file whose write failed crashes there (1.10).
+    if (world.size() == 1) std::_Exit(trainer::kExitCheckpointUnwritable);
+    world.abort(trainer::kExitCheckpointUnwritable);
   } catch (const std::exception& e) {
     if (world.size() == 1) {
       std::fprintf(stderr, "adaspan train: error: %s\n", e.what());

@@ -9,9 +9,11 @@ show can be checked against the metrics.
 """
 import base64
 import html
+import io
 import json
 import os
 import sys
+import tempfile
 
 
 def load_metrics(run_dir):
@@ -70,10 +72,26 @@ def series(records):
     return out
 
 
-def save(fig, path):
+def write_in_run_dir(run_dir, name, data):
+    """Writes RUN_DIR/name whole or not at all, never through a link: a new temporary file
+    (O_EXCL) renamed over the name, so a symlink planted there is replaced, not followed."""
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, os.path.join(run_dir, name))
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def save(fig, run_dir, name):
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
+    write_in_run_dir(run_dir, name, png.getvalue())
 
 
 def draw(run_dir, s, spans):
@@ -144,7 +162,7 @@ def draw(run_dir, s, spans):
 
     written = []
     for name, caption, fig in figures:
-        save(fig, os.path.join(run_dir, name))
+        save(fig, run_dir, name)
         written.append((name, caption))
     return written
 
@@ -179,8 +197,7 @@ def write_html(run_dir, s, spans, spans_step, figures):
             parts.append(f"<li>{esc(json.dumps(e))}</li>")
         parts.append("</ul>")
     parts.append("</body></html>")
-    with open(os.path.join(run_dir, "report.html"), "w") as f:
-        f.write("\n".join(parts))
+    write_in_run_dir(run_dir, "report.html", "\n".join(parts).encode())
 
 
 plt = None  # matplotlib.pyplot, imported by main once the run dir is known to be readable
@@ -206,8 +223,7 @@ def main():
     figures = draw(run_dir, s, spans)
     write_html(run_dir, s, spans, spans_step, figures)
     report = dict(s, spans=spans, spans_step=spans_step, figures=[name for name, _ in figures])
-    with open(os.path.join(run_dir, "report.json"), "w") as f:
-        json.dump(report, f)
+    write_in_run_dir(run_dir, "report.json", json.dumps(report).encode())
     print(f"wrote {os.path.join(run_dir, 'report.html')} and {len(figures)} figures")
     return 0
 

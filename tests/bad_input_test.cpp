@@ -214,7 +214,7 @@ const Row kRows[] = {
     {"fail_at_step_negative", "train --steps 2 --run-dir {dir} --fail-at-step -1", 2,
      "--fail-at-step must be >= 0 (0 = none), got -1"},
     {"fail_mode_unknown", "train --steps 2 --run-dir {dir} --fail-mode boom", 2,
-     "--fail-mode 'boom' is not crash, hang, nan, signal or checkpoint"},
+     "--fail-mode 'boom' is not crash, hang, collective, nan, signal or checkpoint"},
     {"fail_count_zero", "train --steps 2 --run-dir {dir} --fail-count 0", 2, "--fail-count must be >= 1, got 0"},
     {"fail_rank_not_integer", "train --steps 2 --run-dir {dir} --fail-rank x", 2, "--fail-rank: 'x' is not an integer"},
     // train: parallelism flags (one process)
@@ -362,6 +362,17 @@ const Row kRows[] = {
     {"report_metrics_without_records", "report {empty_run}", 1, "holds no metrics records", kMatplotlib},
     {"generate_device_unknown", "generate --checkpoint {ckpt} --prompt hi --device cuda:x", 2,
      "--device 'cuda:x' is not cpu, cuda or cuda:N"},
+    {"eval_device_cuda_without_gpu", "eval --checkpoint {ckpt} --data {text} --device cuda", 2,
+     "--device cuda: this build's LibTorch has no CUDA or no GPU is visible", kNoGpu},
+    {"generate_device_cuda_without_gpu", "generate --checkpoint {ckpt} --prompt hi --device cuda", 2,
+     "--device cuda: this build's LibTorch has no CUDA or no GPU is visible", kNoGpu},
+    {"inspect_checkpoint_without_a_dataset", "inspect {nokey}", 1, "'{nokey}' has no dataset 'model/key_pe'"},
+    {"resume_path_into_a_new_run_dir", "train {tiny} --steps 4 --run-dir {dir} --resume {ckpt} --optimizer adam", 2,
+     "--optimizer is \"adagrad\" in the checkpoint, \"adam\" here"},
+    {"unknown_command", "frobnicate", 2, "unknown command 'frobnicate' (train, eval, generate, inspect, report"},
+    {"launch_command_not_found", "launch -- {missing}", 2, "cannot run '{missing}': No such file or directory"},
+    {"launch_command_not_on_path", "launch -- no-such-program-adaspan", 2,
+     "cannot run 'no-such-program-adaspan': not found on PATH"},
 };
 
 // ---- What the rows read: files made for each row, checkpoints trained once per process ----

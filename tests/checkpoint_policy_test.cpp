@@ -135,9 +135,9 @@ TEST(CheckpointPolicy, ARollbacksHalvedLearningRateIsInTheRecordsAndSurvivesARes
   fs::remove_all(dir);
 }
 
-// A file system too full for the next checkpoint: one error line, the previous checkpoint and
-// `latest` as they were, no half-written file left. A real small file system: a tmpfs the test
-// mounts, which needs CAP_SYS_ADMIN; where the sandbox forbids mounting, the test skips (even under
+// A file system too full for the next checkpoint: one error line, exit 74 (which launch does not
+// restart), the previous checkpoint and `latest` as they were, no half-written file left. A real small file system: a
+// tmpfs the test mounts, which needs CAP_SYS_ADMIN; where the sandbox forbids mounting, the test skips (even under
 // CI=true: that is a capability of the machine, not an input the suite could provide).
 TEST(CheckpointPolicy, AFullFileSystemRefusesTheCheckpointAndKeepsThePreviousOne) {
   const fs::path mount = fresh_dir("small_fs", true);
@@ -151,7 +151,7 @@ TEST(CheckpointPolicy, AFullFileSystemRefusesTheCheckpointAndKeepsThePreviousOne
   ASSERT_TRUE(fs::exists(dir / "ckpt-2.h5"));
   const auto size = fs::file_size(dir / "ckpt-2.h5");
   const auto full = run_adaspan(run + " --steps 4 --checkpoint-every 1 --resume auto");
-  EXPECT_EQ(full.exit_code, 1);
+  EXPECT_EQ(full.exit_code, 74);  // not 1: a supervisor must not restart into the same full disk
   EXPECT_NE(full.err.find("checkpoint at step 3 not written"), std::string::npos) << full.err;
   EXPECT_NE(full.err.find("KiB free"), std::string::npos) << full.err;
   EXPECT_EQ(fs::file_size(dir / "ckpt-2.h5"), size);
@@ -160,6 +160,17 @@ TEST(CheckpointPolicy, AFullFileSystemRefusesTheCheckpointAndKeepsThePreviousOne
   EXPECT_EQ(name, "ckpt-2.h5");
   EXPECT_FALSE(fs::exists(dir / "ckpt-3.h5.tmp"));
   EXPECT_FALSE(fs::exists(dir / "ckpt-3.h5"));
+  // Under launch: one attempt, not a loop of restarts that each lose the same steps.
+  const auto launched = run_adaspan("launch --backoff 0 --max-restarts 3 -- " + std::string(ADASPAN_BINARY) + " " +
+                                    run + " --steps 4 --checkpoint-every 1 --resume auto");
+  EXPECT_EQ(launched.exit_code, 74) << launched.err;
+  EXPECT_NE(launched.err.find("not restarting it"), std::string::npos) << launched.err;
+  int attempt_count = 0;
+  {
+    std::ifstream attempts(dir / "attempts.jsonl");  // closed before the umount below
+    for (std::string line; std::getline(attempts, line);) ++attempt_count;
+  }
+  EXPECT_EQ(attempt_count, 1);
   // What was written is still a checkpoint a run resumes from.
   const auto inspected = run_adaspan("inspect " + (dir / "ckpt-2.h5").string());
   EXPECT_EQ(inspected.exit_code, 0) << inspected.err;

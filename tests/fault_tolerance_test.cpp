@@ -130,6 +130,29 @@ TEST(FaultTolerance, HungRankIsAbortedByTheWatchdogAndRestarted) {
   fs::remove_all(dir);
 }
 
+// Rank 1 stops calling collectives with its own watchdog disarmed: only rank 0, waiting inside
+// the step's all-reduce, can notice. Its watchdog must abort the job (exit 86) and the restart
+// resume from the checkpoint.
+TEST(FaultTolerance, RankThatStopsCallingCollectivesIsCaughtByTheOthersWatchdog) {
+  const fs::path dir = fresh_dir("collective");
+  const auto r = launch("--max-restarts 1", dir, 20,
+                        "--checkpoint-every 5 --step-timeout 4 --fail-at-step 8 --fail-rank 1 --fail-mode collective");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("rank 1 stops calling collectives at step 8"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("adaspan: rank 0: training step at step 8 made no progress"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("adaspan: rank 1: training step"), std::string::npos) << "rank 1's own watchdog fired";
+  const auto attempts = lines(dir / "attempts.jsonl");
+  ASSERT_EQ(attempts.size(), 2u);
+  EXPECT_EQ(attempts[0]["exit_code"], 86);
+  EXPECT_EQ(attempts[0]["cause"], "watchdog: a step or collective hung");
+  EXPECT_EQ(attempts[1]["cause"], "finished");
+  expect_resumed_once_at(dir, 5);
+  const Outcome o = outcome(dir);
+  EXPECT_EQ(o.bpc, reference_run().bpc);
+  EXPECT_EQ(o.param_norm, reference_run().param_norm);
+  fs::remove_all(dir);
+}
+
 TEST(FaultTolerance, SignalOnOneRankCheckpointsEveryRankAndExitsPreempted) {
   const fs::path dir = fresh_dir("signal");
   const auto r = run_adaspan(

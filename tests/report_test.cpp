@@ -84,8 +84,8 @@ TEST(Report, FiguresShowTheRunsNumbers) {
   EXPECT_NE(missing.err.find("no metrics.jsonl"), std::string::npos) << missing.err;
 }
 
-// A run dir's files are data: markup in them is escaped in report.html, and a `latest` that names
-// a file outside the run dir is not read.
+// A run dir's files are data: markup in them is escaped in report.html, a `latest` that names a
+// file outside the run dir is not read, and a symlink where the report writes is not written through.
 TEST(Report, EscapesTheRunsTextAndReadsNothingOutsideTheRunDir) {
   if (std::system("timeout 60 python3 -c 'import matplotlib, h5py' > /dev/null 2>&1") != 0) {
     ADASPAN_SKIP_OUTSIDE_CI("python3 lacks matplotlib or h5py (scripts/setup.sh installs them)");
@@ -102,9 +102,17 @@ TEST(Report, EscapesTheRunsTextAndReadsNothingOutsideTheRunDir) {
       << "\n"
       << R"({"event": "done", "step": "<b>bold</b>", "ranks": "<i>", "param_norm": 1.5, "spans": [[1.0]]})"
       << "\n";
+  // Links planted where the report writes: replaced, not followed.
+  std::ofstream(dir / "victim") << "keep me";
+  fs::create_symlink(dir / "victim", dir / "run" / "report.html");
+  fs::create_symlink(dir / "victim", dir / "run" / "report.json");
   const auto r = testing::run_adaspan("report " + (dir / "run").string());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("ignoring 'latest'"), std::string::npos) << r.err;
+  std::ifstream victim(dir / "victim");
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(victim), {}), "keep me") << "written through a symlink";
+  EXPECT_FALSE(fs::is_symlink(dir / "run" / "report.html"));
+  EXPECT_FALSE(fs::is_symlink(dir / "run" / "report.json"));
   std::ifstream html_in(dir / "run" / "report.html");
   const std::string html{std::istreambuf_iterator<char>(html_in), {}};
   EXPECT_EQ(html.find("<script>"), std::string::npos);

@@ -7,6 +7,7 @@
 #include "scratch_dir.h"
 
 #include <gtest/gtest.h>
+#include <hdf5.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -172,6 +173,42 @@ TEST(RunDirectory, ResumeAndRetentionKeepToThisRunsLineage) {
   EXPECT_EQ(nlohmann::json::parse(inspected.out)["run_id"], id_a);
   fs::remove_all(a);
   fs::remove_all(b);
+}
+
+// Makes `file` look like a checkpoint written before run ids existed.
+void strip_run_id(const fs::path& file) {
+  const hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(f, 0) << file;
+  EXPECT_GE(H5Adelete(f, "run_id"), 0);
+  EXPECT_GE(H5Adelete(f, "adopts_unnamed"), 0);
+  H5Fclose(f);
+}
+
+// A run resumed from a checkpoint older than run ids takes those id-less files into its lineage
+// for good: after a second resume they are still its own (retention counts and removes them,
+// no "another run" warning), not strays left behind.
+TEST(RunDirectory, CheckpointsWithoutARunIdStayInTheLineageThatAdoptedThem) {
+  const fs::path dir = fresh_dir("unnamed");
+  const std::string run = kTrain + " --checkpoint-every 2 --run-dir " + dir.string();
+  ASSERT_EQ(run_adaspan(run + " --steps 4").exit_code, 0);
+  ASSERT_NO_FATAL_FAILURE(strip_run_id(dir / "ckpt-2.h5"));
+  ASSERT_NO_FATAL_FAILURE(strip_run_id(dir / "ckpt-4.h5"));
+  const auto adopted = run_adaspan(run + " --steps 6 --resume auto");
+  ASSERT_EQ(adopted.exit_code, 0) << adopted.err;
+  const auto again = run_adaspan(run + " --steps 8 --resume auto --keep-checkpoints 2");
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(again.err.find("belongs to another run"), std::string::npos) << again.err;
+  int resumed_at_6 = 0;
+  for (const auto& line : file_lines(dir / "metrics.jsonl")) {
+    const auto rec = nlohmann::json::parse(line);
+    resumed_at_6 += rec.value("event", "") == "resumed" && rec["step"] == 6;
+  }
+  EXPECT_EQ(resumed_at_6, 1);
+  EXPECT_TRUE(fs::exists(dir / "ckpt-8.h5"));
+  EXPECT_TRUE(fs::exists(dir / "ckpt-6.h5"));
+  EXPECT_FALSE(fs::exists(dir / "ckpt-4.h5")) << "an adopted id-less checkpoint fell out of the lineage";
+  EXPECT_FALSE(fs::exists(dir / "ckpt-2.h5")) << "an adopted id-less checkpoint fell out of the lineage";
+  fs::remove_all(dir);
 }
 
 TEST(RunDirectory, ARunDirInUseIsRefusedNamingItsHolderAndFreedWhenTheHolderDies) {

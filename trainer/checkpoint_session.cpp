@@ -5,6 +5,7 @@
 #include "cluster/mpi_process_group.h"
 #include "trainer/config_json.h"
 #include "trainer/run_refused.h"
+#include "trainer/trainer.h"
 
 #include <ATen/ATen.h>
 
@@ -84,6 +85,7 @@ std::string CheckpointSession::try_load(const std::string& path, const LiveTrain
   }
   out.path = path;
   out.run_id = state.run_id;
+  out.adopts_unnamed = state.run_id.empty() || state.adopts_unnamed;
   out.step = state.step;
   out.tokens_seen = state.tokens_seen;
   out.rng_restored = state.rng_cpu.defined();
@@ -124,19 +126,28 @@ std::optional<Resumed> CheckpointSession::load_newest(const LiveTraining& live) 
   return std::nullopt;
 }
 
-// Empty when the run dir's file system can hold the checkpoint, else why not. The need is the
-// previous checkpoint's size (the same model), or this rank's state for the first, plus 10%: a
-// write that runs out of space midway leaves HDF5 (1.10) in a state its clean-up crashes on.
-std::string CheckpointSession::space_shortfall(const checkpointing::TrainingState& state) const {
-  uint64_t need = 0;
+// Empty when the run dir's file system can hold the checkpoint, else why not (every rank calls
+// it; rank 0's answer counts). The need is this lineage's previous checkpoint (the same model),
+// or for the first one what the ranks will write: the pieces each rank writes (tensor-parallel
+// shards, streams' cache rows) and once the tensors every rank holds whole; plus 10%. A write
+// that runs out of space midway leaves HDF5 (1.10) in a state its clean-up crashes on.
+std::string CheckpointSession::space_shortfall(const checkpointing::TrainingState& state,
+                                               const GroupScalars& group) const {
+  double written = 0;
   for (const auto* list : {&state.parameters, &state.optimizer_state, &state.cache}) {
     for (const auto& t : *list) {
-      if (t.tensor.defined()) need += static_cast<uint64_t>(t.tensor.numel()) * t.tensor.element_size();
+      const bool writes = t.pieces.dim < 0 ? rank_ == 0 : !t.pieces.offsets.empty();
+      if (writes && t.tensor.defined()) written += static_cast<double>(t.tensor.numel()) * t.tensor.element_size();
     }
   }
-  const std::vector<std::string> previous = checkpointing::list_checkpoints(config_.run.run_dir);
-  std::error_code ec;
-  if (!previous.empty()) need = std::max<uint64_t>(need, std::filesystem::file_size(previous.front(), ec));
+  uint64_t need = static_cast<uint64_t>(group.reduce(written, model::ReduceOp::sum));
+  if (rank_ != 0) return "";
+  for (const auto& path : checkpointing::list_checkpoints(config_.run.run_dir)) {
+    if (!in_lineage(path)) continue;
+    std::error_code ec;
+    need = std::max<uint64_t>(need, std::filesystem::file_size(path, ec));
+    break;  // the newest of this lineage
+  }
   need = need + need / 10 + (64 << 10);
   const uint64_t free = checkpointing::free_bytes(config_.run.run_dir);
   if (free >= need) return "";
@@ -148,10 +159,10 @@ Saved CheckpointSession::write_and_commit(const checkpointing::TrainingState& st
                                           const cluster::Communicator& comm, const GroupScalars& group) {
   const auto start = std::chrono::steady_clock::now();
   const std::string tmp = checkpointing::temporary_path(config_.run.run_dir, step);
-  std::string error = rank_ == 0 ? space_shortfall(state) : "";
+  std::string error = space_shortfall(state, group);
   if (!group.all_ok(error.empty())) {
-    throw std::runtime_error("checkpoint at step " + std::to_string(step) + " not written (the previous one is " +
-                             "intact): " + (error.empty() ? "see rank 0" : error));
+    throw CheckpointUnwritable("checkpoint at step " + std::to_string(step) + " not written (the previous one is " +
+                               "intact): " + (error.empty() ? "see rank 0" : error));
   }
   try {
     checkpointing::write_checkpoint(tmp, state, {comm, config_.data.batch_size});
@@ -160,8 +171,8 @@ Saved CheckpointSession::write_and_commit(const checkpointing::TrainingState& st
   }
   if (!group.all_ok(error.empty())) {
     if (rank_ == 0) std::remove(tmp.c_str());  // the space it holds, on a full disk
-    throw std::runtime_error("checkpoint at step " + std::to_string(step) + " failed (the previous one is intact): " +
-                             (error.empty() ? "another rank could not write it" : error));
+    throw CheckpointUnwritable("checkpoint at step " + std::to_string(step) + " failed (the previous one is intact): " +
+                               (error.empty() ? "another rank could not write it" : error));
   }
   if (step == crash_before_commit_) {
     if (rank_ == 0) {
@@ -183,17 +194,19 @@ Saved CheckpointSession::write_and_commit(const checkpointing::TrainingState& st
     }
   }
   if (!group.all_ok(error.empty())) {
-    throw std::runtime_error("checkpoint at step " + std::to_string(step) +
-                             " could not be committed: " + (error.empty() ? "see rank 0" : error));
+    throw CheckpointUnwritable("checkpoint at step " + std::to_string(step) +
+                               " could not be committed: " + (error.empty() ? "see rank 0" : error));
   }
   if (saved.path.empty()) saved.path = checkpointing::checkpoint_path(config_.run.run_dir, step);
   saved.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return saved;
 }
 
-void CheckpointSession::set_run_id(const std::string& run_id, const std::string& parent) {
+void CheckpointSession::set_run_id(const std::string& run_id, bool adopts_unnamed) {
   run_id_ = run_id;
-  lineage_ = {run_id, parent};
+  adopts_unnamed_ = adopts_unnamed;
+  lineage_ = {run_id};
+  if (adopts_unnamed) lineage_.insert("");
 }
 
 bool CheckpointSession::in_lineage(const std::string& path) const {
@@ -213,14 +226,18 @@ std::vector<std::string> CheckpointSession::lineage_checkpoints() {
   }
   std::set<std::string> lineage = lineage_;
   for (const auto& path : all) {
-    std::string id;
+    checkpointing::TrainingState header;
     try {
-      id = checkpointing::read_checkpoint_header(path).run_id;
+      header = checkpointing::read_checkpoint_header(path);
     } catch (const std::exception&) {
       ours.push_back(path);  // damaged: try_load says why and skips it
       continue;
     }
-    if (lineage.empty()) lineage = {id};  // a resume: the lineage of `latest`, or else the newest
+    const std::string& id = header.run_id;
+    if (lineage.empty()) {  // a resume: the lineage of `latest`, or else the newest
+      lineage = {id};
+      if (header.adopts_unnamed) lineage.insert("");
+    }
     if (lineage.count(id)) {
       ours.push_back(path);
     } else if (warnings_) {
@@ -235,6 +252,7 @@ Saved CheckpointSession::save(const LiveTraining& live, int64_t step, int64_t to
   if (std::optional<Saved> previous = wait()) finished_.push_back(*previous);
   checkpointing::TrainingState state = capture_state(live, step, tokens_seen, to_json(config_).dump());
   state.run_id = run_id_;
+  state.adopts_unnamed = adopts_unnamed_;
   Saved saved = write_and_commit(state, step, comm_, group_);
   saved.stall_seconds = saved.seconds;
   return saved;
@@ -265,6 +283,7 @@ void CheckpointSession::save_async(const LiveTraining& live, int64_t step, int64
   auto state = std::make_shared<checkpointing::TrainingState>(
       on_host(capture_state(live, step, tokens_seen, to_json(config_).dump())));
   state->run_id = run_id_;
+  state->adopts_unnamed = adopts_unnamed_;
   const double stall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   pending_ = std::async(std::launch::async, [this, state, step, stall, start] {
     Saved saved = write_and_commit(*state, step, async_comm_, *async_scalars_);

@@ -19,7 +19,8 @@ namespace adaspan::trainer {
 
 struct Resumed {
   std::string path;
-  std::string run_id;  // the checkpoint's run ("" before run ids)
+  std::string run_id;           // the checkpoint's run ("" before run ids)
+  bool adopts_unnamed = false;  // its lineage includes the files without a run id
   int64_t step = 0, tokens_seen = 0;
   bool rng_restored = false;  // false when the writer had another number of ranks
 };
@@ -65,7 +66,8 @@ class CheckpointSession {
 
   // This run's id, written into every checkpoint, and its lineage (the id and the parent's it
   // resumed from): rollback, a later resume and retention use only checkpoints of the lineage.
-  void set_run_id(const std::string& run_id, const std::string& parent);
+  // This run's id, and whether its lineage includes the checkpoints without one (it began from one).
+  void set_run_id(const std::string& run_id, bool adopts_unnamed);
 
   // Fault injection: exit (status 3) after writing step `step`'s checkpoint, before committing it.
   void crash_before_commit_at(int64_t step) { crash_before_commit_ = step; }
@@ -73,7 +75,7 @@ class CheckpointSession {
  private:
   // Empty when every rank loaded `path` into `live`, else the reason (nothing changed then).
   std::string try_load(const std::string& path, const LiveTraining& live, Resumed& out);
-  std::string space_shortfall(const checkpointing::TrainingState& state) const;
+  std::string space_shortfall(const checkpointing::TrainingState& state, const GroupScalars& group) const;
   // Rank 0: the run dir's checkpoints of this lineage, `latest` first; with no lineage yet (a
   // resume), that of the first readable one. Others are named in a warning and left alone.
   std::vector<std::string> lineage_checkpoints();
@@ -89,6 +91,7 @@ class CheckpointSession {
   FILE* warnings_;
   int64_t crash_before_commit_ = -1;
   std::string run_id_;
+  bool adopts_unnamed_ = false;
   std::set<std::string> lineage_;
   // Asynchronous writes: a duplicate communicator and its group, used only by the writer thread.
   cluster::Communicator async_comm_;

@@ -385,10 +385,11 @@ OptionTable<TrainConfig> fault_options() {
           .at_least(0, "0 = none"),
       opt("fail-rank", FIELD(fault.rank), "Testing: the rank that fails.").in("faults"),
       opt("fail-mode", FIELD(fault.mode),
-          "Testing: crash (the rank exits), hang (stops; the watchdog's case), nan (NaN loss), signal (SIGUSR1), "
-          "checkpoint (the job dies between writing a checkpoint and committing it).")
+          "Testing: crash (the rank exits), hang (stops; the watchdog's case), collective (stops calling "
+          "collectives unseen by its own watchdog: the other ranks' watchdogs catch it inside an all-reduce), nan "
+          "(NaN loss), signal (SIGUSR1), checkpoint (the job dies between writing a checkpoint and committing it).")
           .in("faults")
-          .one_of({"crash", "hang", "nan", "signal", "checkpoint"}),
+          .one_of({"crash", "hang", "collective", "nan", "signal", "checkpoint"}),
       opt("fail-count", FIELD(fault.count), "Testing: with --fail-mode nan, the number of consecutive NaN steps.")
           .in("faults")
           .at_least(1),

@@ -17,6 +17,14 @@ namespace adaspan::trainer {
 // Exit statuses of `adaspan train` besides 0 (done), 1 (error) and 2 (bad usage).
 constexpr int kExitPreempted = 75;  // stopped by SIGUSR1/SIGTERM/SIGINT after a checkpoint: resume with --resume auto
 constexpr int kExitWatchdog = 86;   // a step or collective exceeded --step-timeout; the job was aborted
+constexpr int kExitCheckpointUnwritable = 74;  // the run dir took no checkpoint (full, read-only): not restarted
+
+// Every rank agreed that a checkpoint could not be written to the run dir (too little space, a
+// failed write, a refused commit). A restart would lose the same steps again, so launch does not
+// restart it: free space, then --resume auto.
+struct CheckpointUnwritable : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
 struct TrainResult {
   int64_t steps = 0;           // the last step (the run's --steps)

@@ -112,14 +112,18 @@ TrainingRun::TrainingRun(const TrainConfig& config, const Parallelism& paralleli
       tokens_per_step_(config.data.batch_size * config.data.block_size),
       progress_(config.run.steps, quiet || parallelism.world_rank != 0 ? nullptr : stdout),
       watchdog_(config.run.step_timeout, parallelism.world_rank, kExitWatchdog, parallelism.abort_collectives),
-      faults_(config.fault, parallelism.world_rank) {
+      faults_(config.fault, parallelism.world_rank, [this] { watchdog_.idle(); }) {
   cluster::configure_threads(config.run.threads, parallelism.ranks_on_node);
   at::manual_seed(config.run.seed);
   open_data();
-  create_run_dir();
   build_model();
   build_optimizer();
-  open_checkpoints();
+  // A checkpoint named by path is read before the run dir is made: one that does not fit leaves
+  // nothing behind. --resume auto reads the run dir, so it waits for the lock.
+  const bool resume_from_path = !config_.run.resume.empty() && config_.run.resume != "auto";
+  if (resume_from_path) open_checkpoints();
+  create_run_dir();
+  if (!resume_from_path) open_checkpoints();
   open_metrics();
 }
 
@@ -239,7 +243,7 @@ void TrainingRun::open_checkpoints() {
   // A resumed run keeps its checkpoint's run id; a fresh one (or one resumed from a checkpoint
   // older than run ids) gets a new one, rank 0's for every rank.
   run_id_ = resumed_ && !resumed_->run_id.empty() ? resumed_->run_id : group_.broadcast(root_ ? new_run_id() : "");
-  checkpoints_->set_run_id(run_id_, resumed_ ? resumed_->run_id : run_id_);
+  checkpoints_->set_run_id(run_id_, resumed_ && resumed_->adopts_unnamed);
   first_step_ = resumed_ ? resumed_->step + 1 : 1;
   state_.tokens_seen = resumed_ ? resumed_->tokens_seen : 0;
   state_.last_checkpoint = resumed_ ? resumed_->step : 0;
