@@ -23,6 +23,11 @@ class RunDirLock {
   int fd_ = -1;
 };
 
+// Throws std::runtime_error ("run dir 'D' is not writable: Permission denied") unless a new file
+// can be made in run_dir: a read-only directory or file system is refused before a run starts,
+// not found out at its first checkpoint.
+void require_writable(const std::string& run_dir);
+
 // The files of an earlier run in run_dir (metrics.jsonl, checkpoints, `latest`), by name; empty
 // when there are none. The launcher's attempts.jsonl, the lock and previous-* are not a run's.
 std::vector<std::string> earlier_run_files(const std::string& run_dir);

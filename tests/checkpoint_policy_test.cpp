@@ -1,17 +1,22 @@
 // When checkpoints are written (by default at the last step, every N steps, every M minutes) and
 // what a resume refuses (other data, a --steps behind the checkpoint, a changed dropout) or notes
 // (a changed learning rate, the same data under another path), and a rollback's halved learning
-// rate surviving a resume.
+// rate surviving a resume; a full file system or a read-only run dir losing nothing.
+#include "ci_policy.h"
 #include "command_runner.h"
 #include "scratch_dir.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <set>
+#include <thread>
 
 namespace adaspan {
 namespace {
@@ -176,6 +181,69 @@ TEST(CheckpointPolicy, AFullFileSystemRefusesTheCheckpointAndKeepsThePreviousOne
   EXPECT_EQ(inspected.exit_code, 0) << inspected.err;
   EXPECT_EQ(std::system(("timeout 30 umount " + mount.string()).c_str()), 0);
   fs::remove_all(mount);
+}
+
+// Root ignores permissions; without CAP_DAC_OVERRIDE it is held to them like any user (its own
+// files' owner bits), so a directory's mode 0555 makes it read-only for the command.
+std::string as_plain_user() {
+  if (::geteuid() != 0) return "";
+  if (std::system("setpriv --help > /dev/null 2>&1") != 0) return "unavailable";
+  return "setpriv --bounding-set -dac_override,-dac_read_search";
+}
+
+// A read-only run dir: refused at start with one line (status 2) and nothing changed; made
+// read-only while the run trains, the next checkpoint fails with one line and status 74, the
+// previous checkpoint and `latest` stay as they were, and the run resumes from them once the dir
+// is writable again.
+TEST(CheckpointPolicy, AReadOnlyRunDirIsRefusedAtStartAndMidRunKeepsThePreviousCheckpoint) {
+  const std::string plain = as_plain_user();
+  if (plain == "unavailable") ADASPAN_SKIP_OUTSIDE_CI("setpriv (util-linux) is needed to drop root's override");
+  const fs::path dir = fresh_dir("read_only") / "run";
+  const std::string run = kTrain + " --run-dir " + dir.string();
+  ASSERT_EQ(run_adaspan(run + " --steps 2").exit_code, 0);
+  const auto listing = [&dir] {
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
+  };
+  const auto before = listing();
+  fs::permissions(dir, fs::perms::owner_read | fs::perms::owner_exec | fs::perms::group_read | fs::perms::group_exec |
+                           fs::perms::others_read | fs::perms::others_exec);
+  const auto refused = run_adaspan(run + " --steps 4 --resume auto", 0, plain);
+  EXPECT_EQ(refused.exit_code, 2) << refused.err;
+  EXPECT_NE(refused.err.find("is not writable: Permission denied"), std::string::npos) << refused.err;
+  EXPECT_EQ(listing(), before);
+
+  // Mid-run: the dir turns read-only between the checkpoints of steps 300 and 600.
+  fs::permissions(dir, fs::perms::owner_all, fs::perm_options::add);
+  testing::CommandResult mid;
+  std::thread training([&] { mid = run_adaspan(run + " --steps 600 --checkpoint-every 300 --resume auto", 0, plain); });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  std::string latest;
+  while (latest != "ckpt-300.h5" && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::ifstream in(dir / "latest");
+    std::getline(in, latest);
+  }
+  fs::permissions(dir, fs::perms::owner_write | fs::perms::group_write | fs::perms::others_write,
+                  fs::perm_options::remove);
+  training.join();
+  ASSERT_EQ(latest, "ckpt-300.h5") << mid.err;
+  EXPECT_EQ(mid.exit_code, 74) << mid.err;
+  EXPECT_NE(mid.err.find("checkpoint at step 600 failed (the previous one is intact)"), std::string::npos) << mid.err;
+  std::string after;
+  std::getline(std::ifstream(dir / "latest"), after);
+  EXPECT_EQ(after, "ckpt-300.h5");
+  EXPECT_FALSE(fs::exists(dir / "ckpt-600.h5"));
+  EXPECT_FALSE(fs::exists(dir / "ckpt-600.h5.tmp"));
+
+  fs::permissions(dir, fs::perms::owner_write, fs::perm_options::add);
+  const auto resumed = run_adaspan(run + " --steps 600 --resume auto", 0, plain);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_NE(resumed.out.find("resumed from " + (dir / "ckpt-300.h5").string() + " at step 300"), std::string::npos)
+      << resumed.out;
+  fs::remove_all(dir.parent_path());
 }
 
 }  // namespace

@@ -169,6 +169,7 @@ void TrainingRun::prepare_run_dir() {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw std::runtime_error("cannot create run dir '" + dir + "': " + ec.message());
+  checkpointing::require_writable(dir);
   lock_.emplace(dir);
   const std::vector<std::string> earlier = checkpointing::earlier_run_files(dir);
   if (config_.run.resume.empty() && !earlier.empty()) {
