@@ -128,6 +128,26 @@ void MpiProcessGroup::broadcast(at::Tensor& tensor, int root) {
   if (!tensor.is_same(host)) tensor.copy_(host);
 }
 
+// One tag for every point-to-point message: MPI keeps messages between two ranks on one
+// communicator in order, and the model posts them in the same order on both sides.
+constexpr int kPointToPointTag = 7;
+
+std::unique_ptr<model::CollectiveWork> MpiProcessGroup::send_async(const at::Tensor& tensor, int peer) {
+  const at::Tensor host = host_view(tensor);
+  MPI_Request request;
+  check(MPI_Isend(host.data_ptr(), count_of(host), mpi_type(host), peer, kPointToPointTag, to_mpi(comm_), &request),
+        "send");
+  return std::make_unique<MpiWork>(host, host, request);
+}
+
+std::unique_ptr<model::CollectiveWork> MpiProcessGroup::recv_async(at::Tensor& tensor, int peer) {
+  at::Tensor host = host_view(tensor);
+  MPI_Request request;
+  check(MPI_Irecv(host.data_ptr(), count_of(host), mpi_type(host), peer, kPointToPointTag, to_mpi(comm_), &request),
+        "receive");
+  return std::make_unique<MpiWork>(tensor, host, request);
+}
+
 void MpiProcessGroup::barrier() { check(MPI_Barrier(to_mpi(comm_)), "barrier"); }
 
 }  // namespace adaspan::cluster

@@ -16,6 +16,8 @@ class MpiProcessGroup final : public model::ProcessGroup {
   std::unique_ptr<model::CollectiveWork> reduce_scatter_async(const at::Tensor& in, at::Tensor& out) override;
   void all_gather(const at::Tensor& in, at::Tensor& out) override;
   void broadcast(at::Tensor& tensor, int root) override;
+  std::unique_ptr<model::CollectiveWork> send_async(const at::Tensor& tensor, int peer) override;
+  std::unique_ptr<model::CollectiveWork> recv_async(at::Tensor& tensor, int peer) override;
   void barrier() override;
 
  private:

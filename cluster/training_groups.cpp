@@ -21,10 +21,10 @@ bool wants_nccl(const World& world, const GroupsRequest& request, int dp_size) {
 }  // namespace
 
 TrainingGroups::TrainingGroups(const World& world, const GroupsRequest& request)
-    : world_comm_(Communicator::world()), grid_(world_comm_, request.tp), world_group_(world_comm_) {
-  if (!wants_nccl(world, request, grid_.dp_size())) return;
+    : world_comm_(Communicator::world()), grid_(world_comm_, request.tp, request.cp), world_group_(world_comm_) {
+  if (!wants_nccl(world, request, grid_.replica_group().size())) return;
   try {
-    nccl_ = make_nccl_process_group(grid_.dp_comm(), at::Device(request.device).index());
+    nccl_ = make_nccl_process_group(grid_.replica_comm(), at::Device(request.device).index());
   } catch (const std::exception& e) {
     throw std::runtime_error(std::string(e.what()) +
                              " (NCCL needs one GPU per rank; with more ranks than GPUs use --dp-backend mpi)");

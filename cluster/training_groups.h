@@ -1,10 +1,13 @@
 #pragma once
 // Every process group a training rank uses, built once from the world and the layout (the grid of
 // cluster/grid.h):
-//   gradients  the data-parallel group: NCCL for CUDA tensors when every rank on the node has a
+//   gradients  the replica group (DP x CP ranks with the same TP shard): NCCL for CUDA tensors when every rank on the
+//   node has a
 //              GPU of its own (NCCL refuses to share one), else MPI (CUDA tensors staged through
 //              the host);
 //   tp         the tensor-parallel group of consecutive ranks (none when TP = 1);
+//   cp         the context-parallel group, the chunks of the same blocks: MPI point-to-point
+//              halos (none when CP = 1);
 //   control    every rank over MPI: host scalars (metrics, agreement on skips and stops);
 //   files      every rank, for collective checkpoint writes.
 #include "cluster/communicator.h"
@@ -20,7 +23,7 @@
 namespace adaspan::cluster {
 
 struct GroupsRequest {
-  int tp = 1;
+  int tp = 1, cp = 1;
   std::string device = "cpu";       // cpu | cuda:N (this rank's GPU)
   std::string dp_backend = "auto";  // auto | mpi | nccl
 };
@@ -34,15 +37,18 @@ class TrainingGroups {
   TrainingGroups(const TrainingGroups&) = delete;
   TrainingGroups& operator=(const TrainingGroups&) = delete;
 
-  model::ProcessGroup& gradients() { return nccl_ ? *nccl_ : grid_.dp_group(); }
+  model::ProcessGroup& gradients() { return nccl_ ? *nccl_ : grid_.replica_group(); }
   model::ProcessGroup& control() { return world_group_; }
   model::ProcessGroup* tp_group() { return grid_.tp_size() > 1 ? &grid_.tp_group() : nullptr; }
+  model::ProcessGroup* cp_group() { return grid_.cp_size() > 1 ? &grid_.cp_group() : nullptr; }
   const Communicator& files() const { return world_comm_; }
 
   int dp_rank() const { return grid_.dp_rank(); }
   int dp_size() const { return grid_.dp_size(); }
   int tp_rank() const { return grid_.tp_rank(); }
   int tp_size() const { return grid_.tp_size(); }
+  int cp_rank() const { return grid_.cp_rank(); }
+  int cp_size() const { return grid_.cp_size(); }
   bool uses_nccl() const { return nccl_ != nullptr; }
   // The watchdog's last act: abort NCCL's in-flight collectives (empty without NCCL).
   std::function<void()> abort_collectives();

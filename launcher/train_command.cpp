@@ -24,9 +24,10 @@ namespace {
 // What only the whole job can check: the grid's shape and the backend.
 void check_layout(const trainer::TrainConfig& config, int world_size) {
   trainer::validate(config);
-  const std::string grid_error = cluster::check_grid({world_size, config.run.tp}, config.data.batch_size);
+  const std::string grid_error =
+      cluster::check_grid({world_size, config.run.tp, config.run.cp}, config.data.batch_size);
   if (!grid_error.empty()) throw std::invalid_argument(grid_error);
-  const int64_t per_rank = config.data.batch_size / std::max(1, world_size / config.run.tp);
+  const int64_t per_rank = config.data.batch_size / std::max(1, world_size / (config.run.tp * config.run.cp));
   if (per_rank % config.optim.grad_accum != 0) {
     throw std::invalid_argument("--grad-accum " + std::to_string(config.optim.grad_accum) + " does not divide the " +
                                 std::to_string(per_rank) +
@@ -77,7 +78,7 @@ trainer::TrainResult train_on_grid(trainer::TrainConfig& config, const cluster::
     const int gpus = std::max(1, at::detail::getCUDAHooks().getNumGPUs());
     config.run.device = "cuda:" + std::to_string(world.local_rank() % gpus);
   }
-  cluster::TrainingGroups groups(world, {config.run.tp, config.run.device, config.run.dp_backend});
+  cluster::TrainingGroups groups(world, {config.run.tp, config.run.cp, config.run.device, config.run.dp_backend});
   trainer::Parallelism parallelism;
   parallelism.gradients = &groups.gradients();
   parallelism.control = &groups.control();
@@ -86,6 +87,11 @@ trainer::TrainResult train_on_grid(trainer::TrainConfig& config, const cluster::
   parallelism.dp_size = groups.dp_size();
   parallelism.world_rank = world.rank();
   if (groups.tp_group()) parallelism.tp = {groups.tp_group(), groups.tp_rank(), groups.tp_size()};
+  if (groups.cp_group()) {
+    parallelism.cp.group = groups.cp_group();
+    parallelism.cp.rank = groups.cp_rank();
+    parallelism.cp.size = groups.cp_size();
+  }
   parallelism.ranks_on_node = world.local_size();
   parallelism.mpi_thread_multiple = world.multiple_threads();
   parallelism.abort_collectives = groups.abort_collectives();

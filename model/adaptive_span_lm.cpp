@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <stdexcept>
 #include <string>
 
 namespace adaspan::model {
@@ -138,6 +139,15 @@ std::vector<std::vector<double>> AdaptiveSpanLM::span_means() const {
 
 std::vector<std::vector<double>> AdaptiveSpanLM::span_p99s() const {
   return gather_head_values([](const SpanAttentionLayer& attn) { return attn.span_stats().p99; });
+}
+
+void AdaptiveSpanLM::set_context_parallel(const ContextParallel& cp) {
+  if (cp.enabled() && config_.cache != CacheMode::kv) {
+    throw std::invalid_argument(
+        "context parallelism needs --cache kv (a hidden cache would need every position's "
+        "layer input on every rank)");
+  }
+  for (auto& layer : layers_) layer->attention().set_context_parallel(cp);
 }
 
 void AdaptiveSpanLM::clamp_spans() {

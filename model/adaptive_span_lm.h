@@ -33,6 +33,10 @@ class AdaptiveSpanLM : public torch::nn::Module {
   // without sharding), then cut. See model/tensor_parallel.h.
   void shard(const TensorParallel& tp);
   const TensorParallel& tensor_parallel() const { return tp_; }
+  // Context parallelism (model/context_parallel.h): forward then takes chunk cp.rank of each
+  // block, [B, M / C], and its cache holds this rank's chunks (--cache kv only:
+  // std::invalid_argument otherwise).
+  void set_context_parallel(const ContextParallel& cp);
   // spans[layer][i] in bytes, for this rank's heads; heads()[layer][i] is the canonical index.
   std::vector<std::vector<double>> spans() const;
   std::vector<std::vector<int64_t>> heads() const;

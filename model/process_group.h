@@ -5,6 +5,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <memory>
+#include <stdexcept>
 
 namespace adaspan::model {
 
@@ -34,6 +35,14 @@ class ProcessGroup {
   // out: [size * n] from each rank's `in` ([n]), in rank order.
   virtual void all_gather(const at::Tensor& in, at::Tensor& out) = 0;
   virtual void broadcast(at::Tensor& tensor, int root) = 0;
+  // Point to point (context parallelism's halos): `tensor` (contiguous) to / from group rank
+  // `peer`. Messages between two ranks arrive in the order they were sent.
+  virtual std::unique_ptr<CollectiveWork> send_async(const at::Tensor& /*tensor*/, int /*peer*/) {
+    throw std::logic_error("this process group has no point-to-point messages");
+  }
+  virtual std::unique_ptr<CollectiveWork> recv_async(at::Tensor& /*tensor*/, int /*peer*/) {
+    throw std::logic_error("this process group has no point-to-point messages");
+  }
   virtual void barrier() = 0;
   // Unblocks collectives that will never complete (a peer died or hung) before the process
   // exits; the group is unusable afterwards. Called from another thread by the watchdog.

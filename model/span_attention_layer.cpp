@@ -1,5 +1,6 @@
 #include "model/span_attention_layer.h"
 
+#include "model/halo_exchange.h"
 #include "model/mixed_precision.h"
 
 #include <ATen/ATen.h>
@@ -112,7 +113,8 @@ kernels::SpanAttentionOptions SpanAttentionLayer::head_options(const at::Tensor&
 
 AttentionOutput SpanAttentionLayer::forward(const at::Tensor& h, const LayerCache& cache, const at::Tensor& key_pe) {
   const at::Tensor x = copy_to_tp_region(h, tp_);  // column parallel: each rank's heads see all of h
-  return config_.cache == CacheMode::hidden ? forward_hidden(x, cache, key_pe) : forward_kv(x, cache, key_pe);
+  if (config_.cache == CacheMode::hidden) return forward_hidden(x, cache, key_pe);
+  return cp_.enabled() ? forward_kv_chunk(x, cache, key_pe) : forward_kv(x, cache, key_pe);
 }
 
 AttentionOutput SpanAttentionLayer::forward_hidden(const at::Tensor& h, const LayerCache& cache,
@@ -165,6 +167,52 @@ AttentionOutput SpanAttentionLayer::forward_kv(const at::Tensor& h, const LayerC
     result.next_cache.values.push_back(last_rows(values[head].detach(), keep).contiguous());
   }
   result.next_cache.stream_position = cache.stream_position + h.size(1);
+  result.out = attend_heads(h, q, keys, values, key_pe, windows);
+  return result;
+}
+
+// Context parallelism: h is chunk c of the block. The keys and values before it come from the
+// halo (model/halo_exchange.h); the cache is this rank's own chunks of the last blocks that any
+// window can reach, [B, history_blocks·m, dh] per head, oldest first.
+AttentionOutput SpanAttentionLayer::forward_kv_chunk(const at::Tensor& h, const LayerCache& cache,
+                                                     const at::Tensor& key_pe) {
+  const int64_t chunk = h.size(1), block = chunk * cp_.size;
+  span_->begin_block(h, cache.stream_position + cp_.rank * chunk);
+  std::vector<int64_t> windows = span_->windows(local_heads());
+  if (config_.span_mode == SpanMode::dynamic) {  // per-token spans: every chunk's widest, agreed
+    at::Tensor widest = at::tensor(windows, at::kLong);
+    cp_.group->all_reduce(widest, ReduceOp::max);
+    windows.assign(widest.data_ptr<int64_t>(), widest.data_ptr<int64_t>() + widest.numel());
+  }
+  const at::Tensor q = split_heads(in_dtype_of(proj_query_->forward(h), key_pe), local_heads());
+  const at::Tensor k_new = split_heads(in_dtype_of(proj_key_->forward(h), key_pe), local_heads());
+  const at::Tensor v_new = split_heads(in_dtype_of(proj_val_->forward(h), key_pe), local_heads());
+
+  const int64_t reach = (config_.attn_span + block - 1) / block;  // blocks a window of S can reach back
+  at::Tensor history_k, history_v;
+  if (cache.keys.empty()) {
+    history_k = history_v = k_new.narrow(2, 0, 0).detach();
+  } else {
+    history_k = at::stack(cache.keys, 1);
+    history_v = at::stack(cache.values, 1);
+  }
+  const Halo halo = exchange_halo(k_new, v_new, history_k, history_v, windows, cp_);
+
+  std::vector<at::Tensor> keys = halo.own_keys.unbind(1), values = halo.own_values.unbind(1);  // [B, m, dh] each
+  AttentionOutput result;
+  const int64_t kept = std::min(reach, history_k.size(2) / chunk + 1) * chunk;
+  for (int64_t head = 0; head < local_heads(); ++head) {
+    const int64_t length = halo.lengths[static_cast<size_t>(head)];
+    if (length > 0) {
+      keys[head] = at::cat({last_rows(halo.keys.select(1, head), length), keys[head]}, 1);
+      values[head] = at::cat({last_rows(halo.values.select(1, head), length), values[head]}, 1);
+    }
+    const at::Tensor own_k = at::cat({history_k.select(1, head), k_new.select(1, head).detach()}, 1);
+    const at::Tensor own_v = at::cat({history_v.select(1, head), v_new.select(1, head).detach()}, 1);
+    result.next_cache.keys.push_back(last_rows(own_k, kept).contiguous());
+    result.next_cache.values.push_back(last_rows(own_v, kept).contiguous());
+  }
+  result.next_cache.stream_position = cache.stream_position + block;
   result.out = attend_heads(h, q, keys, values, key_pe, windows);
   return result;
 }

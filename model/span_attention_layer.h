@@ -9,6 +9,7 @@
 // and the normalizer (attention_normalizer.h: softmax, entmax15, ASEntmax; module "asentmax").
 // The kernels pick the implementation (kernels::span_attention).
 #include "model/attention_normalizer.h"
+#include "model/context_parallel.h"
 #include "model/layer_cache.h"
 #include "model/model_config.h"
 #include "model/parameter_modules.h"
@@ -34,6 +35,8 @@ class SpanAttentionLayer : public torch::nn::Module {
   // Keeps only `heads` (canonical indices): their rows of W_q, W_k, W_v, their columns of W_o,
   // their spans; the output is then summed over the tensor-parallel group.
   void shard(const TensorParallel& tp, const std::vector<int64_t>& heads);
+  // Context parallelism: this layer sees chunk cp.rank of each block (--cache kv only).
+  void set_context_parallel(const ContextParallel& cp) { cp_ = cp; }
   // The canonical indices of the heads this layer computes (all of them without sharding).
   const std::vector<int64_t>& heads() const { return heads_; }
   // After a rebalance has replaced the parameters' slices: the heads they now hold.
@@ -77,11 +80,13 @@ class SpanAttentionLayer : public torch::nn::Module {
   kernels::SpanAttentionOptions head_options(const at::Tensor& hp, int64_t head, int64_t window) const;
   AttentionOutput forward_hidden(const at::Tensor& h, const LayerCache& cache, const at::Tensor& key_pe);
   AttentionOutput forward_kv(const at::Tensor& h, const LayerCache& cache, const at::Tensor& key_pe);
+  AttentionOutput forward_kv_chunk(const at::Tensor& h, const LayerCache& cache, const at::Tensor& key_pe);
 
   int64_t local_heads() const { return static_cast<int64_t>(heads_.size()); }
 
   ModelConfig config_;
   TensorParallel tp_;
+  ContextParallel cp_;  // the halo exchange keeps its address until backward: never moved
   std::vector<int64_t> heads_;
   std::shared_ptr<LinearParams> proj_query_, proj_key_, proj_val_, proj_out_;
   std::shared_ptr<SpanPolicy> span_;

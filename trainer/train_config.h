@@ -33,6 +33,7 @@ struct RunConfig {
   std::string device = "cpu";        // cpu | cuda | cuda:N
   std::string precision = "fp32";    // fp32 | bf16 (autocast; fp32 master weights and optimizer state)
   int tp = 1;                        // tensor-parallel ranks per replica
+  int cp = 1;                        // context-parallel ranks: chunks per block
   int64_t rebalance_every = 0;       // steps between span-aware head placements (tp > 1); 0 = never
   double rebalance_threshold = 0.1;  // move heads when the largest rank load drops by more than this
   std::string dp_backend = "auto";   // auto | mpi | nccl

@@ -417,6 +417,33 @@ OptionTable<TrainConfig> parallel_options() {
                   "checkpoints with --tp > 1 need --cache kv (hidden caches are sized by each rank's own heads)");
             }
           }),
+      opt("cp", FIELD(run.cp),
+          "Context-parallel ranks: each block of --block-size M is cut into cp chunks of M / cp positions, one "
+          "per rank (ranks strided by --tp); a rank reads, embeds and trains only its chunk, and fetches from the "
+          "ranks before it the keys and values its heads' learned windows reach (a halo of W_h per head, not "
+          "the whole block). World = DP x CP x TP. Needs --cache kv. Checkpoints are logical: any cp resumes "
+          "any checkpoint.")
+          .in("parallel")
+          .at_least(1)
+          .stored("run")
+          .check([](const TrainConfig& c) {
+            if (c.run.cp == 1) return;
+            const int64_t m = c.data.block_size;
+            if (m % c.run.cp != 0) {
+              throw std::invalid_argument("--block-size " + std::to_string(m) + " is not divisible by --cp " +
+                                          std::to_string(c.run.cp));
+            }
+            if ((m / c.run.cp) % 64 != 0) {
+              throw std::invalid_argument("--cp " + std::to_string(c.run.cp) + " cuts --block-size " +
+                                          std::to_string(m) + " into chunks of " + std::to_string(m / c.run.cp) +
+                                          " positions, not a multiple of 64");
+            }
+            if (c.model.cache != CacheMode::kv) {
+              throw std::invalid_argument(
+                  "--cp > 1 needs --cache kv (a hidden cache would need every position's "
+                  "layer input on every rank)");
+            }
+          }),
       opt("rebalance-every", FIELD(run.rebalance_every),
           "With --tp > 1: every N steps, plan a head-to-rank placement from the learned spans (equal heads per "
           "rank, smallest largest per-rank sum of span windows) and move the heads (weights, spans, optimizer "

@@ -3,6 +3,7 @@
 // (trainer/training_run.h) to its last step or to an agreed stop signal. One rank, or every rank
 // of a DP x TP grid each calling train() with its own Parallelism.
 #include "cluster/communicator.h"
+#include "model/context_parallel.h"
 #include "model/process_group.h"
 #include "model/tensor_parallel.h"
 #include "trainer/run_refused.h"
@@ -52,6 +53,7 @@ struct Parallelism {
   int dp_rank = 0, dp_size = 1;              // among the data-parallel replicas
   int world_rank = 0;                        // among all ranks (rank 0 logs)
   model::TensorParallel tp;                  // this rank's tensor-parallel group (none: TP = 1)
+  model::ContextParallel cp;                 // this rank's context-parallel group (none: CP = 1)
   int ranks_on_node = 1;                     // CPU threads are shared among them
   std::function<void()> abort_collectives;   // the watchdog's last act (e.g. ncclCommAbort); may be empty
   bool mpi_thread_multiple = false;          // MPI allows a background thread's collectives (async checkpoints)

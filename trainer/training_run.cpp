@@ -31,10 +31,14 @@ data::ByteCorpus open_corpus(const std::vector<std::string>& files, uint64_t bui
 }
 
 // [rows, M + 1] bytes -> (inputs [rows, M], targets [rows, M]) as int64 on `device`.
-std::pair<at::Tensor, at::Tensor> to_tensors(const data::ByteBatch& batch, const at::Device& device) {
+// Inputs and next-byte targets of this rank's chunk of the block (the whole block without
+// context parallelism).
+std::pair<at::Tensor, at::Tensor> to_tensors(const data::ByteBatch& batch, const at::Device& device,
+                                             const model::ContextParallel& cp) {
   at::Tensor bytes = at::from_blob(const_cast<uint8_t*>(batch.bytes.data()), {batch.rows, batch.cols}, at::kByte)
                          .to(device, at::kLong);
-  return {bytes.narrow(1, 0, batch.cols - 1), bytes.narrow(1, 1, batch.cols - 1)};
+  const int64_t chunk = (batch.cols - 1) / cp.size, first = cp.rank * chunk;
+  return {bytes.narrow(1, first, chunk), bytes.narrow(1, first + 1, chunk)};
 }
 
 nlohmann::json spans_json(const std::vector<std::vector<double>>& spans) {
@@ -44,14 +48,15 @@ nlohmann::json spans_json(const std::vector<std::vector<double>>& spans) {
 }
 
 // Mean NLL (nats) of `blocks` consecutive validation blocks from the stream starts, zero cache.
-double evaluate(model::AdaptiveSpanLM& model, data::StreamSampler& sampler, int64_t blocks, const at::Device& device) {
+double evaluate(model::AdaptiveSpanLM& model, data::StreamSampler& sampler, int64_t blocks, const at::Device& device,
+                const model::ContextParallel& cp) {
   at::NoGradGuard no_grad;
   model.eval();
   sampler.rewind();
   model::ModelCache cache;
   double nll_sum = 0;
   for (int64_t b = 0; b < blocks; ++b) {
-    auto [x, y] = to_tensors(sampler.next(), device);
+    auto [x, y] = to_tensors(sampler.next(), device, cp);
     model::LMOutput out = model.forward(x, cache);
     nll_sum += at::nll_loss(out.log_probs.reshape({-1, out.log_probs.size(-1)}), y.reshape({-1})).item<double>();
     cache = std::move(out.next_cache);
@@ -194,6 +199,7 @@ void TrainingRun::prepare_run_dir() {
 void TrainingRun::build_model() {
   model_.emplace(config_.model);
   model_->shard(parallelism_.tp);
+  model_->set_context_parallel(parallelism_.cp);
   model_->to(device_);
   model_->set_precision(model::parse_precision(config_.run.precision));
   if (root_ && !quiet_ && device_.is_cpu() && model_->precision() == model::Precision::bf16) {
@@ -207,7 +213,7 @@ void TrainingRun::build_model() {
 
 void TrainingRun::build_optimizer() {
   std::vector<at::Tensor> params = model_->parameters();
-  if (parallelism_.gradients && parallelism_.dp_size > 1) {
+  if (parallelism_.gradients && parallelism_.gradients->size() > 1) {  // DP x CP replicas of this shard
     at::NoGradGuard no_grad;
     for (auto& p : params) parallelism_.gradients->broadcast(p, 0);  // one model, whatever each rank's RNG did
     reducer_ = std::make_unique<GradientReducer>(params, *parallelism_.gradients, config_.run.bucket_mb << 20,
@@ -313,7 +319,7 @@ bool TrainingRun::step_or_skip() {
   const int64_t step = state_.step;
   watchdog_.enter("training step", step);
   faults_.at_step_start(step);
-  auto [x, y] = to_tensors(sampler_->next(), device_);  // x, y: [B / dp, M]
+  auto [x, y] = to_tensors(sampler_->next(), device_, parallelism_.cp);  // x, y: [B / DP, M / CP]
   std::vector<MicroBatch> micro;
   const std::vector<at::Tensor> xs = x.chunk(config_.optim.grad_accum, 0), ys = y.chunk(config_.optim.grad_accum, 0);
   for (size_t k = 0; k < xs.size(); ++k) micro.push_back({xs[k], ys[k]});
@@ -433,6 +439,8 @@ void TrainingRun::maybe_log() {
 
 nlohmann::json TrainingRun::training_record(double window_s) {
   const double comm_s = reducer_ ? reducer_->take_wait_seconds() : 0.0;
+  const model::HaloTraffic halo = *parallelism_.cp.traffic;  // context parallelism's, this window
+  *parallelism_.cp.traffic = {};
   // Each rank's mean over its equal share of the streams: their mean is the global mean.
   const double nll = group_.reduce(state_.progress.window.nll, model::ReduceOp::sum) / all_ranks_;
   const double slowest = group_.reduce(window_s, model::ReduceOp::max);
@@ -453,6 +461,8 @@ nlohmann::json TrainingRun::training_record(double window_s) {
       {"peak_memory_mb", peak_mb},
       {"optimizer_state_mb", group_.gather(static_cast<double>(optimizer_->state_bytes()) / 1e6)},
       {"kv_cache_mb", group_.gather(static_cast<double>(kv_cache_bytes(caches_)) / 1e6)},
+      {"halo_mb_per_step", group_.gather(halo.bytes_sent / 1e6 / steps)},
+      {"cp_comm_wait_s", group_.gather(halo.wait_seconds / steps)},
       {"attention_s_per_step", group_.gather((model_->attention_seconds() - state_.attention_at_log) / steps)},
       {"skipped_steps", state_.skipped_steps},
       {"spans", spans_json(model_->all_spans())}};
@@ -472,8 +482,10 @@ void TrainingRun::maybe_validate() {
   }
   watchdog_.enter("validation", step);
   const double attention_before = model_->attention_seconds();
-  const double local = evaluate(*model_, *valid_sampler_, config_.run.eval_steps, device_);
+  const model::HaloTraffic training_halos = *parallelism_.cp.traffic;  // validation's are not training's
+  const double local = evaluate(*model_, *valid_sampler_, config_.run.eval_steps, device_, parallelism_.cp);
   const double eval_attention = model_->attention_seconds() - attention_before;  // not training time
+  *parallelism_.cp.traffic = training_halos;
   state_.attention_at_log += eval_attention;
   state_.attention_at_check += eval_attention;
   const double bpc = group_.reduce(local, model::ReduceOp::sum) / all_ranks_ / kLn2;

@@ -1,0 +1,265 @@
+#include "model/halo_exchange.h"
+
+#include <ATen/ATen.h>
+#include <torch/autograd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <map>
+#include <memory>
+
+namespace adaspan::model {
+namespace {
+
+int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+struct Entry {
+  int64_t head = 0;
+  HaloPiece piece;
+};
+
+// Who sends which rows to whom in one exchange, the same on every rank of the group.
+struct Plan {
+  std::map<int, std::vector<Entry>> to;    // peer -> rows of mine it needs
+  std::map<int, std::vector<Entry>> from;  // peer -> rows of its I need
+  std::vector<Entry> local;                // rows of my own history in my halo
+};
+
+// A head's halo for chunk `receiver`: its window, cut at the first position there is (the start
+// of training or of the oldest history block), as a cache that has not filled up yet.
+int64_t halo_length(int64_t window, int receiver, int chunks, int64_t chunk, int64_t history_blocks) {
+  return std::min(window, (receiver + history_blocks * chunks) * chunk);
+}
+
+std::vector<int64_t> halo_lengths(const std::vector<int64_t>& windows, int receiver, int chunks, int64_t chunk,
+                                  int64_t history_blocks) {
+  std::vector<int64_t> out;
+  for (int64_t w : windows) out.push_back(halo_length(w, receiver, chunks, chunk, history_blocks));
+  return out;
+}
+
+Plan make_plan(const std::vector<int64_t>& windows, int me, int chunks, int64_t chunk, int64_t history_blocks) {
+  Plan plan;
+  for (int64_t h = 0; h < static_cast<int64_t>(windows.size()); ++h) {
+    for (int receiver = 0; receiver < chunks; ++receiver) {
+      const int64_t length = halo_length(windows[h], receiver, chunks, chunk, history_blocks);
+      for (const HaloPiece& piece : halo_pieces(receiver, chunks, chunk, length, history_blocks)) {
+        if (receiver == me && piece.owner == me) {
+          plan.local.push_back({h, piece});
+        } else if (receiver == me) {
+          plan.from[piece.owner].push_back({h, piece});
+        } else if (piece.owner == me) {
+          plan.to[receiver].push_back({h, piece});
+        }
+      }
+    }
+  }
+  return plan;
+}
+
+int64_t rows_of(const std::vector<Entry>& entries, bool gradients_only) {
+  int64_t rows = 0;
+  for (const Entry& e : entries) rows += gradients_only && e.piece.block != 0 ? 0 : e.piece.rows;
+  return rows;
+}
+
+// The owner's rows of an entry: [B, rows, dh] of its current chunk or its history.
+at::Tensor source_rows(const Entry& e, const at::Tensor& current, const at::Tensor& history) {
+  const at::Tensor& from = e.piece.block == 0 ? current : history;
+  return from.select(1, e.head).narrow(1, e.piece.source_row, e.piece.rows);
+}
+
+// Head h's rows of a halo whose last lengths[h] rows are the head's.
+at::Tensor halo_rows(const Entry& e, const at::Tensor& halo, const std::vector<int64_t>& lengths) {
+  const int64_t first = halo.size(2) - lengths[static_cast<size_t>(e.head)] + e.piece.halo_row;
+  return halo.select(1, e.head).narrow(1, first, e.piece.rows);
+}
+
+// Sends and receives in flight, timed and counted into the group's traffic.
+class Messages {
+ public:
+  explicit Messages(const ContextParallel& cp) : cp_(cp) {}
+  void send(at::Tensor buffer, int peer) {
+    cp_.traffic->bytes_sent += static_cast<double>(buffer.numel() * buffer.element_size());
+    keep_.push_back(buffer);
+    work_.push_back(cp_.group->send_async(keep_.back(), peer));
+  }
+  at::Tensor& receive(at::Tensor buffer, int peer) {
+    keep_.push_back(std::move(buffer));
+    work_.push_back(cp_.group->recv_async(keep_.back(), peer));
+    return keep_.back();
+  }
+  void wait() {
+    const auto start = std::chrono::steady_clock::now();
+    for (auto& w : work_) w->wait();
+    cp_.traffic->wait_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+
+ private:
+  const ContextParallel& cp_;
+  std::deque<at::Tensor> keep_;  // stable addresses while MPI reads or writes them
+  std::vector<std::unique_ptr<CollectiveWork>> work_;
+};
+
+const ContextParallel& cp_of(torch::autograd::AutogradContext* ctx) {
+  return *reinterpret_cast<const ContextParallel*>(static_cast<intptr_t>(ctx->saved_data["cp"].toInt()));
+}
+
+class HaloFunction : public torch::autograd::Function<HaloFunction> {
+ public:
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& keys,
+                                                const at::Tensor& values, const at::Tensor& history_keys,
+                                                const at::Tensor& history_values, std::vector<int64_t> lengths,
+                                                int64_t cp_handle) {
+    const auto& cp = *reinterpret_cast<const ContextParallel*>(static_cast<intptr_t>(cp_handle));
+    const int64_t chunk = keys.size(2), history_blocks = history_keys.size(2) / chunk;
+    const Plan plan = make_plan(lengths, cp.rank, cp.size, chunk, history_blocks);
+    const std::vector<int64_t> mine = halo_lengths(lengths, cp.rank, cp.size, chunk, history_blocks);
+    int64_t width = 0;
+    for (int64_t l : mine) width = std::max(width, l);
+    at::Tensor halo_k = at::zeros({keys.size(0), keys.size(1), width, keys.size(3)}, keys.options());
+    at::Tensor halo_v = at::zeros_like(halo_k);
+
+    Messages messages(cp);
+    std::map<int, at::Tensor*> received;
+    for (const auto& [peer, entries] : plan.from) {
+      const int64_t rows = rows_of(entries, false);
+      if (rows > 0) received[peer] = &messages.receive(at::empty({2, keys.size(0), rows, keys.size(3)}, keys.options()), peer);
+    }
+    for (const auto& [peer, entries] : plan.to) {
+      std::vector<at::Tensor> k, v;
+      for (const Entry& e : entries) {
+        k.push_back(source_rows(e, keys, history_keys));
+        v.push_back(source_rows(e, values, history_values));
+      }
+      if (!k.empty()) messages.send(at::stack({at::cat(k, 1), at::cat(v, 1)}).contiguous(), peer);
+    }
+    for (const Entry& e : plan.local) {
+      halo_rows(e, halo_k, mine).copy_(source_rows(e, keys, history_keys));
+      halo_rows(e, halo_v, mine).copy_(source_rows(e, values, history_values));
+    }
+    messages.wait();
+    for (const auto& [peer, buffer] : received) {
+      int64_t row = 0;
+      for (const Entry& e : plan.from.at(peer)) {
+        halo_rows(e, halo_k, mine).copy_(buffer->select(0, 0).narrow(1, row, e.piece.rows));
+        halo_rows(e, halo_v, mine).copy_(buffer->select(0, 1).narrow(1, row, e.piece.rows));
+        row += e.piece.rows;
+      }
+    }
+    ctx->saved_data["cp"] = cp_handle;
+    ctx->saved_data["windows"] = lengths;
+    ctx->saved_data["history_blocks"] = history_blocks;
+    ctx->saved_data["shape"] = keys.sizes().vec();
+    return {halo_k, halo_v};
+  }
+
+  // The halo's gradients of the rows of current chunks go back to their owners (HaloOwner's
+  // backward adds them there). Nothing flows into this function's own inputs.
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const ContextParallel& cp = cp_of(ctx);
+    const std::vector<int64_t> windows = ctx->saved_data["windows"].toIntVector();
+    const std::vector<int64_t> shape = ctx->saved_data["shape"].toIntVector();
+    const int64_t history_blocks = ctx->saved_data["history_blocks"].toInt();
+    const Plan plan = make_plan(windows, cp.rank, cp.size, shape[2], history_blocks);
+    const std::vector<int64_t> mine = halo_lengths(windows, cp.rank, cp.size, shape[2], history_blocks);
+    const at::Tensor halo_gk = grads[0].defined() ? grads[0] : at::zeros_like(grads[1]);
+    const at::Tensor halo_gv = grads[1].defined() ? grads[1] : at::zeros_like(grads[0]);
+    Messages messages(cp);
+    for (const auto& [peer, entries] : plan.from) {
+      std::vector<at::Tensor> k, v;
+      for (const Entry& e : entries) {
+        if (e.piece.block != 0) continue;  // an earlier block's rows: detached, nothing flows back
+        k.push_back(halo_rows(e, halo_gk, mine));
+        v.push_back(halo_rows(e, halo_gv, mine));
+      }
+      if (!k.empty()) messages.send(at::stack({at::cat(k, 1), at::cat(v, 1)}).contiguous(), peer);
+    }
+    messages.wait();
+    return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+// The identity on this chunk's keys and values, whose backward adds the gradients that the later
+// chunks' halos send back for the rows they received. Every rank's own keys pass through it, so
+// it runs on every rank whether or not its own halo was used.
+class HaloOwner : public torch::autograd::Function<HaloOwner> {
+ public:
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& keys,
+                                                const at::Tensor& values, std::vector<int64_t> windows,
+                                                int64_t history_blocks, int64_t cp_handle) {
+    ctx->saved_data["cp"] = cp_handle;
+    ctx->saved_data["windows"] = windows;
+    ctx->saved_data["history_blocks"] = history_blocks;
+    ctx->saved_data["shape"] = keys.sizes().vec();
+    return {keys.clone(), values.clone()};
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const ContextParallel& cp = cp_of(ctx);
+    const std::vector<int64_t> windows = ctx->saved_data["windows"].toIntVector();
+    const std::vector<int64_t> shape = ctx->saved_data["shape"].toIntVector();
+    const int64_t history_blocks = ctx->saved_data["history_blocks"].toInt();
+    const Plan plan = make_plan(windows, cp.rank, cp.size, shape[2], history_blocks);
+    const at::TensorOptions options = grads[0].defined() ? grads[0].options() : grads[1].options();
+    at::Tensor grad_k = grads[0].defined() ? grads[0].clone() : at::zeros(shape, options);
+    at::Tensor grad_v = grads[1].defined() ? grads[1].clone() : at::zeros(shape, options);
+    Messages messages(cp);
+    std::map<int, at::Tensor*> received;
+    for (const auto& [peer, entries] : plan.to) {
+      const int64_t rows = rows_of(entries, true);
+      if (rows > 0) received[peer] = &messages.receive(at::empty({2, shape[0], rows, shape[3]}, options), peer);
+    }
+    messages.wait();
+    for (const auto& [peer, buffer] : received) {
+      int64_t row = 0;
+      for (const Entry& e : plan.to.at(peer)) {
+        if (e.piece.block != 0) continue;
+        grad_k.select(1, e.head).narrow(1, e.piece.source_row, e.piece.rows) +=
+            buffer->select(0, 0).narrow(1, row, e.piece.rows);
+        grad_v.select(1, e.head).narrow(1, e.piece.source_row, e.piece.rows) +=
+            buffer->select(0, 1).narrow(1, row, e.piece.rows);
+        row += e.piece.rows;
+      }
+    }
+    return {grad_k, grad_v, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+std::vector<HaloPiece> halo_pieces(int receiver, int chunks, int64_t chunk, int64_t length, int64_t history_blocks) {
+  std::vector<HaloPiece> pieces;
+  const int64_t start = receiver * chunk - length, end = receiver * chunk;
+  for (int64_t p = start; p < end;) {
+    const int64_t g = floor_div(p, chunk);
+    const int64_t piece_end = std::min(end, (g + 1) * chunk);
+    const int64_t block = floor_div(g, chunks);
+    const int64_t offset = p - g * chunk;
+    if (block >= -history_blocks) {
+      HaloPiece piece;
+      piece.owner = static_cast<int>(g - block * chunks);
+      piece.block = block;
+      piece.source_row = block == 0 ? offset : (history_blocks + block) * chunk + offset;
+      piece.halo_row = p - start;
+      piece.rows = piece_end - p;
+      pieces.push_back(piece);
+    }
+    p = piece_end;
+  }
+  return pieces;
+}
+
+Halo exchange_halo(const at::Tensor& keys, const at::Tensor& values, const at::Tensor& history_keys,
+                   const at::Tensor& history_values, const std::vector<int64_t>& windows, const ContextParallel& cp) {
+  const int64_t handle = static_cast<int64_t>(reinterpret_cast<intptr_t>(&cp));
+  const int64_t chunk = keys.size(2), history_blocks = history_keys.size(2) / chunk;
+  const torch::autograd::variable_list own = HaloOwner::apply(keys, values, windows, history_blocks, handle);
+  const torch::autograd::variable_list out =
+      HaloFunction::apply(keys, values, history_keys, history_values, windows, handle);
+  return {own[0], own[1], out[0], out[1], halo_lengths(windows, cp.rank, cp.size, chunk, history_blocks)};
+}
+
+}  // namespace adaspan::model
