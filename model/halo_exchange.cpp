@@ -125,7 +125,8 @@ class HaloFunction : public torch::autograd::Function<HaloFunction> {
     std::map<int, at::Tensor*> received;
     for (const auto& [peer, entries] : plan.from) {
       const int64_t rows = rows_of(entries, false);
-      if (rows > 0) received[peer] = &messages.receive(at::empty({2, keys.size(0), rows, keys.size(3)}, keys.options()), peer);
+      if (rows > 0)
+        received[peer] = &messages.receive(at::empty({2, keys.size(0), rows, keys.size(3)}, keys.options()), peer);
     }
     for (const auto& [peer, entries] : plan.to) {
       std::vector<at::Tensor> k, v;

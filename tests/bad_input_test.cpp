@@ -373,6 +373,14 @@ const Row kRows[] = {
     {"launch_command_not_found", "launch -- {missing}", 2, "cannot run '{missing}': No such file or directory"},
     {"launch_command_not_on_path", "launch -- no-such-program-adaspan", 2,
      "cannot run 'no-such-program-adaspan': not found on PATH"},
+    {"cp_not_dividing_the_block", "train --steps 2 --run-dir {dir} --block-size 128 --cp 3", 2,
+     "--block-size 128 is not divisible by --cp 3"},
+    {"cp_chunk_not_a_multiple_of_64", "train --steps 2 --run-dir {dir} --block-size 96 --cp 2", 2,
+     "--cp 2 cuts --block-size 96 into chunks of 48 positions, not a multiple of 64"},
+    {"cp_with_hidden_cache", "train --steps 2 --run-dir {dir} --block-size 128 --cp 2 --cache hidden", 2,
+     "--cp > 1 needs --cache kv"},
+    {"cp_more_than_the_ranks", "train --steps 2 --run-dir {dir} --block-size 128 --cp 2", 2,
+     "world size 1 is not divisible by --tp 1 x --cp 2"},
 };
 
 // ---- What the rows read: files made for each row, checkpoints trained once per process ----

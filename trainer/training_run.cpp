@@ -7,6 +7,7 @@
 #include "data/corpus_identity.h"
 #include "data/synthetic_corpus.h"
 #include "model/mixed_precision.h"
+#include "trainer/context_caches.h"
 #include "trainer/head_rebalancer.h"
 #include "trainer/train_step.h"
 #include "trainer/zero_optimizer.h"
@@ -235,8 +236,10 @@ void TrainingRun::build_optimizer() {
 }
 
 void TrainingRun::open_checkpoints() {
+  // Under context parallelism the replicas of a shard are DP x CP ranks; CP rank 0 writes the cache.
+  const int replica = parallelism_.dp_rank * parallelism_.cp.size + parallelism_.cp.rank;
   live_.emplace(LiveTraining{*model_, *optimizer_, *sampler_, caches_, state_.progress, parallelism_.world_rank,
-                             all_ranks_, parallelism_.dp_rank});
+                             all_ranks_, replica, parallelism_.cp.rank == 0});
   // The background writer calls MPI (collective HDF5 over `files`) while this thread does too.
   async_checkpoints_ =
       config_.run.async_checkpoint && (!parallelism_.files.valid() || parallelism_.mpi_thread_multiple);
@@ -247,6 +250,7 @@ void TrainingRun::open_checkpoints() {
       std::make_unique<CheckpointSession>(config_, parallelism_.files, group_, parallelism_.world_rank, all_ranks_,
                                           root_ && !quiet_ ? stderr : nullptr, async_checkpoints_);
   resumed_ = checkpoints_->resume(*live_);
+  if (resumed_) caches_loaded();
   // A resumed run keeps its checkpoint's run id; a fresh one (or one resumed from a checkpoint
   // older than run ids) gets a new one, rank 0's for every rank.
   run_id_ = resumed_ && !resumed_->run_id.empty() ? resumed_->run_id : group_.broadcast(root_ ? new_run_id() : "");
@@ -376,6 +380,7 @@ bool TrainingRun::maybe_rollback() {
   progress_.message(("rolled back to " + back->path + "; half the learning rate until step " +
                      std::to_string(state_.progress.halved_lr_until))
                         .c_str());
+  caches_loaded();
   state_.step = back->step;  // the loop's ++ continues after it
   state_.tokens_seen = back->tokens_seen;
   state_.last_checkpoint = back->step;
@@ -506,10 +511,12 @@ void TrainingRun::maybe_checkpoint() {
   if ((every || final || state_.checkpoint_due || stopping) && checkpoints_possible()) {
     watchdog_.enter("checkpoint", step);
     // The last step's and a stopping run's checkpoints are synchronous: nothing may be lost.
+    std::vector<model::ModelCache> logical;
+    const LiveTraining live = checkpointed(logical);
     if (async_checkpoints_ && !state_.stop_signal && !last) {
-      checkpoints_->save_async(*live_, step, state_.tokens_seen);
+      checkpoints_->save_async(live, step, state_.tokens_seen);
     } else {
-      const Saved saved = checkpoints_->save(*live_, step, state_.tokens_seen);
+      const Saved saved = checkpoints_->save(live, step, state_.tokens_seen);
       log_finished_checkpoints();
       log_checkpoint(saved);
     }
@@ -518,6 +525,24 @@ void TrainingRun::maybe_checkpoint() {
     state_.window_start = Clock::now();
   }
   log_finished_checkpoints();
+}
+
+// What a checkpoint captures: the live training, with the logical caches (filled into `logical`)
+// under context parallelism.
+LiveTraining TrainingRun::checkpointed(std::vector<model::ModelCache>& logical) const {
+  if (!parallelism_.cp.enabled()) return *live_;
+  logical =
+      logical_caches(caches_, parallelism_.cp, config_.data.block_size / parallelism_.cp.size, config_.model.attn_span);
+  const LiveTraining& live = *live_;
+  return LiveTraining{live.model, live.optimizer, live.sampler, logical,          live.progress,
+                      live.rank,  live.ranks,     live.dp_rank, live.writes_cache};
+}
+
+// After a checkpoint was loaded into caches_ (logical): this rank's chunks of it.
+void TrainingRun::caches_loaded() {
+  if (!parallelism_.cp.enabled()) return;
+  caches_ =
+      chunk_caches(caches_, parallelism_.cp, config_.data.block_size / parallelism_.cp.size, config_.model.attn_span);
 }
 
 bool TrainingRun::checkpoints_possible() const {

@@ -88,6 +88,8 @@ class TrainingRun {
   void maybe_checkpoint();
   bool should_stop();
   bool checkpoints_possible() const;
+  LiveTraining checkpointed(std::vector<model::ModelCache>& logical) const;
+  void caches_loaded();
   TrainResult finish();
 
   // The metrics record of the window that ends at this step.

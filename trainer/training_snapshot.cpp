@@ -128,7 +128,8 @@ checkpointing::TrainingState capture_state(const LiveTraining& live, int64_t ste
   const auto all_rows = any_kv ? cache_rows_of_all_heads(live, stacked) : std::vector<std::vector<double>>{};
   for (size_t l = 0; l < stacked.size(); ++l) {
     const model::LayerCache& c = stacked[l];
-    if (c.hidden.defined()) s.cache.push_back({layer_prefix(l) + "hidden", c.hidden, rows_piece(c.hidden, true)});
+    if (c.hidden.defined())
+      s.cache.push_back({layer_prefix(l) + "hidden", c.hidden, rows_piece(c.hidden, live.writes_cache)});
     if (c.keys.empty()) continue;
     for (int64_t h = 0; h < live.model.config().heads; ++h) {
       const auto& held = heads[l];
@@ -146,8 +147,10 @@ checkpointing::TrainingState capture_state(const LiveTraining& live, int64_t ste
                                  live.model.config().head_dim()};
       }
       const std::string suffix = "." + std::to_string(h);
-      s.cache.push_back({layer_prefix(l) + "keys" + suffix, keys, mine ? rows_piece(keys, true) : shape_only});
-      s.cache.push_back({layer_prefix(l) + "values" + suffix, values, mine ? rows_piece(values, true) : shape_only});
+      s.cache.push_back(
+          {layer_prefix(l) + "keys" + suffix, keys, mine ? rows_piece(keys, live.writes_cache) : shape_only});
+      s.cache.push_back(
+          {layer_prefix(l) + "values" + suffix, values, mine ? rows_piece(values, live.writes_cache) : shape_only});
     }
   }
   s.metrics_window = at::tensor(

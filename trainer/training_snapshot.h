@@ -30,8 +30,9 @@ struct LiveTraining {
   // checkpoint holds them stacked, so any number of micro-batches can resume.
   std::vector<model::ModelCache>& caches;
   CheckpointedProgress& progress;
-  int rank = 0, ranks = 1;  // among all ranks (RNG states and metrics windows are per rank)
-  int dp_rank = 0;          // among the data-parallel replicas: replica 0 writes the sharded tensors
+  int rank = 0, ranks = 1;   // among all ranks (RNG states and metrics windows are per rank)
+  int dp_rank = 0;           // among the replicas of this shard (DP x CP): replica 0 writes the sharded tensors
+  bool writes_cache = true;  // false on context-parallel ranks but the first: they hold the same logical cache
 };
 
 checkpointing::TrainingState capture_state(const LiveTraining& live, int64_t step, int64_t tokens_seen,

@@ -1,0 +1,162 @@
+// Context parallelism (--cp): a block's chunks on several ranks, each head fetching only its
+// window of keys and values before the chunk. One rank is the reference: real `mpirun -np 2/4`
+// runs match it to 1e-5, checkpoints move between any --cp, and the halo follows the spans.
+#include "model/halo_exchange.h"
+#include "tests/command_runner.h"
+#include "tests/scratch_dir.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+namespace adaspan {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::run_adaspan;
+
+// 4 heads with planted spans of 20 to 500 bytes over S = 512: chunks of 64 (CP 4) need halos of
+// one to eight hops, reaching back into the previous block.
+const std::string kTrain =
+    "train --layers 2 --d-model 32 --heads 4 --ff-size 64 --attn-span 512 --block-size 256 --batch-size 4"
+    " --log-every 2 --eval-every 4 --eval-steps 2 --threads 1 --dropout 0";
+const std::string kPlantedSpans = " --span-init-heads 20,100,300,500";
+
+struct CpRun {
+  std::map<int64_t, double> train_bpc, valid_bpc;
+  double param_norm = -1;
+  int64_t resumed_at = -1;
+  std::vector<double> halo_mb;  // the last record's, per rank
+};
+
+CpRun read_run(const fs::path& dir) {
+  CpRun run;
+  std::ifstream in(dir / "metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    const auto r = nlohmann::json::parse(line);
+    if (r.contains("bpc")) (r.contains("split") ? run.valid_bpc : run.train_bpc)[r["step"]] = r["bpc"];
+    if (r.contains("halo_mb_per_step")) run.halo_mb = r["halo_mb_per_step"].get<std::vector<double>>();
+    if (r.value("event", "") == "done") run.param_norm = r["param_norm"];
+    if (r.value("event", "") == "resumed") run.resumed_at = r["step"];
+  }
+  return run;
+}
+
+CpRun train(const std::string& name, const std::string& flags, int ranks, const std::string& base = kTrain) {
+  const fs::path dir = testing::fresh_dir("cp", name, false);
+  const std::string spans = flags.find("--span-init-heads") == std::string::npos ? kPlantedSpans : "";
+  const auto r = run_adaspan(base + spans + " " + flags + " --run-dir " + dir.string(), ranks, "", 240);
+  EXPECT_EQ(r.exit_code, 0) << name << "\n" << r.err;
+  CpRun run = read_run(dir);
+  fs::remove_all(dir);
+  return run;
+}
+
+// Every record of `want` in `got`, to 1e-5 (a resumed run may hold one more: the interrupted
+// attempt's last validation).
+void expect_close(const std::map<int64_t, double>& got, const std::map<int64_t, double>& want, const char* what) {
+  EXPECT_GE(got.size(), want.size()) << what;
+  EXPECT_LE(got.size(), want.size() + 1) << what;
+  for (const auto& [step, bpc] : want) {
+    ASSERT_EQ(got.count(step), 1u) << what << " step " << step;
+    EXPECT_NEAR(got.at(step), bpc, 1e-5 * bpc) << what << " step " << step;
+  }
+}
+
+void expect_same_training(const CpRun& got, const CpRun& want) {
+  expect_close(got.train_bpc, want.train_bpc, "train bpc");
+  expect_close(got.valid_bpc, want.valid_bpc, "valid bpc");
+  EXPECT_NEAR(got.param_norm, want.param_norm, 1e-6 * want.param_norm);
+}
+
+// The slow, obvious answer: for every position before the chunk, its owner, block and row.
+TEST(ContextParallel, HaloPiecesNameEveryPositionsOwnerBlockAndRow) {
+  const int64_t chunk = 64, history = 3;
+  for (int chunks : {1, 2, 4}) {
+    for (int receiver = 0; receiver < chunks; ++receiver) {
+      for (int64_t length : {0, 1, 63, 64, 65, 200, 512}) {
+        std::vector<std::tuple<int, int64_t, int64_t>> expected;  // (owner, block, source row) per halo row
+        for (int64_t p = receiver * chunk - length; p < receiver * chunk; ++p) {
+          const int64_t g = p >= 0 ? p / chunk : -((-p + chunk - 1) / chunk);
+          const int64_t block = g >= 0 ? g / chunks : -((-g + chunks - 1) / chunks);
+          const int owner = static_cast<int>(g - block * chunks);
+          const int64_t offset = p - g * chunk;
+          if (block < -history) continue;
+          expected.emplace_back(owner, block, block == 0 ? offset : (history + block) * chunk + offset);
+        }
+        std::vector<std::tuple<int, int64_t, int64_t>> listed;
+        int64_t next_row = length - static_cast<int64_t>(expected.size());
+        for (const auto& piece : model::halo_pieces(receiver, chunks, chunk, length, history)) {
+          EXPECT_EQ(piece.halo_row, next_row);
+          next_row += piece.rows;
+          for (int64_t r = 0; r < piece.rows; ++r) listed.emplace_back(piece.owner, piece.block, piece.source_row + r);
+        }
+        EXPECT_EQ(listed, expected) << "receiver " << receiver << " of " << chunks << ", length " << length;
+      }
+    }
+  }
+}
+
+TEST(ContextParallel, TrainingOnTwoAndFourChunksMatchesOneRank) {
+  const CpRun one = train("one", "--steps 8", 0);
+  const CpRun two = train("two", "--steps 8 --cp 2", 2);
+  const CpRun four = train("four", "--steps 8 --cp 4", 4);
+  expect_same_training(two, one);
+  expect_same_training(four, one);
+  ASSERT_EQ(four.halo_mb.size(), 4u);
+  for (double mb : four.halo_mb) EXPECT_GT(mb, 0);
+}
+
+TEST(ContextParallel, DynamicSpansFullAttentionAndTensorParallelMatchOneRank) {
+  expect_same_training(train("dyn2", "--steps 6 --span-mode dynamic --cp 2", 2),
+                       train("dyn1", "--steps 6 --span-mode dynamic", 0));
+  expect_same_training(train("full2", "--steps 6 --attention full --cp 2", 2),
+                       train("full1", "--steps 6 --attention full", 0));
+  expect_same_training(train("tp2cp2", "--steps 6 --tp 2 --cp 2", 4), train("tp1cp1", "--steps 6", 0));
+}
+
+// Checkpoints hold the logical cache: written at --cp 2 and resumed on one rank, written on one
+// rank and resumed at --cp 4, the run goes on as if never interrupted.
+TEST(ContextParallel, CheckpointsResumeOnAnyNumberOfChunks) {
+  const CpRun straight = train("straight", "--steps 12", 0);
+  for (const auto& [first, second] : {std::pair{2, 1}, std::pair{1, 4}}) {
+    const fs::path dir = testing::fresh_dir("cp", "resume_" + std::to_string(first) + "_" + std::to_string(second));
+    const auto flags = [](int cp) { return cp > 1 ? " --cp " + std::to_string(cp) : std::string(); };
+    const auto a = run_adaspan(kTrain + kPlantedSpans + " --steps 6 --run-dir " + dir.string() + flags(first),
+                               first > 1 ? first : 0);
+    ASSERT_EQ(a.exit_code, 0) << a.err;
+    const auto b = run_adaspan(kTrain + kPlantedSpans + " --steps 12 --resume auto --run-dir " + dir.string() +
+                                   flags(second),
+                               second > 1 ? second : 0);
+    ASSERT_EQ(b.exit_code, 0) << b.err;
+    const CpRun resumed = read_run(dir);
+    EXPECT_EQ(resumed.resumed_at, 6) << "cp " << first << " -> " << second;
+    expect_same_training(resumed, straight);
+    fs::remove_all(dir);
+  }
+}
+
+// The halo follows the learned spans: with chunks of 256, heads looking back 20-40 bytes (windows
+// of 64) exchange a fraction of what heads looking back the whole S = 512 do.
+TEST(ContextParallel, HaloTrafficFollowsTheSpans) {
+  std::string long_blocks = kTrain;
+  long_blocks.replace(long_blocks.find("--block-size 256"), 16, "--block-size 1024");
+  const CpRun short_spans = train("short", "--steps 4 --cp 4 --span-init-heads 20,20,40,40", 4, long_blocks);
+  const CpRun whole_span = train("whole", "--steps 4 --cp 4 --attention full", 4, long_blocks);
+  ASSERT_EQ(short_spans.halo_mb.size(), 4u);
+  ASSERT_EQ(whole_span.halo_mb.size(), 4u);
+  double short_total = 0, whole_total = 0;
+  for (int r = 0; r < 4; ++r) {
+    short_total += short_spans.halo_mb[static_cast<size_t>(r)];
+    whole_total += whole_span.halo_mb[static_cast<size_t>(r)];
+  }
+  EXPECT_GT(short_total, 0);
+  EXPECT_LT(short_total * 4, whole_total) << short_total << " MB vs " << whole_total << " MB";
+}
+
+}  // namespace
+}  // namespace adaspan
