@@ -179,7 +179,10 @@ AttentionOutput SpanAttentionLayer::forward_kv_chunk(const at::Tensor& h, const 
   const int64_t chunk = h.size(1), block = chunk * cp_.size;
   span_->begin_block(h, cache.stream_position + cp_.rank * chunk);
   std::vector<int64_t> windows = span_->windows(local_heads());
-  if (config_.span_mode == SpanMode::dynamic) {  // per-token spans: every chunk's widest, agreed
+  {
+    // Both ends of every halo must plan the same rows: the windows are agreed (the widest chunk's
+    // for per-token spans; for one span per head they already agree, unless a replicated span
+    // sits on a window boundary and rounds differently on some rank).
     at::Tensor widest = at::tensor(windows, at::kLong);
     cp_.group->all_reduce(widest, ReduceOp::max);
     windows.assign(widest.data_ptr<int64_t>(), widest.data_ptr<int64_t>() + widest.numel());

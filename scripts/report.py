@@ -1,35 +1,64 @@
 #!/usr/bin/env python3
-"""adaspan report RUN_DIR: a self-contained RUN_DIR/report.html and PNG figures of a run.
+"""adaspan report RUN_DIR [--tensorboard] [--tensorboard-dir DIR] [--follow]: a self-contained
+RUN_DIR/report.html and PNG figures of a run, and optionally TensorBoard event files.
 
 Reads RUN_DIR/metrics.jsonl (and the newest checkpoint named by RUN_DIR/latest, with h5py, for the
 final spans) and draws: bits per byte (train and validation) over steps, tokens/s over steps, a
 heatmap of the learned span of every head (layer x head), the span trajectories over training, and
 per-rank memory and step time. RUN_DIR/report.json holds every plotted series, so what the figures
 show can be checked against the metrics.
+
+--tensorboard writes the same series as TensorBoard events (torch's SummaryWriter) to
+RUN_DIR/tensorboard (or --tensorboard-dir DIR, which implies --tensorboard): scalars bpc/train,
+bpc/valid, lr, tokens_per_s, peak_memory_mb/rank{r}, step_time_s/max and /min,
+span/layer{l}/head{h}; a histogram `spans` of every head's span at each logged step; the heatmap
+as the image `spans_heatmap` at the spans' step. Each report replaces the event files an earlier
+report wrote there (named *.adaspan-report), so a step is never shown twice. --follow keeps
+appending what metrics.jsonl gains (polled every 2 s) until the run's `done` record or
+SIGINT/SIGTERM (exit 0), then writes report.html.
 """
+import argparse
 import base64
 import html
 import io
 import json
+import math
 import os
+import signal
 import sys
 import tempfile
+import time
+
+EVENTS_SUFFIX = ".adaspan-report"  # ends the names of the event files report writes (and replaces)
+POLL_SECONDS = 2.0  # --follow: how often metrics.jsonl is read
+
+
+def parse_records(lines):
+    """The JSON objects of metrics.jsonl's lines; a line cut by a crash (or not an object) is skipped."""
+    records = []
+    for line in lines:
+        line = line.strip()
+        if line:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+    return records
+
+
+def has_steps(records):
+    return any("step" in r for r in records)
 
 
 def load_metrics(run_dir):
     path = os.path.join(run_dir, "metrics.jsonl")
     if not os.path.exists(path):
         sys.exit(f"adaspan report: error: no metrics.jsonl in '{run_dir}'")
-    records = []
     with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    pass  # a line cut by a crash
-    if not any(isinstance(r, dict) and "step" in r for r in records):
+        records = parse_records(f)
+    if not has_steps(records):
         sys.exit(f"adaspan report: error: '{path}' holds no metrics records (did the run take a step?)")
     return records
 
@@ -94,6 +123,22 @@ def save(fig, run_dir, name):
     write_in_run_dir(run_dir, name, png.getvalue())
 
 
+def heatmap_figure(spans):
+    """The learned span of every head, layer x head (report.html's heatmap, and TensorBoard's image)."""
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 + 0.6 * len(spans[0])), max(3.0, 1.2 + 0.5 * len(spans))))
+    image = ax.imshow(spans, cmap="viridis", aspect="auto")
+    for layer, row in enumerate(spans):
+        for head, z in enumerate(row):
+            ax.text(head, layer, f"{z:.0f}", ha="center", va="center", color="white", fontsize=8)
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
+    ax.set_xticks(range(len(spans[0])))
+    ax.set_yticks(range(len(spans)))
+    fig.colorbar(image, ax=ax, label="span (bytes)")
+    ax.set_title("Learned spans")
+    return fig
+
+
 def draw(run_dir, s, spans):
     figures = []
 
@@ -117,18 +162,7 @@ def draw(run_dir, s, spans):
     figures.append(("throughput.png", "Training throughput", fig))
 
     if spans:
-        fig, ax = plt.subplots(figsize=(max(4.0, 1.2 + 0.6 * len(spans[0])), max(3.0, 1.2 + 0.5 * len(spans))))
-        image = ax.imshow(spans, cmap="viridis", aspect="auto")
-        for layer, row in enumerate(spans):
-            for head, z in enumerate(row):
-                ax.text(head, layer, f"{z:.0f}", ha="center", va="center", color="white", fontsize=8)
-        ax.set_xlabel("head")
-        ax.set_ylabel("layer")
-        ax.set_xticks(range(len(spans[0])))
-        ax.set_yticks(range(len(spans)))
-        fig.colorbar(image, ax=ax, label="span (bytes)")
-        ax.set_title("Learned spans")
-        figures.append(("spans_heatmap.png", "Learned span of each head (bytes)", fig))
+        figures.append(("spans_heatmap.png", "Learned span of each head (bytes)", heatmap_figure(spans)))
 
     if s["span_trajectories"]:
         fig, ax = plt.subplots(figsize=(7, 4))
@@ -200,22 +234,8 @@ def write_html(run_dir, s, spans, spans_step, figures):
     write_in_run_dir(run_dir, "report.html", "\n".join(parts).encode())
 
 
-plt = None  # matplotlib.pyplot, imported by main once the run dir is known to be readable
-
-
-def main():
-    global plt
-    if len(sys.argv) != 2 or sys.argv[1] in ("-h", "--help"):
-        print(__doc__.strip())
-        return 0 if len(sys.argv) == 2 else 2
-    run_dir = sys.argv[1]
-    records = load_metrics(run_dir)  # before matplotlib: a bad run dir is one line, whatever is installed
-    try:
-        import matplotlib
-    except ImportError:
-        sys.exit("adaspan report: error: python3 lacks matplotlib (scripts/setup.sh installs it)")
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def write_report(run_dir, records):
+    """report.html, its PNGs and report.json; returns the heatmap's spans and their step."""
     s = series(records)
     spans, spans_step = checkpoint_spans(run_dir)
     if spans is None and s["span_trajectories"]:
@@ -224,9 +244,228 @@ def main():
     write_html(run_dir, s, spans, spans_step, figures)
     report = dict(s, spans=spans, spans_step=spans_step, figures=[name for name, _ in figures])
     write_in_run_dir(run_dir, "report.json", json.dumps(report).encode())
-    print(f"wrote {os.path.join(run_dir, 'report.html')} and {len(figures)} figures")
+    print(f"wrote {os.path.join(run_dir, 'report.html')} and {len(figures)} figures", flush=True)
+    return spans, spans_step
+
+
+def is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class Events:
+    """A run's TensorBoard event files, written with torch's SummaryWriter (tensorboard's protos
+    and file format). Starting (or restarting) removes the event files an earlier report wrote in
+    the directory: each report writes the whole series, so TensorBoard never shows a step twice."""
+
+    def __init__(self, summary_writer, directory):
+        self.summary_writer, self.directory = summary_writer, directory
+        self.start()
+
+    def start(self):
+        if os.path.isdir(self.directory):
+            for name in os.listdir(self.directory):
+                path = os.path.join(self.directory, name)
+                if name.startswith("events.out.tfevents.") and name.endswith(EVENTS_SUFFIX) and (
+                        os.path.islink(path) or os.path.isfile(path)):
+                    os.unlink(path)  # a link is removed, never followed
+        self.writer = self.summary_writer(log_dir=self.directory, filename_suffix=EVENTS_SUFFIX)
+        self.records, self.last_step = 0, None
+
+    def restart(self):
+        self.writer.close()
+        self.start()
+
+    def add(self, r):
+        """A training or validation record as scalars (and the spans as a histogram); others are skipped."""
+        step = r.get("step")
+        if not isinstance(step, int) or isinstance(step, bool) or not is_number(r.get("bpc")):
+            return
+        w = self.writer
+        if r.get("split") == "valid":
+            w.add_scalar("bpc/valid", r["bpc"], step)
+        elif "split" in r:
+            return
+        else:
+            w.add_scalar("bpc/train", r["bpc"], step)
+            for key, tag in (("lr", "lr"), ("tokens_per_s", "tokens_per_s"), ("step_time_max_s", "step_time_s/max"),
+                             ("step_time_min_s", "step_time_s/min")):
+                if is_number(r.get(key)):
+                    w.add_scalar(tag, r[key], step)
+            for rank, mb in enumerate(r.get("peak_memory_mb") or []):
+                if is_number(mb):
+                    w.add_scalar(f"peak_memory_mb/rank{rank}", mb, step)
+            self.add_spans(r.get("spans"), step)
+        self.records += 1
+        self.last_step = step
+
+    def add_spans(self, spans, step):
+        if not isinstance(spans, list):
+            return
+        values = []
+        for layer, row in enumerate(spans):
+            for head, z in enumerate(row if isinstance(row, list) else []):
+                if is_number(z):
+                    self.writer.add_scalar(f"span/layer{layer}/head{head}", z, step)
+                    if math.isfinite(z):
+                        values.append(float(z))
+        if values:
+            import numpy
+
+            self.writer.add_histogram("spans", numpy.asarray(values), step)
+
+    def heatmap(self, spans, step):
+        if spans and isinstance(step, int):
+            self.writer.add_figure("spans_heatmap", heatmap_figure(spans), step)
+
+    def flush(self):
+        self.writer.flush()
+
+    def close(self):
+        self.writer.close()
+
+
+class MetricsTail:
+    """The complete lines metrics.jsonl gained since the last read. `replaced` when the file was
+    rewritten: a run (re)starting writes a new file (a resume keeps the records through its
+    checkpoint), --fresh moves it aside; the reader then starts over from its first line."""
+
+    def __init__(self, path):
+        self.path, self.inode, self.offset, self.last_line = path, None, 0, b""
+
+    def read(self):
+        try:
+            f = open(self.path, "rb")
+        except FileNotFoundError:
+            return [], False
+        with f:
+            st = os.fstat(f.fileno())
+            replaced = self.inode is not None and (st.st_ino != self.inode or st.st_size < self.offset
+                                                   or not self.unchanged(f))
+            if replaced:
+                self.offset, self.last_line = 0, b""
+            self.inode = st.st_ino
+            f.seek(self.offset)
+            data = f.read()
+        data = data[:data.rfind(b"\n") + 1]  # a line still being written waits for the next read
+        if data:
+            self.offset += len(data)
+            self.last_line = data[data.rfind(b"\n", 0, len(data) - 1) + 1:]
+        return data.decode(errors="replace").splitlines(), replaced
+
+    def unchanged(self, f):
+        f.seek(self.offset - len(self.last_line))
+        return f.read(len(self.last_line)) == self.last_line
+
+
+def follow(run_dir, events):
+    """Adds what metrics.jsonl gains to `events` until its last record is the run's `done` or a
+    SIGINT/SIGTERM arrives; returns the records read."""
+    stop = []
+    handlers = {sig: signal.signal(sig, lambda signum, frame: stop.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    path = os.path.join(run_dir, "metrics.jsonl")
+    tail, records, said_waiting = MetricsTail(path), [], False
+    while True:
+        lines, replaced = tail.read()
+        if replaced:
+            print(f"adaspan report: '{path}' was rewritten (the run restarted): rewriting the events",
+                  file=sys.stderr, flush=True)
+            records = []
+            events.restart()
+        new, written = parse_records(lines), events.records
+        for r in new:
+            events.add(r)
+        records += new
+        if events.records > written:
+            events.flush()
+            print(f"adaspan report: events through step {events.last_step} in {events.directory}", flush=True)
+        if (records and records[-1].get("event") == "done") or stop:
+            break
+        if not has_steps(records) and not said_waiting:
+            print(f"adaspan report: waiting for records in '{path}'", file=sys.stderr, flush=True)
+            said_waiting = True
+        deadline = time.monotonic() + POLL_SECONDS
+        while not stop and time.monotonic() < deadline:
+            time.sleep(0.1)
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+    return records
+
+
+def summary_writer():
+    """torch's SummaryWriter, or one error line when python3 cannot write TensorBoard events."""
+    try:
+        import tensorboard  # noqa: F401  (torch.utils.tensorboard writes with its protos)
+    except ImportError:
+        sys.exit("adaspan report: error: python3 lacks tensorboard (scripts/setup.sh installs it)")
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:
+        sys.exit(f"adaspan report: error: python3 cannot import torch.utils.tensorboard ({e}); "
+                 "scripts/setup.sh installs torch and tensorboard")
+    return SummaryWriter
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="adaspan report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="the run's directory")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also write TensorBoard event files (to RUN_DIR/tensorboard)")
+    parser.add_argument("--tensorboard-dir", metavar="DIR", help="where the event files go (implies --tensorboard)")
+    parser.add_argument("--follow", action="store_true",
+                        help="with --tensorboard: keep appending while the run trains, until its done record")
+    args = parser.parse_args(argv)
+    args.tensorboard = args.tensorboard or bool(args.tensorboard_dir)
+    if args.follow and not args.tensorboard:
+        parser.error("--follow needs --tensorboard")
+    if args.tensorboard and not args.tensorboard_dir:
+        args.tensorboard_dir = os.path.join(args.run_dir, "tensorboard")
+        if os.path.islink(args.tensorboard_dir) or (os.path.exists(args.tensorboard_dir)
+                                                    and not os.path.isdir(args.tensorboard_dir)):
+            sys.exit(f"adaspan report: error: '{args.tensorboard_dir}' is not a directory (a link is not "
+                     "followed); name one with --tensorboard-dir")
+    return args
+
+
+plt = None  # matplotlib.pyplot, imported by main once the run dir is known to be readable
+
+
+def main(argv):
+    global plt
+    args = parse_args(argv)
+    run_dir = args.run_dir
+    if args.follow:
+        if not os.path.isdir(run_dir):
+            sys.exit(f"adaspan report: error: no run directory '{run_dir}'")
+        records = None
+    else:
+        records = load_metrics(run_dir)  # before matplotlib: a bad run dir is one line, whatever is installed
+    try:
+        import matplotlib
+    except ImportError:
+        sys.exit("adaspan report: error: python3 lacks matplotlib (scripts/setup.sh installs it)")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    if not args.tensorboard:
+        write_report(run_dir, records)
+        return 0
+    events = Events(summary_writer(), args.tensorboard_dir)
+    if args.follow:
+        records = follow(run_dir, events)
+        if not has_steps(records):
+            events.close()
+            print("adaspan report: stopped before the run logged a step: no report written", file=sys.stderr)
+            return 0
+    else:
+        for r in records:
+            events.add(r)
+    spans, spans_step = write_report(run_dir, records)
+    events.heatmap(spans, spans_step)
+    events.close()
+    print(f"wrote TensorBoard events of {events.records} records to {events.directory} "
+          f"(tensorboard --logdir {events.directory})")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

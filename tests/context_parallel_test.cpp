@@ -119,6 +119,14 @@ TEST(ContextParallel, DynamicSpansFullAttentionAndTensorParallelMatchOneRank) {
   expect_same_training(train("tp2cp2", "--steps 6 --tp 2 --cp 2", 4), train("tp1cp1", "--steps 6", 0));
 }
 
+// DP 2 x CP 2: gradients averaged over the four ranks, ZeRO-1 sharding the optimizer state over
+// them, two micro-batches per step, heads rebalanced under TP 2 x CP 2.
+TEST(ContextParallel, DataParallelZeroGradAccumAndRebalancingMatchOneRank) {
+  const CpRun one = train("accum1", "--steps 6 --grad-accum 2", 0);
+  expect_same_training(train("dp2cp2", "--steps 6 --cp 2 --zero 1 --grad-accum 2", 4), one);
+  expect_same_training(train("rebalanced", "--steps 6 --tp 2 --cp 2 --rebalance-every 2 --grad-accum 2", 4), one);
+}
+
 // Checkpoints hold the logical cache: written at --cp 2 and resumed on one rank, written on one
 // rank and resumed at --cp 4, the run goes on as if never interrupted.
 TEST(ContextParallel, CheckpointsResumeOnAnyNumberOfChunks) {
@@ -129,9 +137,9 @@ TEST(ContextParallel, CheckpointsResumeOnAnyNumberOfChunks) {
     const auto a = run_adaspan(kTrain + kPlantedSpans + " --steps 6 --run-dir " + dir.string() + flags(first),
                                first > 1 ? first : 0);
     ASSERT_EQ(a.exit_code, 0) << a.err;
-    const auto b = run_adaspan(kTrain + kPlantedSpans + " --steps 12 --resume auto --run-dir " + dir.string() +
-                                   flags(second),
-                               second > 1 ? second : 0);
+    const auto b =
+        run_adaspan(kTrain + kPlantedSpans + " --steps 12 --resume auto --run-dir " + dir.string() + flags(second),
+                    second > 1 ? second : 0);
     ASSERT_EQ(b.exit_code, 0) << b.err;
     const CpRun resumed = read_run(dir);
     EXPECT_EQ(resumed.resumed_at, 6) << "cp " << first << " -> " << second;

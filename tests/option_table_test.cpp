@@ -52,6 +52,7 @@ const std::map<std::string, std::string> kNonDefault = {
     {"seed", "9"},
     {"device", "cuda:1"},
     {"tp", "2"},
+    {"cp", "2"},
     {"zero", "1"},
     {"run-dir", "/tmp/elsewhere"},
     {"checkpoint-every", "11"},

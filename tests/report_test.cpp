@@ -1,5 +1,7 @@
 // `adaspan report`: the figures exist, are real images, and show the run's own numbers (the plotted
-// series in report.json are checked against metrics.jsonl and the checkpoint).
+// series in report.json are checked against metrics.jsonl and the checkpoint); with --tensorboard,
+// the event files read back with tensorboard's own reader (tests/tensorboard_check.py) hold the
+// metrics' series, also when written while the run's metrics grow (--follow).
 #include "checkpointing/checkpoint_file.h"
 #include "ci_policy.h"
 #include "tests/command_runner.h"
@@ -7,11 +9,15 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
+#include <thread>
 
 namespace adaspan {
 namespace {
@@ -119,6 +125,231 @@ TEST(Report, EscapesTheRunsTextAndReadsNothingOutsideTheRunDir) {
   EXPECT_EQ(html.find("<b>bold"), std::string::npos);
   EXPECT_EQ(html.find("<i>"), std::string::npos);
   EXPECT_NE(html.find("&lt;script&gt;"), std::string::npos);
+  fs::remove_all(dir);
+}
+
+bool python_writes_tensorboard() {
+  return std::system(
+             "timeout 120 python3 -c 'import matplotlib, h5py, tensorboard, torch.utils.tensorboard' > /dev/null "
+             "2>&1") == 0;
+}
+
+// The tiny run the TensorBoard tests read: 20 steps of 2 layers x 2 heads, logged every 5, validated every 10.
+testing::CommandResult train_tiny_run(const fs::path& dir) {
+  return testing::run_adaspan(
+      "train --steps 20 --layers 2 --d-model 32 --heads 2 --ff-size 64 --attn-span 64 --block-size 32 --batch-size 4"
+      " --log-every 5 --eval-every 10 --eval-steps 2 --threads 1 --checkpoint-every 20 --run-dir " +
+      dir.string());
+}
+
+// The event files in `dir` as tests/tensorboard_check.py prints them (null when it fails):
+// {"files", "scalars": {tag: [[step, value]]}, "histograms": {tag: [[step, count, min, max]]}, "images": ...}.
+nlohmann::json read_events(const fs::path& dir) {
+  const fs::path script = fs::path(__FILE__).parent_path() / "tensorboard_check.py";
+  const fs::path out = dir.string() + ".json";
+  const std::string command =
+      "timeout 120 python3 " + script.string() + " " + dir.string() + " > " + out.string() + " 2> /dev/null";
+  if (std::system(command.c_str()) != 0) return nullptr;
+  const auto events = nlohmann::json::parse(testing::slurp(out), nullptr, false);
+  fs::remove(out);
+  return events.is_discarded() ? nlohmann::json() : events;
+}
+
+using Series = std::vector<std::pair<int64_t, double>>;
+
+// metrics.jsonl's series under the TensorBoard tags report writes, and each training record's spans.
+struct MetricsSeries {
+  std::map<std::string, Series> scalars;
+  std::vector<std::pair<int64_t, std::vector<double>>> spans;
+};
+
+MetricsSeries metrics_series(const fs::path& path) {
+  MetricsSeries m;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    const auto r = nlohmann::json::parse(line, nullptr, false);
+    if (r.is_discarded() || !r.contains("bpc")) continue;
+    const int64_t step = r["step"].get<int64_t>();
+    if (r.contains("split")) {
+      m.scalars["bpc/valid"].emplace_back(step, r["bpc"].get<double>());
+      continue;
+    }
+    m.scalars["bpc/train"].emplace_back(step, r["bpc"].get<double>());
+    m.scalars["lr"].emplace_back(step, r["lr"].get<double>());
+    m.scalars["tokens_per_s"].emplace_back(step, r["tokens_per_s"].get<double>());
+    m.scalars["peak_memory_mb/rank0"].emplace_back(step, r["peak_memory_mb"][0].get<double>());
+    m.scalars["span/layer0/head0"].emplace_back(step, r["spans"][0][0].get<double>());
+    std::vector<double> spans;
+    for (const auto& layer : r["spans"])
+      for (const auto& z : layer) spans.push_back(z.get<double>());
+    m.spans.emplace_back(step, spans);
+  }
+  return m;
+}
+
+// Every series of `m` is in `events` (as float32, TensorBoard's scalars), step for step, and the
+// histogram `spans` holds every head's span at each logged step.
+void expect_events_match(const nlohmann::json& events, const MetricsSeries& m) {
+  for (const auto& [tag, expected] : m.scalars) {
+    ASSERT_TRUE(events["scalars"].contains(tag)) << tag << " missing: " << events["scalars"].dump();
+    const auto& got = events["scalars"][tag];
+    ASSERT_EQ(got.size(), expected.size()) << tag << ": " << got.dump();
+    for (size_t i = 0; i < expected.size(); ++i) {
+      EXPECT_EQ(got[i][0].get<int64_t>(), expected[i].first) << tag;
+      EXPECT_FLOAT_EQ(got[i][1].get<float>(), static_cast<float>(expected[i].second)) << tag << " " << i;
+    }
+  }
+  ASSERT_TRUE(events["histograms"].contains("spans")) << events["histograms"].dump();
+  const auto& histograms = events["histograms"]["spans"];
+  ASSERT_EQ(histograms.size(), m.spans.size());
+  for (size_t i = 0; i < m.spans.size(); ++i) {
+    const auto& spans = m.spans[i].second;
+    EXPECT_EQ(histograms[i][0].get<int64_t>(), m.spans[i].first);
+    EXPECT_EQ(histograms[i][1].get<double>(), static_cast<double>(spans.size()));
+    EXPECT_DOUBLE_EQ(histograms[i][2].get<double>(), *std::min_element(spans.begin(), spans.end()));
+    EXPECT_DOUBLE_EQ(histograms[i][3].get<double>(), *std::max_element(spans.begin(), spans.end()));
+  }
+}
+
+// The heatmap image: once, at `step`.
+void expect_heatmap_at(const nlohmann::json& events, int64_t step) {
+  ASSERT_TRUE(events["images"].contains("spans_heatmap")) << events["images"].dump();
+  const auto& image = events["images"]["spans_heatmap"];
+  ASSERT_EQ(image.size(), 1u) << image.dump();
+  EXPECT_EQ(image[0][0].get<int64_t>(), step);
+  EXPECT_GE(image[0][1].get<int>(), 200);
+  EXPECT_GE(image[0][2].get<int>(), 150);
+}
+
+TEST(Report, TensorBoardEventsMatchTheMetrics) {
+  if (!python_writes_tensorboard()) {
+    ADASPAN_SKIP_OUTSIDE_CI("python3 lacks tensorboard, torch, matplotlib or h5py (scripts/setup.sh installs them)");
+  }
+  const fs::path dir = fs::temp_directory_path() / ("adaspan_report_tb_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  const auto train = train_tiny_run(dir);
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  // Twice: the second report replaces the first one's event files, so no step is there twice.
+  for (int i = 0; i < 2; ++i) {
+    const auto r = testing::run_adaspan("report " + dir.string() + " --tensorboard");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  EXPECT_TRUE(fs::exists(dir / "report.html"));
+  const auto events = read_events(dir / "tensorboard");
+  ASSERT_FALSE(events.is_null()) << "tests/tensorboard_check.py could not read " << (dir / "tensorboard");
+  EXPECT_EQ(events["files"].size(), 1u) << events["files"].dump();
+  const MetricsSeries metrics = metrics_series(dir / "metrics.jsonl");
+  EXPECT_EQ(metrics.scalars.at("bpc/train").size(), 4u);
+  EXPECT_EQ(metrics.scalars.at("bpc/valid").size(), 2u);
+  expect_events_match(events, metrics);
+  expect_heatmap_at(events, 20);  // the final checkpoint's spans, as in report.html
+
+  const fs::path elsewhere = dir / "elsewhere" / "tb";
+  const auto r = testing::run_adaspan("report " + dir.string() + " --tensorboard-dir " + elsewhere.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto copied = read_events(elsewhere);
+  ASSERT_FALSE(copied.is_null());
+  EXPECT_EQ(copied["scalars"], events["scalars"]);
+
+  const auto alone = testing::run_adaspan("report " + dir.string() + " --follow");
+  EXPECT_EQ(alone.exit_code, 2);
+  EXPECT_NE(alone.err.find("--follow needs --tensorboard"), std::string::npos) << alone.err;
+  fs::remove_all(dir);
+}
+
+// Starts `adaspan report RUN_DIR --tensorboard --follow` in the background; its stdout, stderr,
+// pid and exit status go to `base`.out, .err, .pid and .rc (written whole once it exits).
+void start_following(const fs::path& run_dir, const std::string& base) {
+  const std::string command = "( timeout 150 " + std::string(ADASPAN_BINARY) + " report " + run_dir.string() +
+                              " --tensorboard --follow > " + base + ".out 2> " + base + ".err & echo $! > " + base +
+                              ".pid; wait $!; echo $? > " + base + ".rc.tmp; mv " + base + ".rc.tmp " + base +
+                              ".rc ) > /dev/null 2>&1 &";
+  ASSERT_EQ(std::system(command.c_str()), 0);
+}
+
+// Polls `done` every 100 ms for up to `seconds`.
+bool wait_for(const std::function<bool()>& done, double seconds) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return true;
+}
+
+void append(const fs::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::app);
+  out << text;
+}
+
+// --follow on a run still training: what metrics.jsonl gains is appended (a line half written is
+// waited for), and the run's done record ends it with status 0; the events then equal the metrics.
+TEST(Report, TensorBoardFollowAppendsUntilTheRunIsDone) {
+  if (!python_writes_tensorboard()) {
+    ADASPAN_SKIP_OUTSIDE_CI("python3 lacks tensorboard, torch, matplotlib or h5py (scripts/setup.sh installs them)");
+  }
+  const fs::path dir = fs::temp_directory_path() / ("adaspan_report_follow_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  const auto train = train_tiny_run(dir / "finished");
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  std::vector<std::string> lines;
+  std::ifstream in(dir / "finished" / "metrics.jsonl");
+  for (std::string line; std::getline(in, line);) lines.push_back(line + "\n");
+  ASSERT_GE(lines.size(), 4u);
+  ASSERT_NE(lines.back().find("\"done\""), std::string::npos) << lines.back();
+  // The live run: its first two records (steps 5 and 10) so far.
+  const fs::path live = dir / "live", metrics = live / "metrics.jsonl";
+  fs::create_directories(live);
+  append(metrics, lines[0] + lines[1]);
+  const std::string base = (dir / "follow").string();
+  start_following(live, base);
+  const auto said = [&](const std::string& text) {
+    return testing::slurp(base + ".out").find(text) != std::string::npos;
+  };
+  ASSERT_TRUE(wait_for([&] { return said("events through step 10"); }, 120)) << testing::slurp(base + ".err");
+  // The rest but the done record, then half the done record: it keeps following.
+  std::string rest;
+  for (size_t i = 2; i + 1 < lines.size(); ++i) rest += lines[i];
+  const std::string& done = lines.back();
+  append(metrics, rest + done.substr(0, done.size() / 2));
+  ASSERT_TRUE(wait_for([&] { return said("events through step 20"); }, 60)) << testing::slurp(base + ".err");
+  EXPECT_FALSE(fs::exists(base + ".rc")) << "stopped before the done record";
+  append(metrics, done.substr(done.size() / 2));
+  ASSERT_TRUE(wait_for([&] { return fs::exists(base + ".rc"); }, 120)) << testing::slurp(base + ".err");
+  EXPECT_EQ(testing::slurp(base + ".rc"), "0\n") << testing::slurp(base + ".err");
+  const auto events = read_events(live / "tensorboard");
+  ASSERT_FALSE(events.is_null());
+  EXPECT_EQ(events["files"].size(), 1u);
+  expect_events_match(events, metrics_series(dir / "finished" / "metrics.jsonl"));
+  expect_heatmap_at(events, 20);  // from the last record's spans (the live dir has no checkpoint)
+  EXPECT_TRUE(fs::exists(live / "report.html"));
+  fs::remove_all(dir);
+}
+
+// SIGTERM (as SIGINT) ends --follow cleanly: status 0, the events written so far kept.
+TEST(Report, TensorBoardFollowStopsCleanlyOnSigterm) {
+  if (!python_writes_tensorboard()) {
+    ADASPAN_SKIP_OUTSIDE_CI("python3 lacks tensorboard, torch, matplotlib or h5py (scripts/setup.sh installs them)");
+  }
+  const fs::path dir = fs::temp_directory_path() / ("adaspan_report_sigterm_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "run");
+  append(dir / "run" / "metrics.jsonl",
+         R"({"step": 1, "bpc": 7.5, "lr": 0.1, "tokens_per_s": 100, "peak_memory_mb": [10.0], "spans": [[1.0, 2.0]]})"
+         "\n");
+  const std::string base = (dir / "follow").string();
+  start_following(dir / "run", base);
+  ASSERT_TRUE(wait_for([&] { return testing::slurp(base + ".out").find("through step 1 ") != std::string::npos; }, 120))
+      << testing::slurp(base + ".err");
+  const std::string pid = testing::slurp(base + ".pid");
+  ASSERT_FALSE(pid.empty());
+  ASSERT_EQ(std::system(("kill -TERM " + pid).c_str()), 0);  // timeout(1) passes it on to the report
+  ASSERT_TRUE(wait_for([&] { return fs::exists(base + ".rc"); }, 60)) << testing::slurp(base + ".err");
+  EXPECT_EQ(testing::slurp(base + ".rc"), "0\n") << testing::slurp(base + ".err");
+  const auto events = read_events(dir / "run" / "tensorboard");
+  ASSERT_FALSE(events.is_null());
+  EXPECT_EQ(events["scalars"]["bpc/train"], nlohmann::json::parse("[[1, 7.5]]"));
+  EXPECT_EQ(events["scalars"]["span/layer0/head1"], nlohmann::json::parse("[[1, 2.0]]"));
   fs::remove_all(dir);
 }
 
