@@ -16,7 +16,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <limits>
 #include <optional>
 
 namespace adaspan::launcher {
@@ -24,7 +27,7 @@ namespace adaspan::launcher {
 namespace {
 
 struct EvalConfig {
-  std::string checkpoint, focus, device = "cpu";
+  std::string checkpoint, focus, log_probs, device = "cpu";
   std::vector<std::string> files;
   int64_t batch_size = 0, block_size = 0, attn_span = 0;
   int threads = 0;
@@ -54,6 +57,10 @@ const trainer::OptionTable<EvalConfig>& eval_options() {
         trainer::require_device(c.device);
       }),
       value<EvalConfig>("threads", FIELD(threads), "CPU threads for ATen; 0 = cores / ranks on the node.").at_least(0),
+      value<EvalConfig>("logprobs", FIELD(log_probs),
+                        "Also write the natural log-probability of every data byte the model predicts to this file: "
+                        "float32, little-endian, one per data byte in data order, NaN for the first byte of each "
+                        "stream (nothing predicts it). One rank only."),
       value<EvalConfig>("focus", FIELD(focus),
                         "A mask file as long as the data (one byte per data byte): the bytes where it is nonzero are "
                         "also reported on their own (bpb_focus) and the rest apart (bpb_rest), e.g. the planted bytes "
@@ -68,10 +75,15 @@ struct EvalInputs {
   trainer::CheckpointModel loaded;
   std::optional<data::ByteCorpus> corpus, focus;
   int64_t batch_size = 0, block_size = 0;
+  std::string log_probs_path;  // --logprobs
 };
 
 EvalInputs open_inputs(const EvalConfig& c, const at::Device& device, int ranks) {
   EvalInputs in;
+  if (!c.log_probs.empty() && ranks > 1) {
+    throw std::invalid_argument("--logprobs runs on one rank (" + std::to_string(ranks) + " were started)");
+  }
+  in.log_probs_path = c.log_probs;
   in.loaded = trainer::load_checkpoint_model(c.checkpoint, device, c.attn_span);
   in.corpus.emplace(data::ByteCorpus::open_files(c.files));
   if (!c.focus.empty()) {
@@ -90,6 +102,18 @@ EvalInputs open_inputs(const EvalConfig& c, const at::Device& device, int ranks)
   return in;
 }
 
+// Raw float32 (this machine's byte order: little-endian on x86 and ARM), written whole or not at all.
+void write_log_probs(const std::string& path, const std::vector<float>& log_probs) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(log_probs.data()),
+              static_cast<std::streamsize>(log_probs.size() * sizeof(float)));
+    if (!out.good()) throw std::runtime_error("cannot write --logprobs '" + path + "'");
+  }
+  std::filesystem::rename(tmp, path);
+}
+
 // Bits per byte over all ranks: everything, the focus bytes, the rest.
 struct EvalResult {
   double bpb = 0, bpb_focus = 0, bpb_rest = 0, predicted = 0, focus_predicted = 0, seconds = 0;
@@ -103,6 +127,11 @@ EvalResult evaluate(const EvalInputs& in, const at::Device& device, const cluste
   o.local_streams = in.batch_size / world.size();
   o.first_stream = world.rank() * o.local_streams;
   o.focus = in.focus ? &*in.focus : nullptr;
+  std::vector<float> log_probs;
+  if (!in.log_probs_path.empty()) {
+    log_probs.assign(in.corpus->size(), std::numeric_limits<float>::quiet_NaN());
+    o.log_probs = &log_probs;
+  }
   const bool show = world.is_root() && isatty(STDERR_FILENO);
   const auto start = std::chrono::steady_clock::now();
   const trainer::EvalSums local =
@@ -111,6 +140,7 @@ EvalResult evaluate(const EvalInputs& in, const at::Device& device, const cluste
           std::fprintf(stderr, "\reval block %lld/%lld", static_cast<long long>(done), static_cast<long long>(total));
       });
   if (show) std::fprintf(stderr, "\n");
+  if (!in.log_probs_path.empty()) write_log_probs(in.log_probs_path, log_probs);
   EvalResult r;
   const double nll = scalars.reduce(local.nll_nats, model::ReduceOp::sum);
   r.predicted = scalars.reduce(static_cast<double>(local.predicted), model::ReduceOp::sum);

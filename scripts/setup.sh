@@ -17,6 +17,7 @@ packages=(
   nlohmann-json3-dev
   libzip-dev              # reads enwik8.zip in `adaspan prepare`
   clang-format            # the style check (scripts/format.sh --check)
+  slurmctld slurmd slurm-client munge  # tests/slurm: a private cluster the tests start and stop themselves
 )
 
 sudo_cmd=""
@@ -51,11 +52,12 @@ if [ "${ADASPAN_TORCH:-pip}" = "pip" ]; then
   fi
 fi
 
-# `adaspan report` draws with matplotlib and reads checkpoints with h5py.
-if ! python3 -c "import matplotlib, h5py" >/dev/null 2>&1; then
-  echo "setup: installing matplotlib and h5py from PyPI (adaspan report)"
-  if ! python3 -m pip install -q matplotlib h5py; then
-    echo "setup: error: pip could not install matplotlib and h5py (adaspan report and its test need them)" >&2
+# `adaspan report` draws with matplotlib, reads checkpoints with h5py and writes TensorBoard events
+# (--tensorboard, through torch's SummaryWriter).
+if ! python3 -c "import matplotlib, h5py, tensorboard" >/dev/null 2>&1; then
+  echo "setup: installing matplotlib, h5py and tensorboard from PyPI (adaspan report)"
+  if ! python3 -m pip install -q matplotlib h5py tensorboard; then
+    echo "setup: error: pip could not install matplotlib, h5py and tensorboard (adaspan report and its tests need them)" >&2
     exit 1
   fi
 fi

@@ -64,6 +64,16 @@ EvalSums evaluate_file(model::AdaptiveSpanLM& model, const data::ByteCorpus& cor
       sums.focus_nll_nats += nll.masked_select(focused).to(at::kDouble).sum().item<double>();
       sums.focus_predicted += focused.sum().item<int64_t>();
     }
+    if (o.log_probs != nullptr) {
+      const at::Tensor lp = (-nll).reshape({rows, M}).to(at::kCPU, at::kFloat).contiguous();
+      const float* l = lp.data_ptr<float>();
+      for (int64_t r = 0; r < rows; ++r) {
+        const uint64_t target = stream_begin(o.first_stream + r) + static_cast<uint64_t>(b * M) + 1;
+        for (int64_t j = 0; j < M; ++j) {
+          if (ys[r * M + j] >= 0) (*o.log_probs)[target + static_cast<uint64_t>(j)] = l[r * M + j];
+        }
+      }
+    }
     cache = std::move(out.next_cache);
     if (on_block) on_block(b + 1, blocks);
   }

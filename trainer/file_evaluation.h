@@ -9,6 +9,7 @@
 #include <c10/core/Device.h>
 
 #include <functional>
+#include <vector>
 
 namespace adaspan::trainer {
 
@@ -26,6 +27,9 @@ struct FileEvalOptions {
   // Optional: one byte per corpus byte, nonzero where a predicted byte also counts in the focus sums
   // (e.g. the planted bytes of a long-range task). Same size as the corpus.
   const data::ByteCorpus* focus = nullptr;
+  // Optional, [N]: filled with the natural log-probability of every byte this rank predicts (the
+  // other entries are left as they are).
+  std::vector<float>* log_probs = nullptr;
 };
 
 // `on_block(done, total)` after each block (progress).
