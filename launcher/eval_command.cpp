@@ -1,4 +1,5 @@
 // adaspan eval --checkpoint F --data FILE: bits per byte over a whole file, on any number of ranks.
+#include "cluster/grid.h"
 #include "cluster/mpi_process_group.h"
 #include "cluster/thread_config.h"
 #include "data/byte_corpus.h"
@@ -30,7 +31,7 @@ struct EvalConfig {
   std::string checkpoint, focus, log_probs, device = "cpu";
   std::vector<std::string> files;
   int64_t batch_size = 0, block_size = 0, attn_span = 0;
-  int threads = 0;
+  int threads = 0, cp = 1;
   bool json = false;
 };
 
@@ -56,6 +57,11 @@ const trainer::OptionTable<EvalConfig>& eval_options() {
       value<EvalConfig>("device", FIELD(device), "cpu, cuda or cuda:N.").check([](const EvalConfig& c) {
         trainer::require_device(c.device);
       }),
+      value<EvalConfig>("cp", FIELD(cp),
+                        "Context-parallel ranks: each block is cut into cp chunks, one per rank, each fetching only "
+                        "the keys and values its heads' windows reach (as train --cp). The streams are split over "
+                        "the ranks / cp groups. Needs a --cache kv model and chunks of a multiple of 64.")
+          .at_least(1),
       value<EvalConfig>("threads", FIELD(threads), "CPU threads for ATen; 0 = cores / ranks on the node.").at_least(0),
       value<EvalConfig>("logprobs", FIELD(log_probs),
                         "Also write the natural log-probability of every data byte the model predicts to this file: "
@@ -95,9 +101,22 @@ EvalInputs open_inputs(const EvalConfig& c, const at::Device& device, int ranks)
   }
   in.batch_size = c.batch_size > 0 ? c.batch_size : in.loaded.batch_size;
   in.block_size = c.block_size > 0 ? c.block_size : in.loaded.block_size;
-  if (in.batch_size % ranks != 0) {
+  if (ranks % c.cp != 0) {
+    throw std::invalid_argument("world size " + std::to_string(ranks) + " is not divisible by --cp " +
+                                std::to_string(c.cp));
+  }
+  const int stream_groups = ranks / c.cp;
+  if (in.batch_size % stream_groups != 0) {
     throw std::invalid_argument("--batch-size " + std::to_string(in.batch_size) + " is not divisible by the " +
-                                std::to_string(ranks) + " ranks");
+                                std::to_string(stream_groups) + " ranks" +
+                                (c.cp > 1 ? " / --cp " + std::to_string(c.cp) : std::string()));
+  }
+  if (c.cp > 1 && in.loaded.model->config().cache != model::CacheMode::kv) {
+    throw std::invalid_argument("--cp > 1 needs a model trained with --cache kv");
+  }
+  if (c.cp > 1 && (in.block_size % c.cp != 0 || (in.block_size / c.cp) % 64 != 0)) {
+    throw std::invalid_argument("--cp " + std::to_string(c.cp) + " needs a --block-size (" +
+                                std::to_string(in.block_size) + ") cut into chunks of a multiple of 64");
   }
   return in;
 }
@@ -119,13 +138,15 @@ struct EvalResult {
   double bpb = 0, bpb_focus = 0, bpb_rest = 0, predicted = 0, focus_predicted = 0, seconds = 0;
 };
 
+// cp: this rank's context-parallel group (size 1: none); the streams go to the world / cp groups.
 EvalResult evaluate(const EvalInputs& in, const at::Device& device, const cluster::World& world,
-                    const trainer::GroupScalars& scalars) {
+                    const trainer::GroupScalars& scalars, const model::ContextParallel& cp) {
   trainer::FileEvalOptions o;
   o.streams = in.batch_size;
   o.block_size = in.block_size;
-  o.local_streams = in.batch_size / world.size();
-  o.first_stream = world.rank() * o.local_streams;
+  o.local_streams = in.batch_size / (world.size() / cp.size);
+  o.first_stream = (world.rank() / cp.size) * o.local_streams;
+  o.cp = cp;
   o.focus = in.focus ? &*in.focus : nullptr;
   std::vector<float> log_probs;
   if (!in.log_probs_path.empty()) {
@@ -213,7 +234,17 @@ int run_eval(const std::vector<std::string>& args, const cluster::World& world) 
       if (world.rank() == failing) std::fprintf(stderr, "adaspan eval: error: %s\n", error.c_str());
       return 1;
     }
-    const EvalResult result = evaluate(*in, device, world, scalars);
+    // Context-parallel groups of consecutive ranks (cluster/grid.h with TP 1).
+    std::optional<cluster::Grid> grid;
+    model::ContextParallel cp;
+    if (c.cp > 1) {
+      grid.emplace(cluster::Communicator::world(), 1, c.cp);
+      cp.group = &grid->cp_group();
+      cp.rank = grid->cp_rank();
+      cp.size = c.cp;
+      in->loaded.model->set_context_parallel(cp);
+    }
+    const EvalResult result = evaluate(*in, device, world, scalars, cp);
     if (world.is_root()) print_result(c, *in, result, world.size());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "adaspan eval: error on rank %d: %s\n", world.rank(), e.what());

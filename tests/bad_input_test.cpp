@@ -381,6 +381,8 @@ const Row kRows[] = {
      "--cp > 1 needs --cache kv"},
     {"cp_more_than_the_ranks", "train --steps 2 --run-dir {dir} --block-size 128 --cp 2", 2,
      "world size 1 is not divisible by --tp 1 x --cp 2"},
+    {"eval_cp_more_than_the_ranks", "eval --checkpoint {ckpt} --data {text} --cp 2", 1,
+     "world size 1 is not divisible by --cp 2"},
 };
 
 // ---- What the rows read: files made for each row, checkpoints trained once per process ----

@@ -166,5 +166,25 @@ TEST(ContextParallel, HaloTrafficFollowsTheSpans) {
   EXPECT_LT(short_total * 4, whole_total) << short_total << " MB vs " << whole_total << " MB";
 }
 
+// eval --cp: the same bits per byte as one rank, on 4 chunks and on 2 chunks x 2 stream groups.
+TEST(ContextParallel, EvalOnChunksMatchesOneRank) {
+  const fs::path dir = testing::fresh_dir("cp", "eval");
+  ASSERT_EQ(run_adaspan(kTrain + kPlantedSpans + " --steps 4 --run-dir " + dir.string()).exit_code, 0);
+  const fs::path text = dir / "text.txt";
+  {
+    std::ofstream out(text);
+    for (int i = 0; i < 300; ++i) out << "line " << i << ": the halo of a chunk follows each head's span.\n";
+  }
+  const std::string eval = "eval --json --checkpoint " + (dir / "ckpt-4.h5").string() + " --data " + text.string();
+  const auto bpb = [](const testing::CommandResult& r) {
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.exit_code == 0 ? nlohmann::json::parse(r.out)["bpb"].get<double>() : -1.0;
+  };
+  const double one = bpb(run_adaspan(eval));
+  EXPECT_NEAR(bpb(run_adaspan(eval + " --cp 4", 4)), one, 1e-6 * one);
+  EXPECT_NEAR(bpb(run_adaspan(eval + " --cp 2 --block-size 128", 4)), one, 1e-6 * one);
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace adaspan

@@ -52,6 +52,11 @@ EvalSums evaluate_file(model::AdaptiveSpanLM& model, const data::ByteCorpus& cor
         if (i > 0 && o.focus != nullptr) fs[r * M + i - 1] = marks[static_cast<size_t>(i)] != 0;
       }
     }
+    // This rank's chunk of the block (all of it without context parallelism).
+    const int64_t chunk = M / o.cp.size, first = o.cp.rank * chunk;
+    x = x.narrow(1, first, chunk);
+    y = y.narrow(1, first, chunk).contiguous();
+    in_focus = in_focus.narrow(1, first, chunk).contiguous();
     model::LMOutput out = model.forward(x.to(device), cache);
     // Summed in double: a file has millions of bytes.
     const at::Tensor targets = y.to(device).reshape({-1, 1});
@@ -65,12 +70,13 @@ EvalSums evaluate_file(model::AdaptiveSpanLM& model, const data::ByteCorpus& cor
       sums.focus_predicted += focused.sum().item<int64_t>();
     }
     if (o.log_probs != nullptr) {
-      const at::Tensor lp = (-nll).reshape({rows, M}).to(at::kCPU, at::kFloat).contiguous();
+      const at::Tensor lp = (-nll).reshape({rows, chunk}).to(at::kCPU, at::kFloat).contiguous();
       const float* l = lp.data_ptr<float>();
+      const int64_t* targets_of = y.data_ptr<int64_t>();
       for (int64_t r = 0; r < rows; ++r) {
-        const uint64_t target = stream_begin(o.first_stream + r) + static_cast<uint64_t>(b * M) + 1;
-        for (int64_t j = 0; j < M; ++j) {
-          if (ys[r * M + j] >= 0) (*o.log_probs)[target + static_cast<uint64_t>(j)] = l[r * M + j];
+        const uint64_t target = stream_begin(o.first_stream + r) + static_cast<uint64_t>(b * M + first) + 1;
+        for (int64_t j = 0; j < chunk; ++j) {
+          if (targets_of[r * chunk + j] >= 0) (*o.log_probs)[target + static_cast<uint64_t>(j)] = l[r * chunk + j];
         }
       }
     }

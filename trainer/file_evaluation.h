@@ -5,6 +5,7 @@
 // stream (as far as the learned spans reach). The B streams are split over ranks; the sums add up.
 #include "data/byte_corpus.h"
 #include "model/adaptive_span_lm.h"
+#include "model/context_parallel.h"
 
 #include <c10/core/Device.h>
 
@@ -30,6 +31,9 @@ struct FileEvalOptions {
   // Optional, [N]: filled with the natural log-probability of every byte this rank predicts (the
   // other entries are left as they are).
   std::vector<float>* log_probs = nullptr;
+  // Context parallelism: this rank computes chunk cp.rank of every block (the model's
+  // set_context_parallel is the caller's); the sums are then this chunk's.
+  model::ContextParallel cp;
 };
 
 // `on_block(done, total)` after each block (progress).
