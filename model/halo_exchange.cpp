@@ -32,18 +32,24 @@ int64_t halo_length(int64_t window, int receiver, int chunks, int64_t chunk, int
   return std::min(window, (receiver + history_blocks * chunks) * chunk);
 }
 
+// windows: every chunk's windows, chunk-major ([chunks x heads]).
 std::vector<int64_t> halo_lengths(const std::vector<int64_t>& windows, int receiver, int chunks, int64_t chunk,
                                   int64_t history_blocks) {
+  const size_t heads = windows.size() / static_cast<size_t>(chunks);
   std::vector<int64_t> out;
-  for (int64_t w : windows) out.push_back(halo_length(w, receiver, chunks, chunk, history_blocks));
+  for (size_t h = 0; h < heads; ++h) {
+    out.push_back(
+        halo_length(windows[static_cast<size_t>(receiver) * heads + h], receiver, chunks, chunk, history_blocks));
+  }
   return out;
 }
 
 Plan make_plan(const std::vector<int64_t>& windows, int me, int chunks, int64_t chunk, int64_t history_blocks) {
   Plan plan;
-  for (int64_t h = 0; h < static_cast<int64_t>(windows.size()); ++h) {
+  const int64_t heads = static_cast<int64_t>(windows.size()) / chunks;
+  for (int64_t h = 0; h < heads; ++h) {
     for (int receiver = 0; receiver < chunks; ++receiver) {
-      const int64_t length = halo_length(windows[h], receiver, chunks, chunk, history_blocks);
+      const int64_t length = halo_length(windows[receiver * heads + h], receiver, chunks, chunk, history_blocks);
       for (const HaloPiece& piece : halo_pieces(receiver, chunks, chunk, length, history_blocks)) {
         if (receiver == me && piece.owner == me) {
           plan.local.push_back({h, piece});

@@ -35,10 +35,12 @@ struct Halo {
   at::Tensor own_keys, own_values;
   // [B, H, L, dh]: head h's halo is its last `lengths[h]` rows (the rest zero), L the longest.
   at::Tensor keys, values;
-  std::vector<int64_t> lengths;  // windows[h], cut where the positions start (no history yet)
+  std::vector<int64_t> lengths;  // this chunk's windows, cut where the positions start (no history yet)
 };
 
-// Collective over cp.group (every rank with the same windows). keys, values: this chunk's
+// Collective over cp.group. windows: every chunk's window per head, chunk-major ([C x H], the
+// same table on every rank): chunk c's halo of head h is windows[c·H + h] rows, cut where the
+// positions start. keys, values: this chunk's
 // [B, H, m, dh]; history_keys, history_values: [B, H, history_blocks·m, dh], history_blocks = 0
 // before the first block ends. Adds what it sends and waits for to cp.traffic.
 Halo exchange_halo(const at::Tensor& keys, const at::Tensor& values, const at::Tensor& history_keys,

@@ -178,15 +178,13 @@ AttentionOutput SpanAttentionLayer::forward_kv_chunk(const at::Tensor& h, const 
                                                      const at::Tensor& key_pe) {
   const int64_t chunk = h.size(1), block = chunk * cp_.size;
   span_->begin_block(h, cache.stream_position + cp_.rank * chunk);
-  std::vector<int64_t> windows = span_->windows(local_heads());
-  {
-    // Both ends of every halo must plan the same rows: the windows are agreed (the widest chunk's
-    // for per-token spans; for one span per head they already agree, unless a replicated span
-    // sits on a window boundary and rounds differently on some rank).
-    at::Tensor widest = at::tensor(windows, at::kLong);
-    cp_.group->all_reduce(widest, ReduceOp::max);
-    windows.assign(widest.data_ptr<int64_t>(), widest.data_ptr<int64_t>() + widest.numel());
-  }
+  const std::vector<int64_t> windows = span_->windows(local_heads());
+  // Both ends of every halo must plan the same rows: each chunk's windows (per-token spans: the
+  // widest of its queries) go to every rank, one small all-gather per layer.
+  at::Tensor every_chunk = at::empty({cp_.size * local_heads()}, at::kLong);
+  cp_.group->all_gather(at::tensor(windows, at::kLong), every_chunk);
+  const std::vector<int64_t> windows_by_chunk(every_chunk.data_ptr<int64_t>(),
+                                              every_chunk.data_ptr<int64_t>() + every_chunk.numel());
   const at::Tensor q = split_heads(in_dtype_of(proj_query_->forward(h), key_pe), local_heads());
   const at::Tensor k_new = split_heads(in_dtype_of(proj_key_->forward(h), key_pe), local_heads());
   const at::Tensor v_new = split_heads(in_dtype_of(proj_val_->forward(h), key_pe), local_heads());
@@ -199,7 +197,7 @@ AttentionOutput SpanAttentionLayer::forward_kv_chunk(const at::Tensor& h, const 
     history_k = at::stack(cache.keys, 1);
     history_v = at::stack(cache.values, 1);
   }
-  const Halo halo = exchange_halo(k_new, v_new, history_k, history_v, windows, cp_);
+  const Halo halo = exchange_halo(k_new, v_new, history_k, history_v, windows_by_chunk, cp_);
 
   std::vector<at::Tensor> keys = halo.own_keys.unbind(1), values = halo.own_values.unbind(1);  // [B, m, dh] each
   AttentionOutput result;
