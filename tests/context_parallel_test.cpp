@@ -186,5 +186,24 @@ TEST(ContextParallel, EvalOnChunksMatchesOneRank) {
   fs::remove_all(dir);
 }
 
+// A scheduler's signal on one chunk's rank: every rank checkpoints (in the background, with
+// --async-checkpoint, until the signal makes it synchronous) and exits 75; the resumed run, on
+// another --cp, ends as the uninterrupted one-rank run.
+TEST(ContextParallel, PreemptedWithAsyncCheckpointsAndResumedOnAnotherCp) {
+  const CpRun straight = train("uninterrupted", "--steps 10", 0);
+  const fs::path dir = testing::fresh_dir("cp", "preempted");
+  const std::string run = kTrain + kPlantedSpans + " --run-dir " + dir.string() + " --steps 10";
+  const auto stopped = run_adaspan(
+      run + " --cp 2 --async-checkpoint --checkpoint-every 2 --fail-at-step 5 --fail-rank 1 --fail-mode signal", 2);
+  ASSERT_EQ(stopped.exit_code, 75) << stopped.err;
+  ASSERT_TRUE(fs::exists(dir / "ckpt-5.h5"));
+  const auto resumed = run_adaspan(run + " --cp 4 --resume auto", 4, "ADASPAN_ATTEMPT=2");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  const CpRun after = read_run(dir);
+  EXPECT_EQ(after.resumed_at, 5);
+  expect_same_training(after, straight);
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace adaspan
