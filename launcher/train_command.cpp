@@ -120,6 +120,10 @@ int run_train(int* argc, char*** argv, const std::vector<std::string>& args) {
   ParsedCommand<trainer::TrainConfig> parsed = parse_command(line, trainer::train_option_table(), args);
   std::string error = parsed.error;
   cluster::World world(argc, argv, error.empty() && parsed.config.run.async_checkpoint);
+  // Before anything can refuse: srun --kill-on-bad-exit answers the first rank's exit 2 with a
+  // SIGTERM to the others, which must also leave with 2 (a refusal), not die of it (a crash that
+  // launch would retry). A stop signal this early is then acted on at the first step.
+  cluster::install_stop_signals();
   if (error.empty() && !parsed.help) {
     try {
       check_layout(parsed.config, world.size());

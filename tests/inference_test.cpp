@@ -2,6 +2,9 @@
 // (eval) or bytes (generate) must compute what one long block computes.
 #include "data/byte_corpus.h"
 #include "model/adaptive_span_lm.h"
+#include "tests/ci_policy.h"
+#include "tests/command_runner.h"
+#include "tests/scratch_dir.h"
 #include "tests/small_configs.h"
 #include "trainer/file_evaluation.h"
 #include "trainer/generation.h"
@@ -9,6 +12,9 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -113,6 +119,42 @@ TEST(Generation, SamplingIsSeededAndTopKLimited) {
   EXPECT_EQ(a, trainer::generate(lm, "ab", o, at::kCPU).text);
   o.seed = 8;
   EXPECT_NE(a, trainer::generate(lm, "ab", o, at::kCPU).text);
+}
+
+// python/adaspan_torch.py (the model in plain PyTorch, for notebooks) computes what `adaspan eval
+// --logprobs` writes, byte for byte to 1e-5, for each span mode and normalizer: tests/adaspan_torch_check.py
+// runs both on a checkpoint of each (spans of 8 to 120 bytes of S = 128, so windows of 64 and 128 keys
+// and trimmed caches; 3 streams of ~1000 bytes in blocks of 48, not the trained 32).
+TEST(PythonModule, LogProbsEqualEvalForEachSpanModeAndNormalizer) {
+  if (std::system("timeout 60 python3 -c 'import torch, h5py, numpy' > /dev/null 2>&1") != 0) {
+    ADASPAN_SKIP_OUTSIDE_CI("python3 lacks torch, h5py or numpy (scripts/setup.sh installs them)");
+  }
+  namespace fs = std::filesystem;
+  const fs::path dir = testing::fresh_dir("inference", "python_module");
+  const fs::path text = dir / "text.txt";
+  std::ofstream(text, std::ios::binary) << sample_text(3001);
+  const fs::path check = fs::path(__FILE__).parent_path() / "adaspan_torch_check.py";
+  const std::vector<std::pair<std::string, std::string>> variants = {
+      {"static", ""},
+      {"dynamic", "--span-mode dynamic"},
+      {"entmax15", "--normalizer entmax15 --cache hidden"},
+      {"asentmax", "--normalizer asentmax"},
+      {"dynamic_asentmax", "--span-mode dynamic --normalizer asentmax --asentmax-scale hidden"},
+  };
+  for (const auto& [name, flags] : variants) {
+    const fs::path run = dir / name;
+    const auto train = testing::run_adaspan(
+        "train --steps 20 --layers 2 --d-model 32 --heads 4 --ff-size 64 --attn-span 128 --span-init-heads "
+        "8,40,70,120 --block-size 32 --batch-size 4 --warmup-steps 0 --log-every 10 --eval-every 0 --threads 1 "
+        "--run-dir " +
+        run.string() + " " + flags);
+    ASSERT_EQ(train.exit_code, 0) << name << ": " << train.err;
+    const fs::path log = dir / (name + ".log");
+    const std::string command = "timeout 120 python3 " + check.string() + " " + (run / "ckpt-20.h5").string() + " " +
+                                text.string() + " 3 48 " + ADASPAN_BINARY + " > " + log.string() + " 2>&1";
+    EXPECT_EQ(std::system(command.c_str()), 0) << name << ": " << testing::slurp(log);
+  }
+  fs::remove_all(dir);
 }
 
 }  // namespace
