@@ -81,7 +81,10 @@ std::vector<std::vector<double>> AdaptiveSpanLM::gather_head_values(
 }
 
 std::vector<std::vector<double>> AdaptiveSpanLM::all_spans() const {
-  return gather_head_values([](const SpanAttentionLayer& attn) { return attn.spans(); });
+  auto spans = gather_head_values([](const SpanAttentionLayer& attn) { return attn.spans(); });
+  // Per-token spans are statistics of this rank's tokens: over context-parallel chunks of equal
+  // size, the block's mean is the mean of the chunks' means.
+  return config_.span_mode == SpanMode::dynamic ? over_chunks(spans, ReduceOp::sum) : spans;
 }
 
 std::vector<std::vector<int64_t>> AdaptiveSpanLM::placement() const {
@@ -134,11 +137,29 @@ double AdaptiveSpanLM::attention_seconds() const {
 }
 
 std::vector<std::vector<double>> AdaptiveSpanLM::span_means() const {
-  return gather_head_values([](const SpanAttentionLayer& attn) { return attn.span_stats().mean; });
+  return over_chunks(gather_head_values([](const SpanAttentionLayer& attn) { return attn.span_stats().mean; }),
+                     ReduceOp::sum);
 }
 
 std::vector<std::vector<double>> AdaptiveSpanLM::span_p99s() const {
-  return gather_head_values([](const SpanAttentionLayer& attn) { return attn.span_stats().p99; });
+  // Over context-parallel chunks: the largest chunk's 99th percentile, an upper bound of the block's.
+  return over_chunks(gather_head_values([](const SpanAttentionLayer& attn) { return attn.span_stats().p99; }),
+                     ReduceOp::max);
+}
+
+std::vector<std::vector<double>> AdaptiveSpanLM::over_chunks(std::vector<std::vector<double>> values,
+                                                             ReduceOp op) const {
+  if (!cp_.enabled()) return values;
+  std::vector<double> flat;
+  for (const auto& row : values) flat.insert(flat.end(), row.begin(), row.end());
+  at::Tensor t = at::tensor(flat, at::kDouble);
+  cp_.group->all_reduce(t, op);
+  if (op == ReduceOp::sum) t = t / static_cast<double>(cp_.size);
+  const double* v = t.data_ptr<double>();
+  for (auto& row : values) {
+    for (double& x : row) x = *v++;
+  }
+  return values;
 }
 
 void AdaptiveSpanLM::set_context_parallel(const ContextParallel& cp) {
@@ -147,6 +168,7 @@ void AdaptiveSpanLM::set_context_parallel(const ContextParallel& cp) {
         "context parallelism needs --cache kv (a hidden cache would need every position's "
         "layer input on every rank)");
   }
+  cp_ = cp;
   for (auto& layer : layers_) layer->attention().set_context_parallel(cp);
 }
 

@@ -76,8 +76,13 @@ class AdaptiveSpanLM : public torch::nn::Module {
   std::vector<std::vector<double>> gather_head_values(
       const std::function<std::vector<double>(const SpanAttentionLayer&)>& values_of) const;
 
+  // Per-head statistics of this rank's chunk -> of the block (collective over the CP group):
+  // the mean (sum) or the largest (max) over the chunks.
+  std::vector<std::vector<double>> over_chunks(std::vector<std::vector<double>> values, ReduceOp op) const;
+
   ModelConfig config_;
   TensorParallel tp_;
+  ContextParallel cp_;
   Precision precision_ = Precision::fp32;
   std::shared_ptr<LinearParams> in_emb_, out_emb_;
   at::Tensor key_pe_;

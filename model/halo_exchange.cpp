@@ -112,6 +112,31 @@ const ContextParallel& cp_of(torch::autograd::AutogradContext* ctx) {
   return *reinterpret_cast<const ContextParallel*>(static_cast<intptr_t>(ctx->saved_data["cp"].toInt()));
 }
 
+// What both functions keep for backward, and the plan rebuilt from it there.
+void remember(torch::autograd::AutogradContext* ctx, int64_t cp_handle, const std::vector<int64_t>& windows,
+              int64_t history_blocks, const at::Tensor& keys) {
+  ctx->saved_data["cp"] = cp_handle;
+  ctx->saved_data["windows"] = windows;
+  ctx->saved_data["history_blocks"] = history_blocks;
+  ctx->saved_data["shape"] = keys.sizes().vec();
+}
+
+struct Remembered {
+  const ContextParallel& cp;
+  std::vector<int64_t> windows, shape;  // shape: this chunk's keys, [B, H, m, dh]
+  int64_t history_blocks;
+  Plan plan;
+};
+
+Remembered recall(torch::autograd::AutogradContext* ctx) {
+  const ContextParallel& cp = cp_of(ctx);
+  std::vector<int64_t> windows = ctx->saved_data["windows"].toIntVector();
+  std::vector<int64_t> shape = ctx->saved_data["shape"].toIntVector();
+  const int64_t history_blocks = ctx->saved_data["history_blocks"].toInt();
+  Plan plan = make_plan(windows, cp.rank, cp.size, shape[2], history_blocks);
+  return {cp, std::move(windows), std::move(shape), history_blocks, std::move(plan)};
+}
+
 class HaloFunction : public torch::autograd::Function<HaloFunction> {
  public:
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& keys,
@@ -155,10 +180,7 @@ class HaloFunction : public torch::autograd::Function<HaloFunction> {
         row += e.piece.rows;
       }
     }
-    ctx->saved_data["cp"] = cp_handle;
-    ctx->saved_data["windows"] = lengths;
-    ctx->saved_data["history_blocks"] = history_blocks;
-    ctx->saved_data["shape"] = keys.sizes().vec();
+    remember(ctx, cp_handle, lengths, history_blocks, keys);
     return {halo_k, halo_v};
   }
 
@@ -166,16 +188,12 @@ class HaloFunction : public torch::autograd::Function<HaloFunction> {
   // backward adds them there). Nothing flows into this function's own inputs.
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
-    const ContextParallel& cp = cp_of(ctx);
-    const std::vector<int64_t> windows = ctx->saved_data["windows"].toIntVector();
-    const std::vector<int64_t> shape = ctx->saved_data["shape"].toIntVector();
-    const int64_t history_blocks = ctx->saved_data["history_blocks"].toInt();
-    const Plan plan = make_plan(windows, cp.rank, cp.size, shape[2], history_blocks);
-    const std::vector<int64_t> mine = halo_lengths(windows, cp.rank, cp.size, shape[2], history_blocks);
+    const Remembered r = recall(ctx);
+    const std::vector<int64_t> mine = halo_lengths(r.windows, r.cp.rank, r.cp.size, r.shape[2], r.history_blocks);
     const at::Tensor halo_gk = grads[0].defined() ? grads[0] : at::zeros_like(grads[1]);
     const at::Tensor halo_gv = grads[1].defined() ? grads[1] : at::zeros_like(grads[0]);
-    Messages messages(cp);
-    for (const auto& [peer, entries] : plan.from) {
+    Messages messages(r.cp);
+    for (const auto& [peer, entries] : r.plan.from) {
       std::vector<at::Tensor> k, v;
       for (const Entry& e : entries) {
         if (e.piece.block != 0) continue;  // an earlier block's rows: detached, nothing flows back
@@ -197,32 +215,25 @@ class HaloOwner : public torch::autograd::Function<HaloOwner> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& keys,
                                                 const at::Tensor& values, std::vector<int64_t> windows,
                                                 int64_t history_blocks, int64_t cp_handle) {
-    ctx->saved_data["cp"] = cp_handle;
-    ctx->saved_data["windows"] = windows;
-    ctx->saved_data["history_blocks"] = history_blocks;
-    ctx->saved_data["shape"] = keys.sizes().vec();
+    remember(ctx, cp_handle, windows, history_blocks, keys);
     return {keys.clone(), values.clone()};
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
-    const ContextParallel& cp = cp_of(ctx);
-    const std::vector<int64_t> windows = ctx->saved_data["windows"].toIntVector();
-    const std::vector<int64_t> shape = ctx->saved_data["shape"].toIntVector();
-    const int64_t history_blocks = ctx->saved_data["history_blocks"].toInt();
-    const Plan plan = make_plan(windows, cp.rank, cp.size, shape[2], history_blocks);
+    const Remembered r = recall(ctx);
     const at::TensorOptions options = grads[0].defined() ? grads[0].options() : grads[1].options();
-    at::Tensor grad_k = grads[0].defined() ? grads[0].clone() : at::zeros(shape, options);
-    at::Tensor grad_v = grads[1].defined() ? grads[1].clone() : at::zeros(shape, options);
-    Messages messages(cp);
+    at::Tensor grad_k = grads[0].defined() ? grads[0].clone() : at::zeros(r.shape, options);
+    at::Tensor grad_v = grads[1].defined() ? grads[1].clone() : at::zeros(r.shape, options);
+    Messages messages(r.cp);
     std::map<int, at::Tensor*> received;
-    for (const auto& [peer, entries] : plan.to) {
+    for (const auto& [peer, entries] : r.plan.to) {
       const int64_t rows = rows_of(entries, true);
-      if (rows > 0) received[peer] = &messages.receive(at::empty({2, shape[0], rows, shape[3]}, options), peer);
+      if (rows > 0) received[peer] = &messages.receive(at::empty({2, r.shape[0], rows, r.shape[3]}, options), peer);
     }
     messages.wait();
     for (const auto& [peer, buffer] : received) {
       int64_t row = 0;
-      for (const Entry& e : plan.to.at(peer)) {
+      for (const Entry& e : r.plan.to.at(peer)) {
         if (e.piece.block != 0) continue;
         grad_k.select(1, e.head).narrow(1, e.piece.source_row, e.piece.rows) +=
             buffer->select(0, 0).narrow(1, row, e.piece.rows);

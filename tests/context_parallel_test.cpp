@@ -30,7 +30,9 @@ struct CpRun {
   std::map<int64_t, double> train_bpc, valid_bpc;
   double param_norm = -1;
   int64_t resumed_at = -1;
-  std::vector<double> halo_mb;  // the last record's, per rank
+  std::vector<double> halo_mb;                        // the last record's, per rank
+  std::map<int64_t, std::vector<double>> halo_mb_at;  // per step, per rank
+  std::vector<std::vector<double>> spans;             // [layer][head], the done record's
 };
 
 CpRun read_run(const fs::path& dir) {
@@ -39,8 +41,14 @@ CpRun read_run(const fs::path& dir) {
   for (std::string line; std::getline(in, line);) {
     const auto r = nlohmann::json::parse(line);
     if (r.contains("bpc")) (r.contains("split") ? run.valid_bpc : run.train_bpc)[r["step"]] = r["bpc"];
-    if (r.contains("halo_mb_per_step")) run.halo_mb = r["halo_mb_per_step"].get<std::vector<double>>();
-    if (r.value("event", "") == "done") run.param_norm = r["param_norm"];
+    if (r.contains("halo_mb_per_step")) {
+      run.halo_mb = r["halo_mb_per_step"].get<std::vector<double>>();
+      run.halo_mb_at[r["step"]] = run.halo_mb;
+    }
+    if (r.value("event", "") == "done") {
+      run.param_norm = r["param_norm"];
+      run.spans = r["spans"].get<std::vector<std::vector<double>>>();
+    }
     if (r.value("event", "") == "resumed") run.resumed_at = r["step"];
   }
   return run;
@@ -71,6 +79,13 @@ void expect_same_training(const CpRun& got, const CpRun& want) {
   expect_close(got.train_bpc, want.train_bpc, "train bpc");
   expect_close(got.valid_bpc, want.valid_bpc, "valid bpc");
   EXPECT_NEAR(got.param_norm, want.param_norm, 1e-6 * want.param_norm);
+  ASSERT_EQ(got.spans.size(), want.spans.size());
+  for (size_t l = 0; l < want.spans.size(); ++l) {
+    ASSERT_EQ(got.spans[l].size(), want.spans[l].size());
+    for (size_t h = 0; h < want.spans[l].size(); ++h) {
+      EXPECT_NEAR(got.spans[l][h], want.spans[l][h], 1e-5 * std::max(1.0, want.spans[l][h])) << l << "," << h;
+    }
+  }
 }
 
 // The slow, obvious answer: for every position before the chunk, its owner, block and row.
@@ -109,6 +124,15 @@ TEST(ContextParallel, TrainingOnTwoAndFourChunksMatchesOneRank) {
   expect_same_training(four, one);
   ASSERT_EQ(four.halo_mb.size(), 4u);
   for (double mb : four.halo_mb) EXPECT_GT(mb, 0);
+}
+
+// Spans shorter than a chunk (one hop, part of the previous chunk) and sparse-fixed windows (halos
+// of S) too.
+TEST(ContextParallel, ShortSpansAndSparseFixedMatchOneRank) {
+  expect_same_training(train("short2", "--steps 6 --cp 2 --span-init-heads 8,16,24,30", 2),
+                       train("short1", "--steps 6 --span-init-heads 8,16,24,30", 0));
+  expect_same_training(train("sparse4", "--steps 6 --cp 4 --attention sparse-fixed", 4),
+                       train("sparse1", "--steps 6 --attention sparse-fixed", 0));
 }
 
 TEST(ContextParallel, DynamicSpansFullAttentionAndTensorParallelMatchOneRank) {
@@ -203,6 +227,48 @@ TEST(ContextParallel, PreemptedWithAsyncCheckpointsAndResumedOnAnotherCp) {
   EXPECT_EQ(after.resumed_at, 5);
   expect_same_training(after, straight);
   fs::remove_all(dir);
+}
+
+// Resumed on the same layout, the run is the uninterrupted one bit for bit.
+TEST(ContextParallel, SameLayoutResumeIsBitExact) {
+  const CpRun straight = train("bitexact_straight", "--steps 8 --cp 2", 2);
+  const fs::path dir = testing::fresh_dir("cp", "bitexact");
+  const std::string run = kTrain + kPlantedSpans + " --cp 2 --run-dir " + dir.string();
+  ASSERT_EQ(run_adaspan(run + " --steps 4", 2).exit_code, 0);
+  ASSERT_EQ(run_adaspan(run + " --steps 8 --resume auto", 2).exit_code, 0);
+  const CpRun resumed = read_run(dir);
+  EXPECT_EQ(resumed.resumed_at, 4);
+  for (const auto& [step, bpc] : straight.train_bpc) EXPECT_EQ(resumed.train_bpc.at(step), bpc) << step;
+  EXPECT_EQ(resumed.param_norm, straight.param_norm);
+  fs::remove_all(dir);
+}
+
+// What the ranks send per step is what the spans ask for: for every layer, head and chunk, the
+// rows of its halo that other ranks own (keys and values forward), plus the rows of current
+// chunks among them (their gradients back), counted position by position from the windows.
+TEST(ContextParallel, BytesSentEqualTheHalosTheSpansNeed) {
+  // Spans 10, 70, 200, 400 (+ ramp 32, rounded up to 64 keys): windows 64, 128, 256, 448; a small
+  // learning rate keeps them there.
+  std::string every_step = kTrain;
+  every_step.replace(every_step.find("--log-every 2"), 13, "--log-every 1");
+  const CpRun run = train("traffic", "--steps 4 --cp 4 --lr 0.001 --span-init-heads 10,70,200,400", 4, every_step);
+  const int64_t chunks = 4, chunk = 64, layers = 2, streams = 4, head_dim = 8;
+  double rows = 0;
+  for (int64_t window : {64, 128, 256, 448}) {
+    for (int64_t c = 0; c < chunks; ++c) {
+      for (int64_t p = c * chunk - window; p < c * chunk; ++p) {
+        const int64_t g = p >= 0 ? p / chunk : -((-p + chunk - 1) / chunk);
+        const int64_t owner = ((g % chunks) + chunks) % chunks;
+        if (owner != c) rows += 1;  // keys and values sent forward
+        if (p >= 0) rows += 1;      // their gradients sent back (current block only)
+      }
+    }
+  }
+  const double expected_mb = rows * layers * 2 * streams * head_dim * sizeof(float) / 1e6;
+  ASSERT_EQ(run.halo_mb_at.count(4), 1u);  // step 4: the history of earlier blocks is full
+  double sent = 0;
+  for (double mb : run.halo_mb_at.at(4)) sent += mb;
+  EXPECT_NEAR(sent, expected_mb, 1e-9 * expected_mb);
 }
 
 }  // namespace
