@@ -108,6 +108,19 @@ TEST(FaultTolerance, CrashedRankIsRestartedFromTheCheckpointWithTheSameResult) {
   fs::remove_all(dir);
 }
 
+// Attempt 1 ended by a watchdog (exit 86), attempt 2 resumed at the checkpoint of step 5 and ended
+// as the uninterrupted run.
+void expect_watchdog_abort_then_resume_at_5(const fs::path& dir) {
+  const auto attempts = lines(dir / "attempts.jsonl");
+  ASSERT_EQ(attempts.size(), 2u);
+  EXPECT_EQ(attempts[0]["exit_code"], 86);
+  EXPECT_EQ(attempts[0]["cause"], "watchdog: a step or collective hung");
+  expect_resumed_once_at(dir, 5);
+  const Outcome o = outcome(dir);
+  EXPECT_EQ(o.bpc, reference_run().bpc);
+  EXPECT_EQ(o.param_norm, reference_run().param_norm);
+}
+
 TEST(FaultTolerance, HungRankIsAbortedByTheWatchdogAndRestarted) {
   const fs::path dir = fresh_dir("hang");
   const auto start = std::chrono::steady_clock::now();
@@ -119,14 +132,7 @@ TEST(FaultTolerance, HungRankIsAbortedByTheWatchdogAndRestarted) {
   EXPECT_NE(r.err.find("made no progress"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("training step at step 8"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("rank 1"), std::string::npos) << r.err;
-  const auto attempts = lines(dir / "attempts.jsonl");
-  ASSERT_EQ(attempts.size(), 2u);
-  EXPECT_EQ(attempts[0]["exit_code"], 86);
-  EXPECT_EQ(attempts[0]["cause"], "watchdog: a step or collective hung");
-  expect_resumed_once_at(dir, 5);
-  const Outcome o = outcome(dir);
-  EXPECT_EQ(o.bpc, reference_run().bpc);
-  EXPECT_EQ(o.param_norm, reference_run().param_norm);
+  expect_watchdog_abort_then_resume_at_5(dir);
   fs::remove_all(dir);
 }
 
@@ -141,15 +147,8 @@ TEST(FaultTolerance, RankThatStopsCallingCollectivesIsCaughtByTheOthersWatchdog)
   EXPECT_NE(r.err.find("rank 1 stops calling collectives at step 8"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("adaspan: rank 0: training step at step 8 made no progress"), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find("adaspan: rank 1: training step"), std::string::npos) << "rank 1's own watchdog fired";
-  const auto attempts = lines(dir / "attempts.jsonl");
-  ASSERT_EQ(attempts.size(), 2u);
-  EXPECT_EQ(attempts[0]["exit_code"], 86);
-  EXPECT_EQ(attempts[0]["cause"], "watchdog: a step or collective hung");
-  EXPECT_EQ(attempts[1]["cause"], "finished");
-  expect_resumed_once_at(dir, 5);
-  const Outcome o = outcome(dir);
-  EXPECT_EQ(o.bpc, reference_run().bpc);
-  EXPECT_EQ(o.param_norm, reference_run().param_norm);
+  expect_watchdog_abort_then_resume_at_5(dir);
+  EXPECT_EQ(lines(dir / "attempts.jsonl").back()["cause"], "finished");
   fs::remove_all(dir);
 }
 

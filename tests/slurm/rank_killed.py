@@ -13,7 +13,7 @@ command line as the reference run (a fault-injection flag would be stored in its
 import os
 import signal
 
-from slurm_test import BINARY, CHECKPOINT_EVERY, Job, check, expect_lines, job_state, reference_param_norm, \
+from slurm_test import BINARY, CHECKPOINT_EVERY, Job, check, expect_completed_in_one_launch, reference_param_norm, \
     require_cluster
 
 
@@ -46,15 +46,8 @@ except BaseException:
     job.cancel()
     raise
 
-state = job_state(job.id)
-check(status == 0, f"sbatch --wait exited {status}, expected 0; log: {job.log}")
-check(state == {"JobState": "COMPLETED", "Restarts": "0", "ExitCode": "0:0"}, f"job {job.id}: {state}")
 # The batch shell saw none of it: one launch, exit 0, no requeue.
-expect_lines(job, [
-    job.started_line(0),
-    r"adaspan launch exited 0",
-    job.finished_line(),
-])
+expect_completed_in_one_launch(job, status)
 # srun: task 1 killed, then the step ended (task 0 killed too, after KillWait).
 ends = job.srun_task_ends()
 check((1, "Killed") in ends, f"srun on the tasks: {ends}, expected task 1 Killed")

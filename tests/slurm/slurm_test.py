@@ -216,6 +216,19 @@ def expect_lines(job, expected):
 REFERENCE = CLUSTER_DIR / "tests/reference.json"
 
 
+def expect_completed_in_one_launch(job, status):
+    """sbatch --wait exited 0, the job COMPLETED without a requeue, and the batch shell ran launch once,
+    which exited 0."""
+    state = job_state(job.id)
+    check(status == 0, f"sbatch --wait exited {status}, expected 0; log: {job.log}")
+    check(state == {"JobState": "COMPLETED", "Restarts": "0", "ExitCode": "0:0"}, f"job {job.id}: {state}")
+    expect_lines(job, [
+        job.started_line(0),
+        r"adaspan launch exited 0",
+        job.finished_line(),
+    ])
+
+
 def _reference_key():
     return {"train": TRAIN, "layout": LAYOUT, "checkpoint_every": CHECKPOINT_EVERY,
             "binary": [str(BINARY), BINARY.stat().st_mtime_ns, BINARY.stat().st_size]}

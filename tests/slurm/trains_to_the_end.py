@@ -5,19 +5,12 @@ Every layer says it finished: sbatch --wait and the job (COMPLETED, 0:0, never r
 batch shell (launch exited 0), launch (one attempt, exit 0), the ranks (2 in every record). Its
 param_norm is the other tests' uninterrupted reference.
 """
-from slurm_test import STEPS, Job, check, expect_lines, job_state, require_cluster, save_reference
+from slurm_test import STEPS, Job, check, expect_completed_in_one_launch, require_cluster, save_reference
 
 require_cluster()
 job = Job("trains_to_the_end")
 status = job.run()
-state = job_state(job.id)
-check(status == 0, f"sbatch --wait exited {status}, expected 0; log: {job.log}")
-check(state == {"JobState": "COMPLETED", "Restarts": "0", "ExitCode": "0:0"}, f"job {job.id}: {state}")
-expect_lines(job, [
-    job.started_line(0),
-    r"adaspan launch exited 0",
-    job.finished_line(),
-])
+expect_completed_in_one_launch(job, status)
 attempts = job.attempts()
 check([a["exit_code"] for a in attempts] == [0], f"launch's attempts {job.attempts_summary()}, expected one, exit 0")
 check(attempts[0]["command"].startswith("srun --mpi=pmix --kill-on-bad-exit=1 "),
