@@ -141,9 +141,14 @@ TrainingState read_checkpoint(const std::string& path, const ReaderLayout& layou
       }
     }
   }
-  const at::Tensor positions = f.read_native("data/stream_positions").contiguous();
-  s.stream_positions.assign(positions.data_ptr<int64_t>(), positions.data_ptr<int64_t>() + positions.numel());
-  const int64_t streams = static_cast<int64_t>(s.stream_positions.size());
+  // Absent in a checkpoint imported from the reference (which never stores data positions): the
+  // streams start at their beginnings, as the reference's do on a resume.
+  if (f.exists("data/stream_positions")) {
+    const at::Tensor positions = f.read_native("data/stream_positions").contiguous();
+    s.stream_positions.assign(positions.data_ptr<int64_t>(), positions.data_ptr<int64_t>() + positions.numel());
+  }
+  const int64_t streams = s.stream_positions.empty() ? f.read_int_attribute("global_streams")
+                                                     : static_cast<int64_t>(s.stream_positions.size());
   if (layout.first_stream + layout.local_streams > streams) {
     throw std::runtime_error("'" + path + "' holds " + std::to_string(streams) +
                              " streams; this rank reads streams up to " +

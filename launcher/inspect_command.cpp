@@ -91,7 +91,7 @@ int run_inspect(const std::vector<std::string>& args) {
     const DatasetSizes optimizer = f.exists("optimizer") ? walk(f, "optimizer", !no_verify) : DatasetSizes{};
     const DatasetSizes cache = f.exists("cache") ? walk(f, "cache", !no_verify) : DatasetSizes{};
     if (!no_verify) {
-      walk(f, "data", true);
+      if (f.exists("data")) walk(f, "data", true);  // absent in imported checkpoints
       f.read_native("spans");
       trainer::load_checkpoint_model(path, at::kCPU);  // every parameter of the stored shape is there
     }

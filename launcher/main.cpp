@@ -25,6 +25,8 @@ constexpr const char* kUsage =
     "  generate  sample bytes from a checkpoint\n"
     "  inspect   show a checkpoint's config, step, learned spans and sizes\n"
     "  report    plots of a run (bpc, throughput, span heatmap and trajectories) in RUN_DIR/report.html\n"
+    "  import    bring a checkpoint of the reference (facebookresearch/adaptive-span) in as a run\n"
+    "  export    write a checkpoint as the reference's main.py --checkpoint file\n"
     "  launch    run a training command, restarting it from its newest checkpoint when it fails\n"
     "  prepare   write a standard corpus (enwik8, builtin) as train/valid(/test) byte files\n"
     "\n"
@@ -49,13 +51,16 @@ int main(int argc, char** argv) {
   if (command == "generate") return adaspan::launcher::run_generate(args);
   if (command == "inspect") return adaspan::launcher::run_inspect(args);
   if (command == "report") return adaspan::launcher::run_report(args);
+  if (command == "import") return adaspan::launcher::run_import(args);
+  if (command == "export") return adaspan::launcher::run_export(args);
   if (command == "eval") {
     adaspan::cluster::World world(&argc, &argv);
     return adaspan::launcher::run_eval(args, world);
   }
   if (command == "train") return adaspan::launcher::run_train(&argc, &argv, args);
   std::fprintf(stderr,
-               "adaspan: error: unknown command '%s' (train, eval, generate, inspect, report, launch, prepare; adaspan "
+               "adaspan: error: unknown command '%s' (train, eval, generate, inspect, report, import, export, launch, "
+               "prepare; adaspan "
                "--help)\n",
                command.c_str());
   return 2;

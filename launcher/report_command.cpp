@@ -4,30 +4,10 @@
 // from; ADASPAN_REPORT_SCRIPT overrides both. The options are passed on as the script's own.
 #include "launcher/command_line.h"
 #include "launcher/inference_commands.h"
-
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <filesystem>
+#include "launcher/python_script.h"
 
 namespace adaspan::launcher {
 namespace {
-
-namespace fs = std::filesystem;
-
-std::string report_script() {
-  if (const char* path = std::getenv("ADASPAN_REPORT_SCRIPT")) return path;
-  std::error_code ec;
-  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    const fs::path installed = self.parent_path() / ".." / "share" / "adaspan" / "report.py";
-    if (fs::exists(installed)) return installed.string();
-  }
-  return ADASPAN_SOURCE_REPORT_SCRIPT;
-}
 
 struct ReportConfig {
   std::string run_dir;
@@ -74,25 +54,16 @@ int run_report(const std::vector<std::string>& args) {
   int exit_code = 0;
   const std::optional<ReportConfig> c = parse_or_exit(line, report_options(), args, exit_code);
   if (!c) return exit_code;
-  const std::string script = report_script();
-  if (!fs::exists(script)) {
-    std::fprintf(stderr, "adaspan report: error: report script not found (%s); set ADASPAN_REPORT_SCRIPT\n",
-                 script.c_str());
-    return 1;
-  }
   // Options first, then `--`: a run dir or a --tensorboard-dir starting with '-' stays a value.
-  std::vector<std::string> words{"python3", script};
+  std::vector<std::string> words;
   if (c->tensorboard) words.push_back("--tensorboard");
   if (!c->tensorboard_dir.empty()) words.push_back("--tensorboard-dir=" + c->tensorboard_dir);
   if (c->follow) words.push_back("--follow");
   words.push_back("--");
   words.push_back(c->run_dir);
-  std::vector<char*> argv;
-  for (std::string& word : words) argv.push_back(word.data());
-  argv.push_back(nullptr);
-  ::execvp("python3", argv.data());
-  std::fprintf(stderr, "adaspan report: error: cannot run python3: %s\n", std::strerror(errno));
-  return 1;
+  const char* override_variable = "ADASPAN_REPORT_SCRIPT";
+  return exec_python("report", bundled_script("report.py", ADASPAN_SOURCE_REPORT_SCRIPT, override_variable), words,
+                     override_variable);
 }
 
 }  // namespace adaspan::launcher

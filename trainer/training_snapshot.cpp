@@ -262,7 +262,7 @@ MetricsWindow restored_window(const checkpointing::TrainingState& s, const LiveT
 void restore_state(const checkpointing::TrainingState& s, const LiveTraining& live) {
   // Check everything before changing anything.
   const std::map<std::string, at::Tensor> local = local_tensors(s, live);
-  if (s.stream_positions.size() != live.sampler.positions().size()) {
+  if (!s.stream_positions.empty() && s.stream_positions.size() != live.sampler.positions().size()) {
     throw std::runtime_error("the checkpoint has " + std::to_string(s.stream_positions.size()) + " streams, this run " +
                              std::to_string(live.sampler.positions().size()));
   }
@@ -283,7 +283,9 @@ void restore_state(const checkpointing::TrainingState& s, const LiveTraining& li
     live.optimizer.import_slot(slot, whole);
   }
   live.optimizer.set_steps_taken(s.optimizer_steps);
-  live.sampler.set_positions(std::vector<uint64_t>(s.stream_positions.begin(), s.stream_positions.end()));
+  if (!s.stream_positions.empty()) {  // else (imported): the streams start at their beginnings
+    live.sampler.set_positions(std::vector<uint64_t>(s.stream_positions.begin(), s.stream_positions.end()));
+  }
   live.caches = model::split_rows(cache, static_cast<int64_t>(live.caches.size()));
   live.progress.window = restored_window(s, live);
   live.progress.halved_lr_until = s.halved_lr_until;
