@@ -35,9 +35,13 @@ import secrets
 import sys
 import tempfile
 
-import h5py
-import numpy as np
-import torch
+try:
+    import h5py
+    import numpy as np
+    import torch
+except ImportError as missing:
+    sys.exit(f"adaspan: error: python3 lacks {missing.name}, which the reference's checkpoints need "
+             "(scripts/setup.sh installs torch and h5py)")
 
 EOS_BYTE = 10  # the reference's `<eos>`: the line end of its enwik8 format
 BYTES = 256

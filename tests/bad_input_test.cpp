@@ -58,6 +58,7 @@ enum Needs : unsigned {
   kNothing = 0,
   kNoGpu = 1,       // the row is about a machine without CUDA: skipped where a GPU is visible
   kMatplotlib = 2,  // the row runs scripts/report.py: skipped (outside CI) without matplotlib and h5py
+  kTorch = 4,       // the row runs scripts/reference_checkpoint.py: skipped (outside CI) without torch and h5py
 };
 
 struct Row {
@@ -383,6 +384,21 @@ const Row kRows[] = {
      "world size 1 is not divisible by --tp 1 x --cp 2"},
     {"eval_cp_more_than_the_ranks", "eval --checkpoint {ckpt} --data {text} --cp 2", 1,
      "world size 1 is not divisible by --cp 2"},
+    {"import_unknown_format", "import frobnicate {missing} --out {dir} --reference-data {folder}", 2,
+     "unknown format 'frobnicate' (reference)"},
+    {"import_nothing", "import reference", 2,
+     "name the reference checkpoint: adaspan import reference CKPT.pt --out RUN_DIR"},
+    {"import_without_reference_data", "import reference {missing} --out {dir}", 2, "--reference-data DIR is required"},
+    {"import_missing_checkpoint", "import reference {missing} --out {dir} --reference-data {folder}", 1,
+     "no reference checkpoint '{missing}'", kTorch},
+    {"import_not_a_checkpoint", "import reference {text} --out {dir} --reference-data {folder}", 1,
+     "'{text}' is not a readable torch checkpoint", kTorch},
+    {"export_nothing", "export reference", 2,
+     "name the checkpoint: adaspan export reference CHECKPOINT --out model.pt"},
+    {"export_not_a_checkpoint", "export reference {text} --out {folder}/m.pt --reference-data {folder}", 1,
+     "'{text}' is not a readable HDF5 file", kTorch},
+    {"export_nbatches_zero", "export reference {ckpt} --out {folder}/m.pt --reference-data {folder} --nbatches 0", 2,
+     "--nbatches must be at least 1"},
 };
 
 // ---- What the rows read: files made for each row, checkpoints trained once per process ----
@@ -626,6 +642,9 @@ TEST_P(BadInput, OneErrorLineExitStatusNothingWritten) {
   if ((row.needs & kMatplotlib) &&
       std::system("timeout 60 python3 -c 'import matplotlib, h5py' > /dev/null 2>&1") != 0) {
     ADASPAN_SKIP_OUTSIDE_CI("python3 lacks matplotlib or h5py (scripts/setup.sh installs them)");
+  }
+  if ((row.needs & kTorch) && std::system("timeout 60 python3 -c 'import torch, h5py' > /dev/null 2>&1") != 0) {
+    ADASPAN_SKIP_OUTSIDE_CI("python3 lacks torch or h5py (scripts/setup.sh installs them)");
   }
   scratch_ = testing::fresh_dir("badinput", row.name);
   std::string args = row.args, expected = row.expected;
