@@ -1,0 +1,164 @@
+// Finite differences in double of context-parallel attention: run with `mpirun -np 2`. Each rank
+// holds one chunk of a block whose heads reach over the other chunk and into the previous block
+// (halos of one and more hops). The loss is sum over ranks of <out_chunk, G_chunk>; its analytic
+// gradient (each rank's parameter gradients summed over the group, including the dK/dV the halo
+// sends back to the owners) must equal central differences of that loss for the parameters that
+// make q (W_q), k (W_k), v (W_v), key_pe and z (the spans: current_val, or with --span-mode
+// dynamic its projection), and the chunked outputs must equal one rank's whole-block forward.
+// Prints one line per check; exit 0 when all hold.
+#include "cluster/communicator.h"
+#include "cluster/grid.h"
+#include "cluster/world.h"
+#include "model/span_attention_layer.h"
+
+#include <ATen/ATen.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace {
+
+using adaspan::model::ContextParallel;
+using adaspan::model::LayerCache;
+using adaspan::model::ModelConfig;
+using adaspan::model::SpanAttentionLayer;
+
+constexpr int64_t kBatch = 2, kBlock = 128, kDModel = 16;
+
+ModelConfig config(bool dynamic) {
+  ModelConfig c;
+  c.d_model = kDModel;
+  c.heads = 4;
+  c.attn_span = 256;
+  c.span_ramp = 16;
+  // Windows of 64 to 256 keys over chunks of 64: halos of one to four hops, into the last block.
+  // Not whole bytes: the mask has kinks at x = z and x = z + R, where differences are one-sided.
+  c.span_init_heads = {10.3, 70.6, 150.2, 230.7};
+  c.dropout = 0;
+  if (dynamic) c.span_mode = adaspan::model::SpanMode::dynamic;
+  return c;
+}
+
+struct Setup {
+  std::shared_ptr<SpanAttentionLayer> layer;
+  at::Tensor key_pe, first_block, block, weights;  // the whole blocks (every rank draws the same)
+};
+
+Setup make(bool dynamic) {
+  torch::manual_seed(3);  // the same parameters and inputs on every rank
+  Setup s;
+  s.layer = std::make_shared<SpanAttentionLayer>(config(dynamic));
+  s.layer->to(at::kDouble);
+  s.key_pe = (0.5 * at::randn({kDModel / 4, 256}, at::kDouble)).requires_grad_();
+  s.first_block = at::randn({kBatch, kBlock, kDModel}, at::kDouble);
+  s.block = at::randn({kBatch, kBlock, kDModel}, at::kDouble);
+  s.weights = at::randn({kBatch, kBlock, kDModel}, at::kDouble);
+  return s;
+}
+
+at::Tensor chunk_of(const at::Tensor& block, const ContextParallel& cp) {
+  const int64_t m = block.size(1) / cp.size;
+  return block.narrow(1, cp.rank * m, m);
+}
+
+// The loss summed over the group, for the current parameters; the cache (from the first block)
+// is held fixed, as one step sees it.
+double group_loss(Setup& s, const LayerCache& cache, const ContextParallel& cp, bool backward) {
+  at::Tensor out = s.layer->forward(chunk_of(s.block, cp), cache, s.key_pe).out;
+  at::Tensor loss = (out * chunk_of(s.weights, cp)).sum();
+  if (backward) loss.backward();
+  at::Tensor total = loss.detach().reshape({1}).clone();
+  if (cp.enabled()) cp.group->all_reduce(total, adaspan::model::ReduceOp::sum);
+  return total.item<double>();
+}
+
+void sum_over_group(at::Tensor& t, const ContextParallel& cp) {
+  if (cp.enabled()) cp.group->all_reduce(t, adaspan::model::ReduceOp::sum);
+}
+
+int check_layer(bool dynamic, const ContextParallel& cp, int rank) {
+  Setup s = make(dynamic);
+  // One rank's whole-block forward: the reference for the chunks' outputs.
+  s.layer->set_context_parallel(ContextParallel{});
+  const LayerCache whole_cache = s.layer->forward(s.first_block, LayerCache{}, s.key_pe).next_cache;
+  const at::Tensor whole = s.layer->forward(s.block, whole_cache, s.key_pe).out.detach();
+
+  s.layer->set_context_parallel(cp);
+  const LayerCache cache = s.layer->forward(chunk_of(s.first_block, cp), LayerCache{}, s.key_pe).next_cache;
+  const at::Tensor out = s.layer->forward(chunk_of(s.block, cp), cache, s.key_pe).out.detach();
+  at::Tensor diff = (out - chunk_of(whole, cp)).abs().max().reshape({1}).clone();
+  if (cp.enabled()) cp.group->all_reduce(diff, adaspan::model::ReduceOp::max);
+  int failures = 0;
+  const char* mode = dynamic ? "dynamic" : "static";
+  const bool outputs_ok = diff.item<double>() < 1e-12;
+  failures += !outputs_ok;
+  if (rank == 0) {
+    std::printf("%s %s spans: chunked outputs == one rank's block, max |diff| %.2e\n", outputs_ok ? "ok  " : "FAIL",
+                mode, diff.item<double>());
+  }
+
+  for (auto& p : s.layer->parameters()) p.mutable_grad() = at::Tensor();
+  group_loss(s, cache, cp, true);
+  std::vector<std::pair<std::string, at::Tensor>> checked;
+  for (const auto& p : s.layer->named_parameters()) {
+    const std::string& name = p.key();
+    if (name.find("proj_query") != std::string::npos || name.find("proj_key") != std::string::npos ||
+        name.find("proj_val") != std::string::npos || name.find("span.") != std::string::npos) {
+      checked.emplace_back(name, p.value());
+    }
+  }
+  checked.emplace_back("key_pe", s.key_pe);
+  const double eps = 1e-6;
+  for (auto& [name, param] : checked) {
+    at::Tensor grad = param.grad().defined() ? param.grad().clone() : at::zeros_like(param);
+    sum_over_group(grad, cp);
+    const at::Tensor flat = param.detach().view({-1});
+    const at::Tensor g = grad.view({-1});
+    // 8 entries spread over the tensor.
+    double worst = 0, scale = 0;
+    const int64_t n = flat.numel();
+    for (int64_t i = 0; i < 8; ++i) {
+      const int64_t at_index = (i * 7919 + 13) % n;
+      const double saved = flat[at_index].item<double>();
+      at::NoGradGuard no_grad;
+      flat[at_index] = saved + eps;
+      const double plus = group_loss(s, cache, cp, false);
+      flat[at_index] = saved - eps;
+      const double minus = group_loss(s, cache, cp, false);
+      flat[at_index] = saved;
+      const double numeric = (plus - minus) / (2 * eps);
+      worst = std::max(worst, std::abs(numeric - g[at_index].item<double>()));
+      scale = std::max(scale, std::abs(numeric));
+    }
+    const double relative = worst / std::max(scale, 1e-3);
+    const bool ok = relative < 1e-6;
+    failures += !ok;
+    if (rank == 0) {
+      std::printf("%s %s spans: d loss / d %s == finite differences (8 entries), max rel err %.2e (|grad| up to %.2e)\n",
+                  ok ? "ok  " : "FAIL", mode, name.c_str(), relative, scale);
+    }
+  }
+  return failures;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  adaspan::cluster::World world(&argc, &argv);
+  at::set_num_threads(1);
+  if (world.size() != 2) {
+    if (world.is_root()) std::fprintf(stderr, "cp_gradcheck: run with mpirun -np 2 (got %d ranks)\n", world.size());
+    return 2;
+  }
+  adaspan::cluster::Grid grid(adaspan::cluster::Communicator::world(), 1, 2);
+  ContextParallel cp;
+  cp.group = &grid.cp_group();
+  cp.rank = grid.cp_rank();
+  cp.size = 2;
+  int failures = check_layer(false, cp, world.rank()) + check_layer(true, cp, world.rank());
+  if (world.is_root()) std::printf("%d failure(s)\n", failures);
+  return failures == 0 ? 0 : 1;
+}
