@@ -11,7 +11,8 @@ StreamSampler::StreamSampler(const ByteCorpus& corpus, int64_t global_streams, i
       global_streams_(global_streams),
       block_size_(block_size),
       first_stream_(first_stream),
-      local_streams_(local_streams) {
+      local_streams_(local_streams),
+      chunk_length_(block_size) {
   if (global_streams < 1 || block_size < 1) {
     throw std::invalid_argument("stream sampler needs at least one stream and a positive block size");
   }
@@ -46,15 +47,25 @@ void StreamSampler::set_positions(const std::vector<uint64_t>& positions) {
   positions_ = positions;
 }
 
+void StreamSampler::set_chunk(int64_t offset, int64_t length) {
+  if (offset < 0 || length < 1 || offset + length > block_size_) {
+    throw std::invalid_argument("chunk [" + std::to_string(offset) + ", " + std::to_string(offset + length) +
+                                ") is not inside a block of " + std::to_string(block_size_));
+  }
+  chunk_offset_ = offset;
+  chunk_length_ = length;
+}
+
 ByteBatch StreamSampler::next() {
   ByteBatch batch;
   batch.rows = local_streams_;
-  batch.cols = block_size_ + 1;
+  batch.cols = chunk_length_ + 1;
   batch.bytes.resize(static_cast<size_t>(batch.rows * batch.cols));
   for (int64_t r = 0; r < local_streams_; ++r) {
-    if (observer_) observer_(first_stream_ + r, positions_[static_cast<size_t>(first_stream_ + r)]);
-    corpus_->read_wrapped(positions_[static_cast<size_t>(first_stream_ + r)], static_cast<uint64_t>(batch.cols),
-                          batch.bytes.data() + r * batch.cols);
+    const uint64_t from =
+        (positions_[static_cast<size_t>(first_stream_ + r)] + static_cast<uint64_t>(chunk_offset_)) % corpus_->size();
+    if (observer_) observer_(first_stream_ + r, from, batch.cols);
+    corpus_->read_wrapped(from, static_cast<uint64_t>(batch.cols), batch.bytes.data() + r * batch.cols);
   }
   for (uint64_t& p : positions_) p = (p + static_cast<uint64_t>(block_size_)) % corpus_->size();
   return batch;

@@ -40,7 +40,8 @@ struct ExportConfig {
 
 template <class Config>
 trainer::Option<Config> format_option() {
-  return trainer::value<Config>("format", FIELD(format), "What the other side is: reference (facebookresearch/adaptive-span).")
+  return trainer::value<Config>("format", FIELD(format),
+                                "What the other side is: reference (facebookresearch/adaptive-span).")
       .check([](const Config& c) {
         if (c.format != "reference") {
           throw std::invalid_argument("unknown format '" + c.format + "' (reference)");
@@ -78,7 +79,8 @@ const trainer::OptionTable<ImportConfig>& import_options() {
           .check([](const C& c) {
             if (c.batch_size < 1) throw std::invalid_argument("--batch-size must be at least 1");
           }),
-      trainer::value<C>("block-size", FIELD(block_size), "--block-size of the imported run (the reference's --block-sz).")
+      trainer::value<C>("block-size", FIELD(block_size),
+                        "--block-size of the imported run (the reference's --block-sz).")
           .check([](const C& c) {
             if (c.block_size < 1) throw std::invalid_argument("--block-size must be at least 1");
           }),
@@ -158,8 +160,9 @@ int run_import(const std::vector<std::string>& args) {
   if (c->weights_only) words.push_back("--weights-only");
   words.push_back("--");
   words.push_back(c->checkpoint);
-  return exec_python("import", bundled_script("reference_checkpoint.py", ADASPAN_SOURCE_REFERENCE_SCRIPT, kScriptVariable),
-                     words, kScriptVariable);
+  return exec_python("import",
+                     bundled_script("reference_checkpoint.py", ADASPAN_SOURCE_REFERENCE_SCRIPT, kScriptVariable), words,
+                     kScriptVariable);
 }
 
 int run_export(const std::vector<std::string>& args) {
@@ -175,14 +178,12 @@ int run_export(const std::vector<std::string>& args) {
   int exit_code = 0;
   const std::optional<ExportConfig> c = parse_or_exit(line, export_options(), args, exit_code);
   if (!c) return exit_code;
-  const std::vector<std::string> words{"export",
-                                       "--out=" + c->out,
-                                       "--reference-data=" + c->reference_data,
-                                       "--nbatches=" + std::to_string(c->nbatches),
-                                       "--",
-                                       c->checkpoint};
-  return exec_python("export", bundled_script("reference_checkpoint.py", ADASPAN_SOURCE_REFERENCE_SCRIPT, kScriptVariable),
-                     words, kScriptVariable);
+  const std::vector<std::string> words{
+      "export", "--out=" + c->out, "--reference-data=" + c->reference_data, "--nbatches=" + std::to_string(c->nbatches),
+      "--",     c->checkpoint};
+  return exec_python("export",
+                     bundled_script("reference_checkpoint.py", ADASPAN_SOURCE_REFERENCE_SCRIPT, kScriptVariable), words,
+                     kScriptVariable);
 }
 
 }  // namespace adaspan::launcher

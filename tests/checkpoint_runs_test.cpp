@@ -69,14 +69,14 @@ TEST(CheckpointRuns, TwoRanksResumeBitExact) {
   fs::remove_all(resumed);
 }
 
-// The (stream, position) pairs all ranks read, from ADASPAN_TRACE_READS files.
+// The (stream, position) pairs all ranks read, from ADASPAN_TRACE_READS files ("stream position bytes").
 std::set<std::pair<int64_t, uint64_t>> reads(const fs::path& trace) {
   std::set<std::pair<int64_t, uint64_t>> out;
   for (const auto& entry : fs::directory_iterator(trace)) {
     std::ifstream in(entry.path());
-    int64_t stream;
+    int64_t stream, bytes;
     uint64_t position;
-    while (in >> stream >> position) out.insert({stream, position});
+    while (in >> stream >> position >> bytes) out.insert({stream, position});
   }
   return out;
 }

@@ -153,6 +153,33 @@ TEST(ContextParallel, DataParallelZeroGradAccumAndRebalancingMatchOneRank) {
 
 // Checkpoints hold the logical cache: written at --cp 2 and resumed on one rank, written on one
 // rank and resumed at --cp 4, the run goes on as if never interrupted.
+// Each rank reads only its chunk of every block (and the byte after it, the last target): rank c
+// of CP 2 reads positions [p + c·m, p + (c + 1)·m] of each of its streams, never the whole block.
+TEST(ContextParallel, EachRankReadsOnlyItsChunk) {
+  const fs::path dir = testing::fresh_dir("cp", "reads", false), trace = testing::fresh_dir("cp", "trace");
+  const int64_t steps = 3, block = 256, chunk = 128, streams = 4;
+  const auto r = run_adaspan(kTrain + kPlantedSpans + " --cp 2 --steps 3 --run-dir " + dir.string(), 2,
+                             "ADASPAN_TRACE_READS=" + trace.string(), 240);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const uint64_t corpus = 4u << 20;  // the built-in corpus
+  for (int rank = 0; rank < 2; ++rank) {
+    std::ifstream in(trace / ("reads." + std::to_string(rank) + ".txt"));
+    std::map<int64_t, int64_t> reads;
+    int64_t stream, bytes;
+    uint64_t position;
+    while (in >> stream >> position >> bytes) {
+      const int64_t step = reads[stream]++;
+      EXPECT_EQ(position, (corpus * static_cast<uint64_t>(stream) / streams + step * block + rank * chunk) % corpus)
+          << "rank " << rank << " stream " << stream << " step " << step;
+      EXPECT_EQ(bytes, chunk + 1) << "rank " << rank;
+    }
+    EXPECT_EQ(reads.size(), static_cast<size_t>(streams)) << "rank " << rank;
+    for (const auto& [s, n] : reads) EXPECT_EQ(n, steps) << "rank " << rank << " stream " << s;
+  }
+  fs::remove_all(dir);
+  fs::remove_all(trace);
+}
+
 TEST(ContextParallel, CheckpointsResumeOnAnyNumberOfChunks) {
   const CpRun straight = train("straight", "--steps 12", 0);
   for (const auto& [first, second] : {std::pair{2, 1}, std::pair{1, 4}}) {

@@ -137,8 +137,9 @@ int check_layer(bool dynamic, const ContextParallel& cp, int rank) {
     const bool ok = relative < 1e-6;
     failures += !ok;
     if (rank == 0) {
-      std::printf("%s %s spans: d loss / d %s == finite differences (8 entries), max rel err %.2e (|grad| up to %.2e)\n",
-                  ok ? "ok  " : "FAIL", mode, name.c_str(), relative, scale);
+      std::printf(
+          "%s %s spans: d loss / d %s == finite differences (8 entries), max rel err %.2e (|grad| up to %.2e)\n",
+          ok ? "ok  " : "FAIL", mode, name.c_str(), relative, scale);
     }
   }
   return failures;

@@ -85,11 +85,12 @@ TEST(DataParallel, EachRankReadsOnlyItsOwnStreams) {
   for (int rank = 0; rank < 2; ++rank) {
     std::ifstream in(trace / ("reads." + std::to_string(rank) + ".txt"));
     std::map<int64_t, int> reads_per_stream;
-    int64_t stream;
+    int64_t stream, bytes;
     uint64_t position;
-    while (in >> stream >> position) {
+    while (in >> stream >> position >> bytes) {
       const int step = reads_per_stream[stream]++;
       EXPECT_EQ(position, (corpus * static_cast<uint64_t>(stream) / 8 + step * block) % corpus);
+      EXPECT_EQ(bytes, static_cast<int64_t>(block) + 1);
     }
     std::set<int64_t> streams;
     for (const auto& [s, n] : reads_per_stream) {

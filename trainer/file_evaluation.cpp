@@ -31,32 +31,29 @@ EvalSums evaluate_file(model::AdaptiveSpanLM& model, const data::ByteCorpus& cor
   model.eval();
   model::ModelCache cache;
   EvalSums sums;
-  std::vector<uint8_t> bytes(static_cast<size_t>(M + 1)), marks(static_cast<size_t>(M + 1));
+  // This rank's chunk of each block (all of it without context parallelism): only its bytes are read.
+  const int64_t chunk = M / o.cp.size, first = o.cp.rank * chunk;
+  std::vector<uint8_t> bytes(static_cast<size_t>(chunk + 1)), marks(static_cast<size_t>(chunk + 1));
   for (int64_t b = 0; b < blocks; ++b) {
-    // x: [rows, M] inputs; y: [rows, M] next bytes, -1 past a stream's end (ignored).
-    at::Tensor x = at::zeros({rows, M}, at::kLong), y = at::full({rows, M}, -1, at::kLong);
-    at::Tensor in_focus = at::zeros({rows, M}, at::kBool);  // [rows, M]: the target byte is marked
+    // x: [rows, m] inputs; y: [rows, m] next bytes, -1 past a stream's end (ignored).
+    at::Tensor x = at::zeros({rows, chunk}, at::kLong), y = at::full({rows, chunk}, -1, at::kLong);
+    at::Tensor in_focus = at::zeros({rows, chunk}, at::kBool);  // the target byte is marked
     int64_t* xs = x.data_ptr<int64_t>();
     int64_t* ys = y.data_ptr<int64_t>();
     bool* fs = in_focus.data_ptr<bool>();
     for (int64_t r = 0; r < rows; ++r) {
       const uint64_t begin = stream_begin(o.first_stream + r), end = stream_begin(o.first_stream + r + 1);
-      const uint64_t from = begin + static_cast<uint64_t>(b * M);
+      const uint64_t from = begin + static_cast<uint64_t>(b * M + first);
       if (from + 1 >= end) continue;
-      const int64_t count = std::min<int64_t>(M + 1, static_cast<int64_t>(end - from));
+      const int64_t count = std::min<int64_t>(chunk + 1, static_cast<int64_t>(end - from));
       corpus.read_wrapped(from, static_cast<uint64_t>(count), bytes.data());
       if (o.focus != nullptr) o.focus->read_wrapped(from, static_cast<uint64_t>(count), marks.data());
       for (int64_t i = 0; i < count; ++i) {
-        if (i < M) xs[r * M + i] = bytes[static_cast<size_t>(i)];
-        if (i > 0) ys[r * M + i - 1] = bytes[static_cast<size_t>(i)];
-        if (i > 0 && o.focus != nullptr) fs[r * M + i - 1] = marks[static_cast<size_t>(i)] != 0;
+        if (i < chunk) xs[r * chunk + i] = bytes[static_cast<size_t>(i)];
+        if (i > 0) ys[r * chunk + i - 1] = bytes[static_cast<size_t>(i)];
+        if (i > 0 && o.focus != nullptr) fs[r * chunk + i - 1] = marks[static_cast<size_t>(i)] != 0;
       }
     }
-    // This rank's chunk of the block (all of it without context parallelism).
-    const int64_t chunk = M / o.cp.size, first = o.cp.rank * chunk;
-    x = x.narrow(1, first, chunk);
-    y = y.narrow(1, first, chunk).contiguous();
-    in_focus = in_focus.narrow(1, first, chunk).contiguous();
     model::LMOutput out = model.forward(x.to(device), cache);
     // Summed in double: a file has millions of bytes.
     const at::Tensor targets = y.to(device).reshape({-1, 1});

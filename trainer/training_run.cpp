@@ -31,15 +31,12 @@ data::ByteCorpus open_corpus(const std::vector<std::string>& files, uint64_t bui
   return data::ByteCorpus::from_bytes(data::make_synthetic_corpus(builtin_size, builtin_seed).bytes, "built-in");
 }
 
-// [rows, M + 1] bytes -> (inputs [rows, M], targets [rows, M]) as int64 on `device`.
-// Inputs and next-byte targets of this rank's chunk of the block (the whole block without
-// context parallelism).
-std::pair<at::Tensor, at::Tensor> to_tensors(const data::ByteBatch& batch, const at::Device& device,
-                                             const model::ContextParallel& cp) {
+// [rows, m + 1] bytes -> (inputs [rows, m], targets [rows, m]) as int64 on `device`: the block, or
+// under context parallelism this rank's chunk of it (the sampler reads only that).
+std::pair<at::Tensor, at::Tensor> to_tensors(const data::ByteBatch& batch, const at::Device& device) {
   at::Tensor bytes = at::from_blob(const_cast<uint8_t*>(batch.bytes.data()), {batch.rows, batch.cols}, at::kByte)
                          .to(device, at::kLong);
-  const int64_t chunk = (batch.cols - 1) / cp.size, first = cp.rank * chunk;
-  return {bytes.narrow(1, first, chunk), bytes.narrow(1, first + 1, chunk)};
+  return {bytes.narrow(1, 0, batch.cols - 1), bytes.narrow(1, 1, batch.cols - 1)};
 }
 
 nlohmann::json spans_json(const std::vector<std::vector<double>>& spans) {
@@ -49,15 +46,14 @@ nlohmann::json spans_json(const std::vector<std::vector<double>>& spans) {
 }
 
 // Mean NLL (nats) of `blocks` consecutive validation blocks from the stream starts, zero cache.
-double evaluate(model::AdaptiveSpanLM& model, data::StreamSampler& sampler, int64_t blocks, const at::Device& device,
-                const model::ContextParallel& cp) {
+double evaluate(model::AdaptiveSpanLM& model, data::StreamSampler& sampler, int64_t blocks, const at::Device& device) {
   at::NoGradGuard no_grad;
   model.eval();
   sampler.rewind();
   model::ModelCache cache;
   double nll_sum = 0;
   for (int64_t b = 0; b < blocks; ++b) {
-    auto [x, y] = to_tensors(sampler.next(), device, cp);
+    auto [x, y] = to_tensors(sampler.next(), device);
     model::LMOutput out = model.forward(x, cache);
     nll_sum += at::nll_loss(out.log_probs.reshape({-1, out.log_probs.size(-1)}), y.reshape({-1})).item<double>();
     cache = std::move(out.next_cache);
@@ -66,13 +62,15 @@ double evaluate(model::AdaptiveSpanLM& model, data::StreamSampler& sampler, int6
   return nll_sum / static_cast<double>(blocks);
 }
 
-// ADASPAN_TRACE_READS=DIR: each rank logs "stream position" of every training read to
-// DIR/reads.RANK.txt (tests check that ranks read only their own streams).
+// ADASPAN_TRACE_READS=DIR: each rank logs "stream position bytes" of every training read to
+// DIR/reads.RANK.txt (tests check that ranks read only their own streams and chunks).
 void trace_reads(data::StreamSampler& sampler, int rank) {
   const char* dir = std::getenv("ADASPAN_TRACE_READS");
   if (!dir) return;
   auto out = std::make_shared<std::ofstream>(std::filesystem::path(dir) / ("reads." + std::to_string(rank) + ".txt"));
-  sampler.set_read_observer([out](int64_t stream, uint64_t position) { *out << stream << ' ' << position << '\n'; });
+  sampler.set_read_observer([out](int64_t stream, uint64_t position, int64_t bytes) {
+    *out << stream << ' ' << position << ' ' << bytes << '\n';
+  });
 }
 
 // Gradient norms of tensor-parallel slices summed over the TP group, so clipping sees whole tensors.
@@ -142,11 +140,15 @@ void TrainingRun::open_data() {
   // This rank owns streams [r·B/N, (r+1)·B/N) of the B global ones.
   const int64_t local_streams = config_.data.batch_size / parallelism_.dp_size;
   const int64_t first_stream = parallelism_.dp_rank * local_streams;
+  // Under context parallelism each rank reads only its chunk of every block (and its targets).
+  const int64_t chunk = config_.data.block_size / parallelism_.cp.size;
   sampler_.emplace(*train_corpus_, config_.data.batch_size, config_.data.block_size, first_stream, local_streams);
-  trace_reads(*sampler_, parallelism_.dp_rank);
+  sampler_->set_chunk(parallelism_.cp.rank * chunk, chunk);
+  trace_reads(*sampler_, parallelism_.world_rank);
   if (valid_corpus_) {
     valid_sampler_.emplace(*valid_corpus_, config_.data.batch_size, config_.data.block_size, first_stream,
                            local_streams);
+    valid_sampler_->set_chunk(parallelism_.cp.rank * chunk, chunk);
   }
   // --grad-accum K: this rank's streams in K micro-batches of equal rows, a cache each.
   if (local_streams % config_.optim.grad_accum != 0) {
@@ -323,7 +325,7 @@ bool TrainingRun::step_or_skip() {
   const int64_t step = state_.step;
   watchdog_.enter("training step", step);
   faults_.at_step_start(step);
-  auto [x, y] = to_tensors(sampler_->next(), device_, parallelism_.cp);  // x, y: [B / DP, M / CP]
+  auto [x, y] = to_tensors(sampler_->next(), device_);  // x, y: [B / DP, M / CP]
   std::vector<MicroBatch> micro;
   const std::vector<at::Tensor> xs = x.chunk(config_.optim.grad_accum, 0), ys = y.chunk(config_.optim.grad_accum, 0);
   for (size_t k = 0; k < xs.size(); ++k) micro.push_back({xs[k], ys[k]});
@@ -488,7 +490,7 @@ void TrainingRun::maybe_validate() {
   watchdog_.enter("validation", step);
   const double attention_before = model_->attention_seconds();
   const model::HaloTraffic training_halos = *parallelism_.cp.traffic;  // validation's are not training's
-  const double local = evaluate(*model_, *valid_sampler_, config_.run.eval_steps, device_, parallelism_.cp);
+  const double local = evaluate(*model_, *valid_sampler_, config_.run.eval_steps, device_);
   const double eval_attention = model_->attention_seconds() - attention_before;  // not training time
   *parallelism_.cp.traffic = training_halos;
   state_.attention_at_log += eval_attention;
