@@ -179,10 +179,14 @@ AttentionOutput SpanAttentionLayer::forward_kv_chunk(const at::Tensor& h, const 
   const int64_t chunk = h.size(1), block = chunk * cp_.size;
   span_->begin_block(h, cache.stream_position + cp_.rank * chunk);
   const std::vector<int64_t> windows = span_->windows(local_heads());
-  // Both ends of every halo must plan the same rows: each chunk's windows (per-token spans: the
-  // widest of its queries) go to every rank, one small all-gather per layer.
+  // The halo holds the keys that can get weight (the window less its rounding up to 64), except
+  // under ASEntmax, whose query scale counts the keys present. Both ends of every halo must plan
+  // the same rows: each chunk's lengths (per-token spans: its widest query's) go to every rank,
+  // one small all-gather per layer.
+  const std::vector<int64_t> halos =
+      config_.normalizer == NormalizerKind::asentmax ? windows : span_->reaches(local_heads());
   at::Tensor every_chunk = at::empty({cp_.size * local_heads()}, at::kLong);
-  cp_.group->all_gather(at::tensor(windows, at::kLong), every_chunk);
+  cp_.group->all_gather(at::tensor(halos, at::kLong), every_chunk);
   const std::vector<int64_t> windows_by_chunk(every_chunk.data_ptr<int64_t>(),
                                               every_chunk.data_ptr<int64_t>() + every_chunk.numel());
   const at::Tensor q = split_heads(in_dtype_of(proj_query_->forward(h), key_pe), local_heads());

@@ -47,13 +47,8 @@ class StaticSpan final : public SpanPolicy {
     return out;
   }
 
-  std::vector<int64_t> windows(int64_t local_heads) const override {
-    std::vector<int64_t> out;
-    for (double z : spans(local_heads)) {
-      out.push_back(kernels::effective_window(z, config_.span_ramp, config_.attn_span, kWindowGranule));
-    }
-    return out;
-  }
+  std::vector<int64_t> windows(int64_t local_heads) const override { return windows_of(local_heads, kWindowGranule); }
+  std::vector<int64_t> reaches(int64_t local_heads) const override { return windows_of(local_heads, 1); }
 
   at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_pe,
                     int64_t head, const kernels::SpanAttentionOptions& options) override {
@@ -98,6 +93,14 @@ class StaticSpan final : public SpanPolicy {
   }
 
  private:
+  std::vector<int64_t> windows_of(int64_t local_heads, int64_t granule) const {
+    std::vector<int64_t> out;
+    for (double z : spans(local_heads)) {
+      out.push_back(kernels::effective_window(z, config_.span_ramp, config_.attn_span, granule));
+    }
+    return out;
+  }
+
   at::Tensor current_val_;
 };
 
@@ -119,16 +122,8 @@ class DynamicSpan final : public SpanPolicy {
   }
 
   // The window of each head's widest token span.
-  std::vector<int64_t> windows(int64_t local_heads) const override {
-    const at::Tensor widest =
-        std::get<0>(token_spans_.detach().reshape({-1, local_heads}).max(0)).to(at::kCPU, at::kDouble);
-    std::vector<int64_t> out;
-    for (int64_t head = 0; head < local_heads; ++head) {
-      out.push_back(
-          kernels::effective_window(widest[head].item<double>(), config_.span_ramp, config_.attn_span, kWindowGranule));
-    }
-    return out;
-  }
+  std::vector<int64_t> windows(int64_t local_heads) const override { return windows_of(local_heads, kWindowGranule); }
+  std::vector<int64_t> reaches(int64_t local_heads) const override { return windows_of(local_heads, 1); }
 
   at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_pe,
                     int64_t head, const kernels::SpanAttentionOptions& options) override {
@@ -170,6 +165,17 @@ class DynamicSpan final : public SpanPolicy {
     stats_.mean = to_doubles(per_head.mean(0));
     stats_.p99 = to_doubles(at::quantile(per_head, 0.99, 0));
     return z;
+  }
+
+  std::vector<int64_t> windows_of(int64_t local_heads, int64_t granule) const {
+    const at::Tensor widest =
+        std::get<0>(token_spans_.detach().reshape({-1, local_heads}).max(0)).to(at::kCPU, at::kDouble);
+    std::vector<int64_t> out;
+    for (int64_t head = 0; head < local_heads; ++head) {
+      out.push_back(
+          kernels::effective_window(widest[head].item<double>(), config_.span_ramp, config_.attn_span, granule));
+    }
+    return out;
   }
 
   at::Tensor dynamic_weight_, dynamic_bias_;  // v_h: [H, d_model], b_h: [H]

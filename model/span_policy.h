@@ -39,6 +39,10 @@ class SpanPolicy : public torch::nn::Module {
   virtual std::vector<double> spans(int64_t local_heads) const;
   // Keys each local head needs this block.
   virtual std::vector<int64_t> windows(int64_t local_heads) const;
+  // Of those, the nearest keys that can get weight (mask > 0, or the ramp's end where dz needs it):
+  // the window before its rounding up to 64 keys. A context-parallel halo sends only these; the
+  // rest of the window reads as zero rows, which the mask gives no weight either way.
+  virtual std::vector<int64_t> reaches(int64_t local_heads) const { return windows(local_heads); }
   // One local head: q: [B, M, d_head]; k, v: [B, Lc + M, d_head]; key_pe: [d_head, S];
   // options: the head's window, normalizer and query scales. Returns [B, M, d_head].
   virtual at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_pe,

@@ -199,8 +199,8 @@ TEST(ContextParallel, CheckpointsResumeOnAnyNumberOfChunks) {
   }
 }
 
-// The halo follows the learned spans: with chunks of 256, heads looking back 20-40 bytes (windows
-// of 64) exchange a fraction of what heads looking back the whole S = 512 do.
+// The halo follows the learned spans: with chunks of 256, heads looking back 20-40 bytes (halos of
+// 53-73 keys) exchange a fraction of what heads looking back the whole S = 512 do.
 TEST(ContextParallel, HaloTrafficFollowsTheSpans) {
   std::string long_blocks = kTrain;
   long_blocks.replace(long_blocks.find("--block-size 256"), 16, "--block-size 1024");
@@ -272,16 +272,18 @@ TEST(ContextParallel, SameLayoutResumeIsBitExact) {
 
 // What the ranks send per step is what the spans ask for: for every layer, head and chunk, the
 // rows of its halo that other ranks own (keys and values forward), plus the rows of current
-// chunks among them (their gradients back), counted position by position from the windows.
+// chunks among them (their gradients back), counted position by position from the spans.
 TEST(ContextParallel, BytesSentEqualTheHalosTheSpansNeed) {
-  // Spans 10, 70, 200, 400 (+ ramp 32, rounded up to 64 keys): windows 64, 128, 256, 448; a small
-  // learning rate keeps them there.
+  // Spans 10.5, 70.5, 200.5, 400.5 (+ ramp 32): keys up to distance floor(z + R) can get weight,
+  // 43, 103, 233, 433 of them (the windows, rounded up to 64 keys, are 64, 128, 256, 448: the
+  // halo leaves out that rounding); a tiny learning rate keeps them there.
   std::string every_step = kTrain;
   every_step.replace(every_step.find("--log-every 2"), 13, "--log-every 1");
-  const CpRun run = train("traffic", "--steps 4 --cp 4 --lr 0.001 --span-init-heads 10,70,200,400", 4, every_step);
+  const CpRun run =
+      train("traffic", "--steps 4 --cp 4 --lr 1e-6 --span-init-heads 10.5,70.5,200.5,400.5", 4, every_step);
   const int64_t chunks = 4, chunk = 64, layers = 2, streams = 4, head_dim = 8;
   double rows = 0;
-  for (int64_t window : {64, 128, 256, 448}) {
+  for (int64_t window : {43, 103, 233, 433}) {
     for (int64_t c = 0; c < chunks; ++c) {
       for (int64_t p = c * chunk - window; p < c * chunk; ++p) {
         const int64_t g = p >= 0 ? p / chunk : -((-p + chunk - 1) / chunk);
