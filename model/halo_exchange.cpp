@@ -101,6 +101,9 @@ class Messages {
     for (auto& w : work_) w->wait();
     cp_.traffic->wait_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
+  void poll() {
+    for (auto& w : work_) w->poll();
+  }
 
  private:
   const ContextParallel& cp_;
@@ -137,13 +140,18 @@ Remembered recall(torch::autograd::AutogradContext* ctx) {
   return {cp, std::move(windows), std::move(shape), history_blocks, std::move(plan)};
 }
 
+// The keys and values each peer sent (HaloExchange posts the messages, this function's forward
+// only places what arrived): peer -> [2, B, rows, dh], its rows in plan order.
+using Received = std::map<int, at::Tensor*>;
+
 class HaloFunction : public torch::autograd::Function<HaloFunction> {
  public:
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& keys,
                                                 const at::Tensor& values, const at::Tensor& history_keys,
                                                 const at::Tensor& history_values, std::vector<int64_t> lengths,
-                                                int64_t cp_handle) {
+                                                int64_t cp_handle, int64_t received_handle) {
     const auto& cp = *reinterpret_cast<const ContextParallel*>(static_cast<intptr_t>(cp_handle));
+    const auto& received = *reinterpret_cast<const Received*>(static_cast<intptr_t>(received_handle));
     const int64_t chunk = keys.size(2), history_blocks = history_keys.size(2) / chunk;
     const Plan plan = make_plan(lengths, cp.rank, cp.size, chunk, history_blocks);
     const std::vector<int64_t> mine = halo_lengths(lengths, cp.rank, cp.size, chunk, history_blocks);
@@ -151,27 +159,10 @@ class HaloFunction : public torch::autograd::Function<HaloFunction> {
     for (int64_t l : mine) width = std::max(width, l);
     at::Tensor halo_k = at::zeros({keys.size(0), keys.size(1), width, keys.size(3)}, keys.options());
     at::Tensor halo_v = at::zeros_like(halo_k);
-
-    Messages messages(cp);
-    std::map<int, at::Tensor*> received;
-    for (const auto& [peer, entries] : plan.from) {
-      const int64_t rows = rows_of(entries, false);
-      if (rows > 0)
-        received[peer] = &messages.receive(at::empty({2, keys.size(0), rows, keys.size(3)}, keys.options()), peer);
-    }
-    for (const auto& [peer, entries] : plan.to) {
-      std::vector<at::Tensor> k, v;
-      for (const Entry& e : entries) {
-        k.push_back(source_rows(e, keys, history_keys));
-        v.push_back(source_rows(e, values, history_values));
-      }
-      if (!k.empty()) messages.send(at::stack({at::cat(k, 1), at::cat(v, 1)}).contiguous(), peer);
-    }
     for (const Entry& e : plan.local) {
       halo_rows(e, halo_k, mine).copy_(source_rows(e, keys, history_keys));
       halo_rows(e, halo_v, mine).copy_(source_rows(e, values, history_values));
     }
-    messages.wait();
     for (const auto& [peer, buffer] : received) {
       int64_t row = 0;
       for (const Entry& e : plan.from.at(peer)) {
@@ -203,7 +194,7 @@ class HaloFunction : public torch::autograd::Function<HaloFunction> {
       if (!k.empty()) messages.send(at::stack({at::cat(k, 1), at::cat(v, 1)}).contiguous(), peer);
     }
     messages.wait();
-    return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -270,14 +261,62 @@ std::vector<HaloPiece> halo_pieces(int receiver, int chunks, int64_t chunk, int6
   return pieces;
 }
 
+// The messages of one exchange in flight: this rank's rows the others need, sent; theirs, posted
+// to arrive in `received`.
+struct HaloExchange::InFlight {
+  explicit InFlight(const ContextParallel& cp) : messages(cp) {}
+  Messages messages;
+  Received received;
+};
+
+HaloExchange::HaloExchange(const at::Tensor& keys, const at::Tensor& values, const at::Tensor& history_keys,
+                           const at::Tensor& history_values, const std::vector<int64_t>& windows,
+                           const ContextParallel& cp)
+    : keys_(keys),
+      values_(values),
+      history_keys_(history_keys),
+      history_values_(history_values),
+      windows_(windows),
+      cp_(cp),
+      in_flight_(std::make_unique<InFlight>(cp)) {
+  const int64_t chunk = keys.size(2), history_blocks = history_keys.size(2) / chunk;
+  const Plan plan = make_plan(windows, cp.rank, cp.size, chunk, history_blocks);
+  at::NoGradGuard no_grad;  // the messages carry values; HaloFunction connects them to autograd
+  for (const auto& [peer, entries] : plan.from) {
+    const int64_t rows = rows_of(entries, false);
+    if (rows > 0) {
+      in_flight_->received[peer] =
+          &in_flight_->messages.receive(at::empty({2, keys.size(0), rows, keys.size(3)}, keys.options()), peer);
+    }
+  }
+  for (const auto& [peer, entries] : plan.to) {
+    std::vector<at::Tensor> k, v;
+    for (const Entry& e : entries) {
+      k.push_back(source_rows(e, keys.detach(), history_keys));
+      v.push_back(source_rows(e, values.detach(), history_values));
+    }
+    if (!k.empty()) in_flight_->messages.send(at::stack({at::cat(k, 1), at::cat(v, 1)}).contiguous(), peer);
+  }
+}
+
+HaloExchange::~HaloExchange() = default;
+
+void HaloExchange::poll() { in_flight_->messages.poll(); }
+
+Halo HaloExchange::finish() {
+  in_flight_->messages.wait();
+  const int64_t cp_handle = static_cast<int64_t>(reinterpret_cast<intptr_t>(&cp_));
+  const int64_t received_handle = static_cast<int64_t>(reinterpret_cast<intptr_t>(&in_flight_->received));
+  const int64_t chunk = keys_.size(2), history_blocks = history_keys_.size(2) / chunk;
+  const torch::autograd::variable_list own = HaloOwner::apply(keys_, values_, windows_, history_blocks, cp_handle);
+  const torch::autograd::variable_list out =
+      HaloFunction::apply(keys_, values_, history_keys_, history_values_, windows_, cp_handle, received_handle);
+  return {own[0], own[1], out[0], out[1], halo_lengths(windows_, cp_.rank, cp_.size, chunk, history_blocks)};
+}
+
 Halo exchange_halo(const at::Tensor& keys, const at::Tensor& values, const at::Tensor& history_keys,
                    const at::Tensor& history_values, const std::vector<int64_t>& windows, const ContextParallel& cp) {
-  const int64_t handle = static_cast<int64_t>(reinterpret_cast<intptr_t>(&cp));
-  const int64_t chunk = keys.size(2), history_blocks = history_keys.size(2) / chunk;
-  const torch::autograd::variable_list own = HaloOwner::apply(keys, values, windows, history_blocks, handle);
-  const torch::autograd::variable_list out =
-      HaloFunction::apply(keys, values, history_keys, history_values, windows, handle);
-  return {own[0], own[1], out[0], out[1], halo_lengths(windows, cp.rank, cp.size, chunk, history_blocks)};
+  return HaloExchange(keys, values, history_keys, history_values, windows, cp).finish();
 }
 
 }  // namespace adaspan::model

@@ -12,6 +12,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace adaspan::model {
@@ -38,11 +39,33 @@ struct Halo {
   std::vector<int64_t> lengths;  // this chunk's windows, cut where the positions start (no history yet)
 };
 
-// Collective over cp.group. windows: every chunk's window per head, chunk-major ([C x H], the
-// same table on every rank): chunk c's halo of head h is windows[c·H + h] rows, cut where the
-// positions start. keys, values: this chunk's
-// [B, H, m, dh]; history_keys, history_values: [B, H, history_blocks·m, dh], history_blocks = 0
-// before the first block ends. Adds what it sends and waits for to cp.traffic.
+// One exchange, collective over cp.group: the constructor posts every send and receive, finish()
+// waits for them and returns the halo; in between the caller computes what needs no halo (the
+// chunk-local part of attention), calling poll() now and then so that MPI moves the messages.
+// windows: every chunk's halo length per head, chunk-major ([C x H], the same table on every
+// rank): chunk c's halo of head h is windows[c·H + h] rows, cut where the positions start.
+// keys, values: this chunk's [B, H, m, dh]; history_keys, history_values: [B, H,
+// history_blocks·m, dh], history_blocks = 0 before the first block ends. All of them, and cp,
+// must outlive the exchange. Adds what it sends and waits for to cp.traffic.
+class HaloExchange {
+ public:
+  HaloExchange(const at::Tensor& keys, const at::Tensor& values, const at::Tensor& history_keys,
+               const at::Tensor& history_values, const std::vector<int64_t>& windows, const ContextParallel& cp);
+  ~HaloExchange();
+  HaloExchange(const HaloExchange&) = delete;
+  HaloExchange& operator=(const HaloExchange&) = delete;
+  void poll();
+  Halo finish();  // once
+
+ private:
+  struct InFlight;
+  at::Tensor keys_, values_, history_keys_, history_values_;
+  std::vector<int64_t> windows_;
+  const ContextParallel& cp_;
+  std::unique_ptr<InFlight> in_flight_;
+};
+
+// HaloExchange(...).finish(): the exchange with nothing to overlap.
 Halo exchange_halo(const at::Tensor& keys, const at::Tensor& values, const at::Tensor& history_keys,
                    const at::Tensor& history_values, const std::vector<int64_t>& windows, const ContextParallel& cp);
 

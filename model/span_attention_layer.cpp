@@ -79,23 +79,68 @@ at::Tensor SpanAttentionLayer::attend_heads(const at::Tensor& h, const at::Tenso
                                             const at::Tensor& key_pe, const std::vector<int64_t>& windows) {
   // q: [B, H, M, d_head]; keys[h], values[h]: [B, Lc_h + M, d_head]
   const auto start = std::chrono::steady_clock::now();
-  at::Tensor out;  // [B, M, H_local, d_head]
+  std::vector<at::Tensor> heads;
   {
     // The kernels run in the parameters' dtype (q, k, v already are), without autocast.
     const FullPrecisionRegion full_precision;
     const at::Tensor hp = in_dtype_of(h, key_pe);
-    std::vector<at::Tensor> heads;
     for (int64_t head = 0; head < local_heads(); ++head) {
       heads.push_back(span_->attend(q.select(1, head), keys[head], values[head], key_pe, head,
                                     head_options(hp, head, windows[head])));
     }
-    out = at::stack(heads, 2);
   }
   attention_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return project_heads(heads, key_pe);
+}
+
+at::Tensor SpanAttentionLayer::project_heads(const std::vector<at::Tensor>& heads, const at::Tensor& key_pe) {
+  const at::Tensor out = at::stack(heads, 2);  // [B, M, H_local, d_head]
   // In the parameters' dtype before the sum over ranks (MPI has no bf16, and the sum is more exact).
-  const at::Tensor partial =
-      in_dtype_of(proj_out_->forward(out.reshape({q.size(0), q.size(2), local_heads() * config_.head_dim()})), key_pe);
+  const at::Tensor partial = in_dtype_of(
+      proj_out_->forward(out.reshape({out.size(0), out.size(1), local_heads() * config_.head_dim()})), key_pe);
   return reduce_from_tp_region(partial, tp_);  // row parallel: the heads' contributions summed
+}
+
+std::vector<at::Tensor> SpanAttentionLayer::attend_chunk(const at::Tensor& h, const at::Tensor& q,
+                                                         const at::Tensor& k_new, const at::Tensor& v_new,
+                                                         HaloExchange& exchange, const at::Tensor& key_pe,
+                                                         const std::vector<int64_t>& windows, Halo& halo) {
+  const auto start = std::chrono::steady_clock::now();
+  const FullPrecisionRegion full_precision;  // as attend_heads
+  const at::Tensor hp = in_dtype_of(h, key_pe);
+  const int64_t chunk = q.size(2);
+  // While the halo travels: each head's queries from its window on, whose keys all lie in the
+  // chunk (query i reads keys i - W .. i - 1), as the last rows of the whole call would compute
+  // them (the window is a multiple of the 64-query tiles, so the tiles are the same).
+  std::vector<kernels::SpanAttentionOptions> options;
+  std::vector<at::Tensor> far;  // [B, m - W_h, d_head], or undefined: the head waits for its halo
+  for (int64_t head = 0; head < local_heads(); ++head) {
+    options.push_back(head_options(hp, head, windows[static_cast<size_t>(head)]));
+    const int64_t first = windows[static_cast<size_t>(head)];
+    far.emplace_back();
+    if (first < chunk && span_->splits_queries(options.back())) {
+      far.back() = span_->attend(q.select(1, head).narrow(1, first, chunk - first), k_new.select(1, head),
+                                 v_new.select(1, head), key_pe, head, options.back());
+    }
+    exchange.poll();
+  }
+  halo = exchange.finish();
+  std::vector<at::Tensor> heads;
+  for (int64_t head = 0; head < local_heads(); ++head) {
+    const int64_t near = far[static_cast<size_t>(head)].defined() ? windows[static_cast<size_t>(head)] : chunk;
+    at::Tensor keys = halo.own_keys.select(1, head).narrow(1, 0, near);
+    at::Tensor values = halo.own_values.select(1, head).narrow(1, 0, near);
+    const int64_t length = halo.lengths[static_cast<size_t>(head)];
+    if (length > 0) {
+      keys = at::cat({last_rows(halo.keys.select(1, head), length), keys}, 1);
+      values = at::cat({last_rows(halo.values.select(1, head), length), values}, 1);
+    }
+    at::Tensor out = span_->attend(q.select(1, head).narrow(1, 0, near), keys, values, key_pe, head,
+                                   options[static_cast<size_t>(head)]);
+    heads.push_back(near < chunk ? at::cat({out, far[static_cast<size_t>(head)]}, 1) : out);
+  }
+  attention_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return heads;
 }
 
 kernels::SpanAttentionOptions SpanAttentionLayer::head_options(const at::Tensor& hp, int64_t head,
@@ -201,24 +246,20 @@ AttentionOutput SpanAttentionLayer::forward_kv_chunk(const at::Tensor& h, const 
     history_k = at::stack(cache.keys, 1);
     history_v = at::stack(cache.values, 1);
   }
-  const Halo halo = exchange_halo(k_new, v_new, history_k, history_v, windows_by_chunk, cp_);
+  HaloExchange exchange(k_new, v_new, history_k, history_v, windows_by_chunk, cp_);
+  Halo halo;
+  const std::vector<at::Tensor> heads = attend_chunk(h, q, k_new, v_new, exchange, key_pe, windows, halo);
 
-  std::vector<at::Tensor> keys = halo.own_keys.unbind(1), values = halo.own_values.unbind(1);  // [B, m, dh] each
   AttentionOutput result;
   const int64_t kept = std::min(reach, history_k.size(2) / chunk + 1) * chunk;
   for (int64_t head = 0; head < local_heads(); ++head) {
-    const int64_t length = halo.lengths[static_cast<size_t>(head)];
-    if (length > 0) {
-      keys[head] = at::cat({last_rows(halo.keys.select(1, head), length), keys[head]}, 1);
-      values[head] = at::cat({last_rows(halo.values.select(1, head), length), values[head]}, 1);
-    }
     const at::Tensor own_k = at::cat({history_k.select(1, head), k_new.select(1, head).detach()}, 1);
     const at::Tensor own_v = at::cat({history_v.select(1, head), v_new.select(1, head).detach()}, 1);
     result.next_cache.keys.push_back(last_rows(own_k, kept).contiguous());
     result.next_cache.values.push_back(last_rows(own_v, kept).contiguous());
   }
   result.next_cache.stream_position = cache.stream_position + block;
-  result.out = attend_heads(h, q, keys, values, key_pe, windows);
+  result.out = project_heads(heads, key_pe);
   return result;
 }
 

@@ -10,6 +10,7 @@
 // The kernels pick the implementation (kernels::span_attention).
 #include "model/attention_normalizer.h"
 #include "model/context_parallel.h"
+#include "model/halo_exchange.h"
 #include "model/layer_cache.h"
 #include "model/model_config.h"
 #include "model/parameter_modules.h"
@@ -75,6 +76,15 @@ class SpanAttentionLayer : public torch::nn::Module {
   at::Tensor attend_heads(const at::Tensor& h, const at::Tensor& q, const std::vector<at::Tensor>& keys,
                           const std::vector<at::Tensor>& values, const at::Tensor& key_pe,
                           const std::vector<int64_t>& windows);
+  // heads[h]: [B, M, d_head] -> W_o of their concatenation (summed over the tensor-parallel group).
+  at::Tensor project_heads(const std::vector<at::Tensor>& heads, const at::Tensor& key_pe);
+  // Context parallelism: each head's queries whose window lies inside the chunk while `exchange`
+  // brings the halo, then the others with it (heads whose policy cannot split its queries: all of
+  // them after the halo). q, k_new, v_new: the chunk's [B, H_local, m, d_head]. Returns the heads'
+  // outputs; `halo` gets the halo.
+  std::vector<at::Tensor> attend_chunk(const at::Tensor& h, const at::Tensor& q, const at::Tensor& k_new,
+                                       const at::Tensor& v_new, HaloExchange& exchange, const at::Tensor& key_pe,
+                                       const std::vector<int64_t>& windows, Halo& halo);
   // The kernels' options for local head `head` over `window` keys: dropout when training, the
   // normalizer and its query scales (hp: the layer input in the parameters' dtype).
   kernels::SpanAttentionOptions head_options(const at::Tensor& hp, int64_t head, int64_t window) const;

@@ -52,8 +52,11 @@ class StaticSpan final : public SpanPolicy {
 
   at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_pe,
                     int64_t head, const kernels::SpanAttentionOptions& options) override {
-    const at::Tensor z = current_val_.select(0, head) * static_cast<double>(config_.attn_span);
-    return kernels::span_attention(q, k, v, key_pe, z, options);
+    return kernels::span_attention(q, k, v, key_pe, span_of(head), options);
+  }
+
+  bool splits_queries(const kernels::SpanAttentionOptions& options) const override {
+    return options.normalizer == kernels::Normalizer::softmax && !options.query_scale;
   }
 
   // lambda * S * mean_h(current_val); with sharding, this rank's heads' share: the sum over its heads / H.
@@ -93,6 +96,10 @@ class StaticSpan final : public SpanPolicy {
   }
 
  private:
+  at::Tensor span_of(int64_t head) const {
+    return current_val_.select(0, head) * static_cast<double>(config_.attn_span);
+  }
+
   std::vector<int64_t> windows_of(int64_t local_heads, int64_t granule) const {
     std::vector<int64_t> out;
     for (double z : spans(local_heads)) {

@@ -47,6 +47,11 @@ class SpanPolicy : public torch::nn::Module {
   // options: the head's window, normalizer and query scales. Returns [B, M, d_head].
   virtual at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_pe,
                             int64_t head, const kernels::SpanAttentionOptions& options) = 0;
+  // Whether attend's queries are independent of one another given their keys (one span per head,
+  // softmax without query scales): then a call on some of the queries, with the keys they see,
+  // computes exactly their rows of the whole call (context parallelism computes the queries whose
+  // windows lie inside the chunk while the halo is in flight).
+  virtual bool splits_queries(const kernels::SpanAttentionOptions& /*options*/) const { return false; }
   // The L1 span term of these heads (zero unless spans are learned), a 0-dim tensor with `options`.
   virtual at::Tensor loss(int64_t local_heads, const at::TensorOptions& options) const;
   // Spans back into their range after an optimizer step.
