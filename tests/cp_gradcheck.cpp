@@ -1,11 +1,12 @@
 // Finite differences in double of context-parallel attention: run with `mpirun -np 2`. Each rank
 // holds one chunk of a block whose heads reach over the other chunk and into the previous block
-// (halos of one and two hops; short windows split their queries around the exchange). The loss is sum over ranks of <out_chunk, G_chunk>; its analytic
-// gradient (each rank's parameter gradients summed over the group, including the dK/dV the halo
-// sends back to the owners) must equal central differences of that loss for the parameters that
-// make q (W_q), k (W_k), v (W_v), key_pe and z (the spans: current_val, or with --span-mode
-// dynamic its projection), and the chunked outputs must equal one rank's whole-block forward.
-// Prints one line per check; exit 0 when all hold.
+// (halos of one and two hops; short windows split their queries around the exchange). The loss
+// is sum over ranks of <out_chunk, G_chunk>; its analytic gradient (each rank's parameter
+// gradients summed over the group, including the dK/dV the halo sends back to the owners) must
+// equal central differences of that loss for the parameters that make q (W_q), k (W_k), v (W_v),
+// key_pe and z (the spans: current_val, or with --span-mode dynamic its projection), and the
+// chunked outputs must equal one rank's whole-block forward. Prints one line per check; exit 0
+// when all hold.
 #include "cluster/communicator.h"
 #include "cluster/grid.h"
 #include "cluster/world.h"
