@@ -47,6 +47,7 @@ class Grid {
   MpiProcessGroup& tp_group() { return *tp_group_; }
   MpiProcessGroup& cp_group() { return *cp_group_; }
   const Communicator& replica_comm() const { return replica_comm_; }
+  const Communicator& cp_comm() const { return cp_comm_; }
 
  private:
   int dp_rank_ = 0, dp_size_ = 1, tp_rank_ = 0, tp_size_ = 1, cp_rank_ = 0, cp_size_ = 1;

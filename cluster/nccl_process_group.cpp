@@ -139,6 +139,33 @@ class NcclProcessGroup final : public model::ProcessGroup {
                              c10::cuda::getCurrentCUDAStream(device_).stream()));
   }
 
+  std::unique_ptr<model::CollectiveWork> send_async(const at::Tensor& t, int peer) override {
+    std::vector<model::PeerMessage> one{{t, peer, true}};
+    return exchange_async(one);
+  }
+
+  std::unique_ptr<model::CollectiveWork> recv_async(at::Tensor& t, int peer) override {
+    std::vector<model::PeerMessage> one{{t, peer, false}};
+    return exchange_async(one);
+  }
+
+  // One NCCL group: every send and receive of the exchange is posted before any must complete.
+  std::unique_ptr<model::CollectiveWork> exchange_async(std::vector<model::PeerMessage>& messages) override {
+    for (const auto& m : messages) require_cuda(m.tensor);
+    return on_side_stream([&](cudaStream_t side) {
+      NCCL_CHECK(ncclGroupStart());
+      for (const auto& m : messages) {
+        const size_t count = static_cast<size_t>(m.tensor.numel());
+        if (m.send) {
+          NCCL_CHECK(ncclSend(m.tensor.data_ptr(), count, nccl_type(m.tensor), m.peer, comm_, side));
+        } else {
+          NCCL_CHECK(ncclRecv(m.tensor.data_ptr(), count, nccl_type(m.tensor), m.peer, comm_, side));
+        }
+      }
+      NCCL_CHECK(ncclGroupEnd());
+    });
+  }
+
   void barrier() override {
     at::Tensor one = at::ones({1}, at::TensorOptions().device(at::kCUDA, device_));
     all_reduce(one);

@@ -25,6 +25,7 @@ TrainingGroups::TrainingGroups(const World& world, const GroupsRequest& request)
   if (!wants_nccl(world, request, grid_.replica_group().size())) return;
   try {
     nccl_ = make_nccl_process_group(grid_.replica_comm(), at::Device(request.device).index());
+    if (grid_.cp_size() > 1) nccl_cp_ = make_nccl_process_group(grid_.cp_comm(), at::Device(request.device).index());
   } catch (const std::exception& e) {
     throw std::runtime_error(std::string(e.what()) +
                              " (NCCL needs one GPU per rank; with more ranks than GPUs use --dp-backend mpi)");
@@ -35,7 +36,10 @@ TrainingGroups::~TrainingGroups() = default;
 
 std::function<void()> TrainingGroups::abort_collectives() {
   if (!nccl_) return {};
-  return [group = nccl_.get()] { group->abort_in_flight(); };
+  return [group = nccl_.get(), halos = nccl_cp_.get()] {
+    group->abort_in_flight();
+    if (halos != nullptr) halos->abort_in_flight();
+  };
 }
 
 }  // namespace adaspan::cluster

@@ -6,8 +6,9 @@
 //              GPU of its own (NCCL refuses to share one), else MPI (CUDA tensors staged through
 //              the host);
 //   tp         the tensor-parallel group of consecutive ranks (none when TP = 1);
-//   cp         the context-parallel group, the chunks of the same blocks: MPI point-to-point
-//              halos (none when CP = 1);
+//   cp         the context-parallel group, the chunks of the same blocks (none when CP = 1): MPI
+//              for its host tables; its halos over NCCL (ncclSend/ncclRecv) when the gradients
+//              use NCCL, else over MPI too;
 //   control    every rank over MPI: host scalars (metrics, agreement on skips and stops);
 //   files      every rank, for collective checkpoint writes.
 #include "cluster/communicator.h"
@@ -41,6 +42,8 @@ class TrainingGroups {
   model::ProcessGroup& control() { return world_group_; }
   model::ProcessGroup* tp_group() { return grid_.tp_size() > 1 ? &grid_.tp_group() : nullptr; }
   model::ProcessGroup* cp_group() { return grid_.cp_size() > 1 ? &grid_.cp_group() : nullptr; }
+  // The halos' keys and values (NCCL), or null: cp_group() carries them.
+  model::ProcessGroup* cp_halo_group() { return nccl_cp_.get(); }
   const Communicator& files() const { return world_comm_; }
 
   int dp_rank() const { return grid_.dp_rank(); }
@@ -57,7 +60,7 @@ class TrainingGroups {
   Communicator world_comm_;
   Grid grid_;
   MpiProcessGroup world_group_;
-  std::unique_ptr<model::ProcessGroup> nccl_;
+  std::unique_ptr<model::ProcessGroup> nccl_, nccl_cp_;
 };
 
 }  // namespace adaspan::cluster

@@ -89,6 +89,7 @@ trainer::TrainResult train_on_grid(trainer::TrainConfig& config, const cluster::
   if (groups.tp_group()) parallelism.tp = {groups.tp_group(), groups.tp_rank(), groups.tp_size()};
   if (groups.cp_group()) {
     parallelism.cp.group = groups.cp_group();
+    parallelism.cp.halos = groups.cp_halo_group();  // NCCL with the gradients, else null: MPI
     parallelism.cp.rank = groups.cp_rank();
     parallelism.cp.size = groups.cp_size();
   }

@@ -20,10 +20,14 @@ struct HaloTraffic {
 
 struct ContextParallel {
   ProcessGroup* group = nullptr;  // the ranks holding the chunks of the same blocks; null: C = 1
-  int rank = 0, size = 1;         // chunk index, chunks per block
+  // The same ranks for the halos' keys and values when they have their own group (NCCL for CUDA
+  // tensors); null: `group` carries them. `group` keeps the host tables (windows, span statistics).
+  ProcessGroup* halos = nullptr;
+  int rank = 0, size = 1;  // chunk index, chunks per block
   std::shared_ptr<HaloTraffic> traffic = std::make_shared<HaloTraffic>();
 
   bool enabled() const { return group != nullptr && size > 1; }
+  ProcessGroup* halo_group() const { return halos != nullptr ? halos : group; }
 };
 
 }  // namespace adaspan::model

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <deque>
 #include <map>
 #include <memory>
 
@@ -82,33 +81,36 @@ at::Tensor halo_rows(const Entry& e, const at::Tensor& halo, const std::vector<i
   return halo.select(1, e.head).narrow(1, first, e.piece.rows);
 }
 
-// Sends and receives in flight, timed and counted into the group's traffic.
+// The sends and receives of one exchange: queued, then posted together, timed and counted into
+// the group's traffic.
 class Messages {
  public:
   explicit Messages(const ContextParallel& cp) : cp_(cp) {}
   void send(at::Tensor buffer, int peer) {
     cp_.traffic->bytes_sent += static_cast<double>(buffer.numel() * buffer.element_size());
-    keep_.push_back(buffer);
-    work_.push_back(cp_.group->send_async(keep_.back(), peer));
+    queued_.push_back({std::move(buffer), peer, true});
   }
-  at::Tensor& receive(at::Tensor buffer, int peer) {
-    keep_.push_back(std::move(buffer));
-    work_.push_back(cp_.group->recv_async(keep_.back(), peer));
-    return keep_.back();
+  // The tensor the message will arrive in (a handle on the same storage).
+  at::Tensor receive(at::Tensor buffer, int peer) {
+    queued_.push_back({buffer, peer, false});
+    return buffer;
+  }
+  void post() {
+    if (!queued_.empty()) work_ = cp_.halo_group()->exchange_async(queued_);
   }
   void wait() {
     const auto start = std::chrono::steady_clock::now();
-    for (auto& w : work_) w->wait();
+    if (work_) work_->wait();
     cp_.traffic->wait_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
   void poll() {
-    for (auto& w : work_) w->poll();
+    if (work_) work_->poll();
   }
 
  private:
   const ContextParallel& cp_;
-  std::deque<at::Tensor> keep_;  // stable addresses while MPI reads or writes them
-  std::vector<std::unique_ptr<CollectiveWork>> work_;
+  std::vector<PeerMessage> queued_;
+  std::unique_ptr<CollectiveWork> work_;
 };
 
 const ContextParallel& cp_of(torch::autograd::AutogradContext* ctx) {
@@ -142,7 +144,7 @@ Remembered recall(torch::autograd::AutogradContext* ctx) {
 
 // The keys and values each peer sent (HaloExchange posts the messages, this function's forward
 // only places what arrived): peer -> [2, B, rows, dh], its rows in plan order.
-using Received = std::map<int, at::Tensor*>;
+using Received = std::map<int, at::Tensor>;
 
 class HaloFunction : public torch::autograd::Function<HaloFunction> {
  public:
@@ -166,8 +168,8 @@ class HaloFunction : public torch::autograd::Function<HaloFunction> {
     for (const auto& [peer, buffer] : received) {
       int64_t row = 0;
       for (const Entry& e : plan.from.at(peer)) {
-        halo_rows(e, halo_k, mine).copy_(buffer->select(0, 0).narrow(1, row, e.piece.rows));
-        halo_rows(e, halo_v, mine).copy_(buffer->select(0, 1).narrow(1, row, e.piece.rows));
+        halo_rows(e, halo_k, mine).copy_(buffer.select(0, 0).narrow(1, row, e.piece.rows));
+        halo_rows(e, halo_v, mine).copy_(buffer.select(0, 1).narrow(1, row, e.piece.rows));
         row += e.piece.rows;
       }
     }
@@ -193,6 +195,7 @@ class HaloFunction : public torch::autograd::Function<HaloFunction> {
       }
       if (!k.empty()) messages.send(at::stack({at::cat(k, 1), at::cat(v, 1)}).contiguous(), peer);
     }
+    messages.post();
     messages.wait();
     return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
@@ -216,20 +219,21 @@ class HaloOwner : public torch::autograd::Function<HaloOwner> {
     at::Tensor grad_k = grads[0].defined() ? grads[0].clone() : at::zeros(r.shape, options);
     at::Tensor grad_v = grads[1].defined() ? grads[1].clone() : at::zeros(r.shape, options);
     Messages messages(r.cp);
-    std::map<int, at::Tensor*> received;
+    Received received;
     for (const auto& [peer, entries] : r.plan.to) {
       const int64_t rows = rows_of(entries, true);
-      if (rows > 0) received[peer] = &messages.receive(at::empty({2, r.shape[0], rows, r.shape[3]}, options), peer);
+      if (rows > 0) received[peer] = messages.receive(at::empty({2, r.shape[0], rows, r.shape[3]}, options), peer);
     }
+    messages.post();
     messages.wait();
     for (const auto& [peer, buffer] : received) {
       int64_t row = 0;
       for (const Entry& e : r.plan.to.at(peer)) {
         if (e.piece.block != 0) continue;
         grad_k.select(1, e.head).narrow(1, e.piece.source_row, e.piece.rows) +=
-            buffer->select(0, 0).narrow(1, row, e.piece.rows);
+            buffer.select(0, 0).narrow(1, row, e.piece.rows);
         grad_v.select(1, e.head).narrow(1, e.piece.source_row, e.piece.rows) +=
-            buffer->select(0, 1).narrow(1, row, e.piece.rows);
+            buffer.select(0, 1).narrow(1, row, e.piece.rows);
         row += e.piece.rows;
       }
     }
@@ -286,7 +290,7 @@ HaloExchange::HaloExchange(const at::Tensor& keys, const at::Tensor& values, con
     const int64_t rows = rows_of(entries, false);
     if (rows > 0) {
       in_flight_->received[peer] =
-          &in_flight_->messages.receive(at::empty({2, keys.size(0), rows, keys.size(3)}, keys.options()), peer);
+          in_flight_->messages.receive(at::empty({2, keys.size(0), rows, keys.size(3)}, keys.options()), peer);
     }
   }
   for (const auto& [peer, entries] : plan.to) {
@@ -297,6 +301,7 @@ HaloExchange::HaloExchange(const at::Tensor& keys, const at::Tensor& values, con
     }
     if (!k.empty()) in_flight_->messages.send(at::stack({at::cat(k, 1), at::cat(v, 1)}).contiguous(), peer);
   }
+  in_flight_->messages.post();
 }
 
 HaloExchange::~HaloExchange() = default;

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <stdexcept>
+#include <vector>
 
 namespace adaspan::model {
 
@@ -18,6 +19,28 @@ class CollectiveWork {
   virtual void wait() = 0;
   // Lets the backend make progress without blocking (MPI progresses only inside MPI calls).
   virtual void poll() {}
+};
+
+// One point-to-point message of a batch (ProcessGroup::exchange_async).
+struct PeerMessage {
+  at::Tensor tensor;  // contiguous; sent, or received into
+  int peer = 0;       // group rank
+  bool send = false;
+};
+
+// Several works as one.
+class WorkList final : public CollectiveWork {
+ public:
+  void add(std::unique_ptr<CollectiveWork> work) { works_.push_back(std::move(work)); }
+  void wait() override {
+    for (auto& w : works_) w->wait();
+  }
+  void poll() override {
+    for (auto& w : works_) w->poll();
+  }
+
+ private:
+  std::vector<std::unique_ptr<CollectiveWork>> works_;
 };
 
 class ProcessGroup {
@@ -42,6 +65,14 @@ class ProcessGroup {
   }
   virtual std::unique_ptr<CollectiveWork> recv_async(at::Tensor& /*tensor*/, int /*peer*/) {
     throw std::logic_error("this process group has no point-to-point messages");
+  }
+  // The sends and receives of one exchange, all in flight together: NCCL groups them (one by one,
+  // two ranks that each receive before they send would wait for each other forever); MPI posts
+  // each. The tensors must stay alive until wait() returns.
+  virtual std::unique_ptr<CollectiveWork> exchange_async(std::vector<PeerMessage>& messages) {
+    auto all = std::make_unique<WorkList>();
+    for (PeerMessage& m : messages) all->add(m.send ? send_async(m.tensor, m.peer) : recv_async(m.tensor, m.peer));
+    return all;
   }
   virtual void barrier() = 0;
   // Unblocks collectives that will never complete (a peer died or hung) before the process

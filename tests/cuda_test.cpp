@@ -249,6 +249,10 @@ TEST(Cuda, NcclOneRankCollectives) {
   at::Tensor out = at::zeros({10}, t.options());
   group->all_gather(t, out);
   EXPECT_TRUE(at::equal(out, t));
+  // Point to point, as the halos use it: a send and a receive of one exchange, here to itself.
+  std::vector<model::PeerMessage> messages{{t.clone(), 0, true}, {at::zeros_like(t), 0, false}};
+  group->exchange_async(messages)->wait();
+  EXPECT_TRUE(at::equal(messages[1].tensor, t));
   group->barrier();
 }
 
