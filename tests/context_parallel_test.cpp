@@ -153,6 +153,49 @@ TEST(ContextParallel, DataParallelZeroGradAccumAndRebalancingMatchOneRank) {
 
 // Checkpoints hold the logical cache: written at --cp 2 and resumed on one rank, written on one
 // rank and resumed at --cp 4, the run goes on as if never interrupted.
+// bf16 autocast under context parallelism: the chunks' projections and feed-forward in bf16 (a
+// bf16 product of m rows rounds unlike one of M), the attention and the halos in fp32: within bf16
+// rounding of one rank's run (seen: 2e-5 in bpc, 8e-4 in spans after 8 steps).
+TEST(ContextParallel, Bf16MatchesOneRankWithinRounding) {
+  const CpRun one = train("bf16_one", "--steps 8 --precision bf16", 1);
+  const CpRun two = train("bf16_cp2", "--steps 8 --precision bf16 --cp 2", 2);
+  ASSERT_EQ(two.train_bpc.size(), one.train_bpc.size());
+  for (const auto& [step, bpc] : one.train_bpc) EXPECT_NEAR(two.train_bpc.at(step), bpc, 1e-4 * bpc) << step;
+  ASSERT_EQ(two.spans.size(), one.spans.size());
+  for (size_t l = 0; l < one.spans.size(); ++l) {
+    for (size_t h = 0; h < one.spans[l].size(); ++h)
+      EXPECT_NEAR(two.spans[l][h], one.spans[l][h], 1e-2 * one.spans[l][h]);
+  }
+  const CpRun fp32 = train("fp32_cp2", "--steps 8 --cp 2", 2);
+  EXPECT_NE(fp32.train_bpc.begin()->second, two.train_bpc.begin()->second) << "bf16 changed nothing";
+}
+
+// A rank that stops calling collectives in the middle of a CP step leaves the other waiting for its
+// halo: that rank's watchdog aborts the job (exit 86), `launch` restarts it from the checkpoint,
+// and the run ends as one that never stopped.
+TEST(ContextParallel, ARankStoppedInTheHaloExchangeIsCaughtByTheWatchdogAndResumed) {
+  const CpRun straight = train("watchdog_straight", "--steps 8 --cp 2", 2);
+  const fs::path dir = testing::fresh_dir("cp", "watchdog", false);
+  const std::string train = std::string(ADASPAN_MPIEXEC) + " --allow-run-as-root --oversubscribe -np 2 " +
+                            ADASPAN_BINARY + " " + kTrain + kPlantedSpans +
+                            " --cp 2 --steps 8 --checkpoint-every 4 --step-timeout 4 --fail-at-step 6 --fail-rank 1"
+                            " --fail-mode collective --run-dir " +
+                            dir.string();
+  const auto r = run_adaspan("launch --backoff 0 --max-restarts 1 -- " + train, 0, "", 300);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("rank 1 stops calling collectives at step 6"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("adaspan: rank 0: training step at step 6 made no progress"), std::string::npos) << r.err;
+  std::ifstream attempts(dir / "attempts.jsonl");
+  std::string first;
+  std::getline(attempts, first);
+  EXPECT_EQ(nlohmann::json::parse(first)["exit_code"], 86) << first;
+  const CpRun resumed = read_run(dir);
+  EXPECT_EQ(resumed.resumed_at, 4);
+  for (const auto& [step, bpc] : straight.train_bpc) EXPECT_EQ(resumed.train_bpc.at(step), bpc) << step;
+  EXPECT_EQ(resumed.param_norm, straight.param_norm);
+  fs::remove_all(dir);
+}
+
 // Each rank reads only its chunk of every block (and the byte after it, the last target): rank c
 // of CP 2 reads positions [p + c·m, p + (c + 1)·m] of each of its streams, never the whole block.
 TEST(ContextParallel, EachRankReadsOnlyItsChunk) {
