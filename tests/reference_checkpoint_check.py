@@ -13,7 +13,7 @@ reference's own code) and then used to evaluate the reference checkpoint's weigh
 
 MODE:
   eval      import -> adaspan eval --logprobs equals the golden path's log-probs (1e-4 abs, bpb 1e-5 rel);
-            inspect accepts the import
+            inspect and generate accept the import
   identity  export -> import is the identity on every tensor (model, optimizer state, step, shape);
             the exported dict loads into the reference-shaped module and torch's Adagrad as main.py does
   resume    train --resume continues the imported run at iter_no's step + 1, loss finite
@@ -337,6 +337,10 @@ def mode_eval(binary, work, golden_dir):
     check(abs(bpb_ours - bpb_golden) <= 1e-5 * bpb_golden, "bits per byte equal to 1e-5 relative")
     r = run(binary, "inspect", ckpt)
     check(r.returncode == 0 and f"step {steps}" in r.stdout.replace(":", ""), "inspect verifies the import")
+    g = subprocess.run([binary, "generate", "--checkpoint", ckpt, "--prompt", "the span ", "--bytes", "32",
+                        "--temperature", "0"], capture_output=True)  # bytes: a random model's need not be UTF-8
+    check(g.returncode == 0 and len(g.stdout) >= 32 and b"generated 32 bytes" in g.stderr,
+          f"generate continues a prompt from the import: {g.stdout[:60]!r} {g.stderr[-200:]!r}")
 
 
 def mode_identity(binary, work):
