@@ -24,13 +24,15 @@ constexpr const char* kUsage =
     "  eval      bits per byte of a checkpoint over whole files (any number of ranks)\n"
     "  generate  sample bytes from a checkpoint\n"
     "  inspect   show a checkpoint's config, step, learned spans and sizes\n"
-    "  report    plots of a run (bpc, throughput, span heatmap and trajectories) in RUN_DIR/report.html\n"
+    "  report    plots of a run (bpc, throughput, span heatmap and trajectories) in RUN_DIR/report.html;\n"
+    "            --tensorboard writes TensorBoard event files (--follow: while it trains)\n"
     "  import    bring a checkpoint of the reference (facebookresearch/adaptive-span) in as a run\n"
     "  export    write a checkpoint as the reference's main.py --checkpoint file\n"
     "  launch    run a training command, restarting it from its newest checkpoint when it fails\n"
     "  prepare   write a standard corpus (enwik8, builtin) as train/valid(/test) byte files\n"
     "\n"
-    "`adaspan <command> --help` lists the command's options.\n";
+    "`adaspan <command> --help` lists the command's options. In Python (torch, h5py), a checkpoint as an\n"
+    "nn.Module: python/adaspan_torch.py (adaspan_torch.load(\"runs/x/ckpt-N.h5\")).\n";
 
 }  // namespace
 
