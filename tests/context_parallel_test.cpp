@@ -64,6 +64,13 @@ CpRun train(const std::string& name, const std::string& flags, int ranks, const 
   return run;
 }
 
+// A run resumed at step `at` on the layout it was written with continues bit for bit.
+void expect_bit_exact_resume(const CpRun& resumed, const CpRun& straight, int64_t at) {
+  EXPECT_EQ(resumed.resumed_at, at);
+  for (const auto& [step, bpc] : straight.train_bpc) EXPECT_EQ(resumed.train_bpc.at(step), bpc) << step;
+  EXPECT_EQ(resumed.param_norm, straight.param_norm);
+}
+
 // Every record of `want` in `got`, to `tolerance` relative (a resumed run may hold one more: the
 // interrupted attempt's last validation).
 void expect_close(const std::map<int64_t, double>& got, const std::map<int64_t, double>& want, const char* what,
@@ -191,10 +198,7 @@ TEST(ContextParallel, ARankStoppedInTheHaloExchangeIsCaughtByTheWatchdogAndResum
   std::string first;
   std::getline(attempts, first);
   EXPECT_EQ(nlohmann::json::parse(first)["exit_code"], 86) << first;
-  const CpRun resumed = read_run(dir);
-  EXPECT_EQ(resumed.resumed_at, 4);
-  for (const auto& [step, bpc] : straight.train_bpc) EXPECT_EQ(resumed.train_bpc.at(step), bpc) << step;
-  EXPECT_EQ(resumed.param_norm, straight.param_norm);
+  expect_bit_exact_resume(read_run(dir), straight, 4);
   fs::remove_all(dir);
 }
 
@@ -308,10 +312,7 @@ TEST(ContextParallel, SameLayoutResumeIsBitExact) {
   const std::string run = kTrain + kPlantedSpans + " --cp 2 --run-dir " + dir.string();
   ASSERT_EQ(run_adaspan(run + " --steps 4", 2).exit_code, 0);
   ASSERT_EQ(run_adaspan(run + " --steps 8 --resume auto", 2).exit_code, 0);
-  const CpRun resumed = read_run(dir);
-  EXPECT_EQ(resumed.resumed_at, 4);
-  for (const auto& [step, bpc] : straight.train_bpc) EXPECT_EQ(resumed.train_bpc.at(step), bpc) << step;
-  EXPECT_EQ(resumed.param_norm, straight.param_norm);
+  expect_bit_exact_resume(read_run(dir), straight, 4);
   fs::remove_all(dir);
 }
 

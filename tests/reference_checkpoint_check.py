@@ -277,6 +277,18 @@ def golden_path_logprobs(state, ids_of_bytes, data, M, ramp, adaptive=True):
     return out
 
 
+def reference_setup(work, text_length, permute_all_bytes, iter_no):
+    """A reference data directory over a sample text and a reference checkpoint trained on its ids:
+    (text, data_dir, ids of bytes, checkpoint path, optimizer steps)."""
+    text = sample_text(text_length)
+    data_dir = os.path.join(work, "data")
+    write_reference_data(data_dir, text, permute_all_bytes)
+    ids = dictionary_bytes(data_dir)
+    pt = os.path.join(work, "reference.pt")
+    steps = save_reference_checkpoint(pt, reference_model(len(ids)), iter_no=iter_no)
+    return text, data_dir, ids, pt, steps
+
+
 # --- running adaspan ------------------------------------------------------------------------------
 def run(binary, *args, expect=0):
     result = subprocess.run([binary, *map(str, args)], capture_output=True, text=True)
@@ -304,14 +316,8 @@ def imported(binary, work, name, pt, data_dir, *extra):
 
 def mode_eval(binary, work, golden_dir):
     check_golden_path(golden_dir)
-    text = sample_text(3000)
-    data_dir = os.path.join(work, "data")
-    write_reference_data(data_dir, text, permute_all_bytes=True)
-    ids = dictionary_bytes(data_dir)
-    model = reference_model(len(ids))
-    pt = os.path.join(work, "reference.pt")
-    steps = save_reference_checkpoint(pt, model, iter_no=1)
-    run_dir, ckpt, _ = imported(binary, work, "run", pt, data_dir)
+    text, data_dir, ids, pt, steps = reference_setup(work, 3000, permute_all_bytes=True, iter_no=1)
+    _, ckpt, _ = imported(binary, work, "run", pt, data_dir)
     check(ckpt is not None and ckpt.endswith(f"ckpt-{steps}.h5"), f"the imported checkpoint is at step {steps}")
     if ckpt is None:
         return
@@ -344,12 +350,7 @@ def mode_eval(binary, work, golden_dir):
 
 
 def mode_identity(binary, work):
-    text = sample_text(2000)
-    data_dir = os.path.join(work, "data")
-    write_reference_data(data_dir, text, permute_all_bytes=True)
-    ids = dictionary_bytes(data_dir)
-    pt = os.path.join(work, "reference.pt")
-    save_reference_checkpoint(pt, reference_model(len(ids)), iter_no=1)
+    _, data_dir, ids, pt, _ = reference_setup(work, 2000, permute_all_bytes=True, iter_no=1)
     _, first, _ = imported(binary, work, "first", pt, data_dir)
     exported = os.path.join(work, "exported.pt")
     r = run(binary, "export", "reference", first, "--out", exported, "--reference-data", data_dir, "--nbatches",
@@ -392,13 +393,8 @@ def mode_identity(binary, work):
 
 
 def mode_resume(binary, work):
-    text = sample_text(20000)
-    data_dir = os.path.join(work, "data")
-    write_reference_data(data_dir, text, permute_all_bytes=False)
-    ids = dictionary_bytes(data_dir)
-    pt = os.path.join(work, "reference.pt")
-    steps = save_reference_checkpoint(pt, reference_model(len(ids)), iter_no=1)
-    run_dir, ckpt, _ = imported(binary, work, "run", pt, data_dir)
+    text, data_dir, _, pt, steps = reference_setup(work, 20000, permute_all_bytes=False, iter_no=1)
+    run_dir, _, _ = imported(binary, work, "run", pt, data_dir)
     text_path = os.path.join(work, "train.bin")
     with open(text_path, "wb") as f:
         f.write(text)
@@ -423,13 +419,8 @@ def mode_resume(binary, work):
 
 
 def mode_vocab(binary, work):
-    text = sample_text(2000)
-    data_dir = os.path.join(work, "data")
-    write_reference_data(data_dir, text, permute_all_bytes=False)
-    ids = dictionary_bytes(data_dir)
+    _, data_dir, ids, pt, _ = reference_setup(work, 2000, permute_all_bytes=False, iter_no=0)
     missing = 256 - len(ids)
-    pt = os.path.join(work, "reference.pt")
-    save_reference_checkpoint(pt, reference_model(len(ids)), iter_no=0)
     _, ckpt, r = imported(binary, work, "run", pt, data_dir)
     check(f"the rows of the {missing} bytes it never saw" in r.stderr, f"import warns of {missing} unseen bytes")
     tensors, _ = h5_tensors(ckpt)
@@ -450,12 +441,7 @@ def mode_vocab(binary, work):
 
 
 def mode_errors(binary, work):
-    text = sample_text(2000)
-    data_dir = os.path.join(work, "data")
-    write_reference_data(data_dir, text, permute_all_bytes=False)
-    ids = dictionary_bytes(data_dir)
-    base = os.path.join(work, "base.pt")
-    save_reference_checkpoint(base, reference_model(len(ids)), iter_no=0)
+    text, data_dir, _, base, _ = reference_setup(work, 2000, permute_all_bytes=False, iter_no=0)
     saved = torch.load(base, weights_only=True)
 
     def variant(name, change):
