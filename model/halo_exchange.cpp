@@ -95,22 +95,28 @@ class Messages {
     queued_.push_back({buffer, peer, false});
     return buffer;
   }
+  // Posts what was queued since the last post, as one batch.
   void post() {
-    if (!queued_.empty()) work_ = cp_.halo_group()->exchange_async(queued_);
+    if (posted_ == queued_.size()) return;
+    std::vector<PeerMessage> batch(queued_.begin() + static_cast<std::ptrdiff_t>(posted_), queued_.end());
+    posted_ = queued_.size();
+    work_.push_back(cp_.halo_group()->exchange_async(batch));
   }
   void wait() {
     const auto start = std::chrono::steady_clock::now();
-    if (work_) work_->wait();
+    for (auto& w : work_) w->wait();
+    work_.clear();
     cp_.traffic->wait_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
   void poll() {
-    if (work_) work_->poll();
+    for (auto& w : work_) w->poll();
   }
 
  private:
   const ContextParallel& cp_;
-  std::vector<PeerMessage> queued_;
-  std::unique_ptr<CollectiveWork> work_;
+  std::vector<PeerMessage> queued_;  // kept until this object goes: the backends read and write them
+  size_t posted_ = 0;
+  std::vector<std::unique_ptr<CollectiveWork>> work_;
 };
 
 const ContextParallel& cp_of(torch::autograd::AutogradContext* ctx) {
@@ -146,12 +152,44 @@ Remembered recall(torch::autograd::AutogradContext* ctx) {
 // only places what arrived): peer -> [2, B, rows, dh], its rows in plan order.
 using Received = std::map<int, at::Tensor>;
 
+// One exchange's backward messages, shared by its two functions: HaloFunction's backward posts the
+// halo's gradients to their owners and, in the same batch, the receives of the gradients the later
+// chunks send for this chunk's rows, without waiting; HaloOwner's backward, later, waits and adds
+// them. So no rank stops in backward until its successors' gradients have come (waiting for its
+// own sends to be received would chain the ranks one after another).
+struct BackwardMessages final : torch::CustomClassHolder {
+  explicit BackwardMessages(const ContextParallel& cp) : messages(cp) {}
+  Messages messages;
+  Received received;  // the later chunks' gradients for this chunk's rows
+  bool receives_posted = false, owner_done = false;
+};
+
+c10::intrusive_ptr<BackwardMessages> backward_messages(torch::autograd::AutogradContext* ctx) {
+  return c10::static_intrusive_pointer_cast<BackwardMessages>(ctx->saved_data["backward"].toCapsule());
+}
+
+// Queues the receives of the gradients for this chunk's rows (block 0 pieces the later chunks
+// used) unless they are, then posts everything queued.
+void post_backward(BackwardMessages& b, const Remembered& r, const at::TensorOptions& options) {
+  if (!b.receives_posted) {
+    for (const auto& [peer, entries] : r.plan.to) {
+      const int64_t rows = rows_of(entries, true);
+      if (rows > 0) {
+        b.received[peer] = b.messages.receive(at::empty({2, r.shape[0], rows, r.shape[3]}, options), peer);
+      }
+    }
+    b.receives_posted = true;
+  }
+  b.messages.post();
+}
+
 class HaloFunction : public torch::autograd::Function<HaloFunction> {
  public:
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& keys,
                                                 const at::Tensor& values, const at::Tensor& history_keys,
                                                 const at::Tensor& history_values, std::vector<int64_t> lengths,
-                                                int64_t cp_handle, int64_t received_handle) {
+                                                int64_t cp_handle, int64_t received_handle,
+                                                const c10::intrusive_ptr<BackwardMessages>& backward) {
     const auto& cp = *reinterpret_cast<const ContextParallel*>(static_cast<intptr_t>(cp_handle));
     const auto& received = *reinterpret_cast<const Received*>(static_cast<intptr_t>(received_handle));
     const int64_t chunk = keys.size(2), history_blocks = history_keys.size(2) / chunk;
@@ -174,6 +212,7 @@ class HaloFunction : public torch::autograd::Function<HaloFunction> {
       }
     }
     remember(ctx, cp_handle, lengths, history_blocks, keys);
+    ctx->saved_data["backward"] = c10::IValue::make_capsule(backward);
     return {halo_k, halo_v};
   }
 
@@ -185,7 +224,7 @@ class HaloFunction : public torch::autograd::Function<HaloFunction> {
     const std::vector<int64_t> mine = halo_lengths(r.windows, r.cp.rank, r.cp.size, r.shape[2], r.history_blocks);
     const at::Tensor halo_gk = grads[0].defined() ? grads[0] : at::zeros_like(grads[1]);
     const at::Tensor halo_gv = grads[1].defined() ? grads[1] : at::zeros_like(grads[0]);
-    Messages messages(r.cp);
+    BackwardMessages& b = *backward_messages(ctx);
     for (const auto& [peer, entries] : r.plan.from) {
       std::vector<at::Tensor> k, v;
       for (const Entry& e : entries) {
@@ -193,11 +232,12 @@ class HaloFunction : public torch::autograd::Function<HaloFunction> {
         k.push_back(halo_rows(e, halo_gk, mine));
         v.push_back(halo_rows(e, halo_gv, mine));
       }
-      if (!k.empty()) messages.send(at::stack({at::cat(k, 1), at::cat(v, 1)}).contiguous(), peer);
+      if (!k.empty()) b.messages.send(at::stack({at::cat(k, 1), at::cat(v, 1)}).contiguous(), peer);
     }
-    messages.post();
-    messages.wait();
-    return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    post_backward(b, r, halo_gk.options());
+    if (b.owner_done) b.messages.wait();  // else HaloOwner's backward, later, waits
+    return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -208,8 +248,10 @@ class HaloOwner : public torch::autograd::Function<HaloOwner> {
  public:
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& keys,
                                                 const at::Tensor& values, std::vector<int64_t> windows,
-                                                int64_t history_blocks, int64_t cp_handle) {
+                                                int64_t history_blocks, int64_t cp_handle,
+                                                const c10::intrusive_ptr<BackwardMessages>& backward) {
     remember(ctx, cp_handle, windows, history_blocks, keys);
+    ctx->saved_data["backward"] = c10::IValue::make_capsule(backward);
     return {keys.clone(), values.clone()};
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -218,15 +260,11 @@ class HaloOwner : public torch::autograd::Function<HaloOwner> {
     const at::TensorOptions options = grads[0].defined() ? grads[0].options() : grads[1].options();
     at::Tensor grad_k = grads[0].defined() ? grads[0].clone() : at::zeros(r.shape, options);
     at::Tensor grad_v = grads[1].defined() ? grads[1].clone() : at::zeros(r.shape, options);
-    Messages messages(r.cp);
-    Received received;
-    for (const auto& [peer, entries] : r.plan.to) {
-      const int64_t rows = rows_of(entries, true);
-      if (rows > 0) received[peer] = messages.receive(at::empty({2, r.shape[0], rows, r.shape[3]}, options), peer);
-    }
-    messages.post();
-    messages.wait();
-    for (const auto& [peer, buffer] : received) {
+    BackwardMessages& b = *backward_messages(ctx);
+    post_backward(b, r, options);  // the receives, if HaloFunction's backward has not run (or will not)
+    b.messages.wait();
+    b.owner_done = true;
+    for (const auto& [peer, buffer] : b.received) {
       int64_t row = 0;
       for (const Entry& e : r.plan.to.at(peer)) {
         if (e.piece.block != 0) continue;
@@ -237,7 +275,7 @@ class HaloOwner : public torch::autograd::Function<HaloOwner> {
         row += e.piece.rows;
       }
     }
-    return {grad_k, grad_v, at::Tensor(), at::Tensor(), at::Tensor()};
+    return {grad_k, grad_v, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -313,9 +351,11 @@ Halo HaloExchange::finish() {
   const int64_t cp_handle = static_cast<int64_t>(reinterpret_cast<intptr_t>(&cp_));
   const int64_t received_handle = static_cast<int64_t>(reinterpret_cast<intptr_t>(&in_flight_->received));
   const int64_t chunk = keys_.size(2), history_blocks = history_keys_.size(2) / chunk;
-  const torch::autograd::variable_list own = HaloOwner::apply(keys_, values_, windows_, history_blocks, cp_handle);
-  const torch::autograd::variable_list out =
-      HaloFunction::apply(keys_, values_, history_keys_, history_values_, windows_, cp_handle, received_handle);
+  const auto backward = c10::make_intrusive<BackwardMessages>(cp_);
+  const torch::autograd::variable_list own =
+      HaloOwner::apply(keys_, values_, windows_, history_blocks, cp_handle, backward);
+  const torch::autograd::variable_list out = HaloFunction::apply(keys_, values_, history_keys_, history_values_,
+                                                                 windows_, cp_handle, received_handle, backward);
   return {own[0], own[1], out[0], out[1], halo_lengths(windows_, cp_.rank, cp_.size, chunk, history_blocks)};
 }
 
