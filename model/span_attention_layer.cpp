@@ -121,10 +121,13 @@ std::vector<at::Tensor> SpanAttentionLayer::attend_chunk(const at::Tensor& h, co
     if (first < chunk && span_->splits_queries(options.back())) {
       far.back() = span_->attend(q.select(1, head).narrow(1, first, chunk - first), k_new.select(1, head),
                                  v_new.select(1, head), key_pe, head, options.back());
+      queries_before_halo_ += chunk - first;
     }
     exchange.poll();
   }
+  const auto waiting = std::chrono::steady_clock::now();  // the wait is the halo's, not attention's
   halo = exchange.finish();
+  const auto resumed = std::chrono::steady_clock::now();
   std::vector<at::Tensor> heads;
   for (int64_t head = 0; head < local_heads(); ++head) {
     const int64_t near = far[static_cast<size_t>(head)].defined() ? windows[static_cast<size_t>(head)] : chunk;
@@ -139,7 +142,8 @@ std::vector<at::Tensor> SpanAttentionLayer::attend_chunk(const at::Tensor& h, co
                                    options[static_cast<size_t>(head)]);
     heads.push_back(near < chunk ? at::cat({out, far[static_cast<size_t>(head)]}, 1) : out);
   }
-  attention_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  attention_seconds_ += std::chrono::duration<double>(waiting - start).count() +
+                        std::chrono::duration<double>(std::chrono::steady_clock::now() - resumed).count();
   return heads;
 }
 

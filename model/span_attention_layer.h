@@ -64,6 +64,9 @@ class SpanAttentionLayer : public torch::nn::Module {
   // Wall seconds spent in this layer's attention forward so far (a host clock: meaningful on CPU,
   // launch time only on a GPU).
   double attention_seconds() const { return attention_seconds_; }
+  // Context parallelism: query positions (per stream) computed while their halo was in flight,
+  // summed over heads and forwards (the overlap; see attend_chunk).
+  int64_t queries_before_halo() const { return queries_before_halo_; }
   // Rows the hidden cache keeps for the next block: the reference's get_cache_size().
   int64_t hidden_cache_size() const;
   // A stored state whose parameters under `prefix` ("layers.L.attn.") were trained at span
@@ -102,6 +105,7 @@ class SpanAttentionLayer : public torch::nn::Module {
   std::shared_ptr<SpanPolicy> span_;
   std::shared_ptr<AttentionNormalizer> normalizer_;
   double attention_seconds_ = 0;
+  int64_t queries_before_halo_ = 0;
 };
 
 }  // namespace adaspan::model

@@ -287,6 +287,10 @@ def imported_config(template, shape, args, optimizer, group):
         optim["lr"] = lr
         if "grad_clip" in group:
             optim["grad-clip"] = float(group["grad_clip"])
+        elif optimizer == "adam":  # main.py keeps Adam's --grad-clip outside the state dict
+            optim["grad-clip"] = 0.0
+            log("warning: the reference's --grad-clip for Adam is not in its checkpoint: imported as 0 (its "
+                "default, no clipping); set grad-clip in RUN_DIR/train.conf if it trained with one")
         if optimizer == "adam" and "betas" in group:
             optim["adam-beta1"], optim["adam-beta2"] = (float(b) for b in group["betas"])
         if optimizer == "adam" and "eps" in group:
@@ -315,7 +319,8 @@ def run_import(args):
     ids = reference_vocabulary(args.reference_data)
     if len(ids) != shape["vocab"]:
         fail(f"--reference-data {args.reference_data}: train.txt has {len(ids)} symbols, the checkpoint's "
-             f"'in_emb.weight' {shape['vocab']} rows (another data directory?)")
+             f"'in_emb.weight' {shape['vocab']} rows (another data directory, or an older reference that also "
+             "numbered valid.txt and test.txt?)")
     names = reference_parameter_names(shape["layers"], shape["adaptive"])
 
     optimizer_state = saved.get("optimizer") or {}
@@ -546,14 +551,18 @@ def run_export(args):
     group["lr"] = lr * min(1.0, step / warmup) if warmup > 0 else lr
     if warmup > 0:
         group["initial_lr"] = lr
-    group["grad_clip"] = float(optim.get("grad-clip", 0)) if optimizer == "adagrad" else 0
+    # Adagrad reads it from its group; the reference's Adam takes --grad-clip from the command line,
+    # and torch's Adam ignores the key: kept so that an import finds the value again.
+    group["grad_clip"] = float(optim.get("grad-clip", 0))
     if optimizer == "adam":
         group["betas"] = (float(optim["adam-beta1"]), float(optim["adam-beta2"]))
         group["eps"] = float(optim["adam-eps"])
     group["params"] = list(range(len(names)))
     states = {}
     for index, name in enumerate(names):
-        entry = {"step": step}
+        # Adagrad: an int, as the reference's AdagradWithGradClip (torch 1.x) counts it; Adam: a
+        # tensor, which torch.optim.Adam needs since 1.12 (and 1.x accepts).
+        entry = {"step": step if optimizer == "adagrad" else torch.tensor(float(step))}
         for slot in SLOTS[optimizer]:
             tensor = slots.get(slot, {}).get(adaspan_name(name))
             if tensor is None:

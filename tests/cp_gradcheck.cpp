@@ -1,6 +1,7 @@
-// Finite differences in double of context-parallel attention: run with `mpirun -np 2`. Each rank
-// holds one chunk of a block whose heads reach over the other chunk and into the previous block
-// (halos of one and two hops; short windows split their queries around the exchange). The loss
+// Finite differences in double of context-parallel attention: run with `mpirun -np 2` (chunks of
+// 128: halos of one and two hops, short windows splitting their queries around the exchange) and
+// `-np 4` (chunks of 64: halos of one to four hops, middle ranks both sending and receiving halo
+// gradients). Each rank holds one chunk of a block whose heads reach back into the previous block. The loss
 // is sum over ranks of <out_chunk, G_chunk>; its analytic gradient (each rank's parameter
 // gradients summed over the group, including the dK/dV the halo sends back to the owners) must
 // equal central differences of that loss for the parameters that make q (W_q), k (W_k), v (W_v),
@@ -35,8 +36,9 @@ ModelConfig config(bool dynamic) {
   c.heads = 4;
   c.attn_span = 256;
   c.span_ramp = 16;
-  // Windows of 64, 64, 192 and 256 keys over chunks of 128: two heads compute the queries past
-  // their window while the halo travels, two need halos of two hops, into the last block.
+  // Windows of 64, 64, 192 and 256 keys. Over chunks of 128 (2 ranks): two heads compute the
+  // queries past their window while the halo travels, two need halos of two hops, into the last
+  // block; over chunks of 64 (4 ranks): halos of one to four hops.
   // Not whole bytes: the mask has kinks at x = z and x = z + R, where differences are one-sided.
   c.span_init_heads = {10.3, 20.6, 150.2, 230.7};
   c.dropout = 0;
@@ -90,6 +92,7 @@ int check_layer(bool dynamic, const ContextParallel& cp, int rank) {
 
   s.layer->set_context_parallel(cp);
   const LayerCache cache = s.layer->forward(chunk_of(s.first_block, cp), LayerCache{}, s.key_pe).next_cache;
+  const int64_t overlapped = s.layer->queries_before_halo();
   const at::Tensor out = s.layer->forward(chunk_of(s.block, cp), cache, s.key_pe).out.detach();
   at::Tensor diff = (out - chunk_of(whole, cp)).abs().max().reshape({1}).clone();
   if (cp.enabled()) cp.group->all_reduce(diff, adaspan::model::ReduceOp::max);
@@ -97,9 +100,19 @@ int check_layer(bool dynamic, const ContextParallel& cp, int rank) {
   const char* mode = dynamic ? "dynamic" : "static";
   const bool outputs_ok = diff.item<double>() < 1e-12;
   failures += !outputs_ok;
+  // Static spans split the queries of the heads whose window is shorter than the chunk (heads 0
+  // and 1 at chunks of 128: 64 queries each) around the exchange; dynamic spans do not split.
+  const int64_t chunk = kBlock / cp.size;
+  int64_t expected = 0;
+  for (int64_t window : {64, 64, 192, 256}) expected += (!dynamic && window < chunk) ? chunk - window : 0;
+  const int64_t split = s.layer->queries_before_halo() - overlapped;
+  const bool split_ok = split == expected;
+  failures += !split_ok;
   if (rank == 0) {
     std::printf("%s %s spans: chunked outputs == one rank's block, max |diff| %.2e\n", outputs_ok ? "ok  " : "FAIL",
                 mode, diff.item<double>());
+    std::printf("%s %s spans: %ld queries computed while the halo travelled (expected %ld)\n",
+                split_ok ? "ok  " : "FAIL", mode, static_cast<long>(split), static_cast<long>(expected));
   }
 
   for (auto& p : s.layer->parameters()) p.mutable_grad() = at::Tensor();
@@ -152,15 +165,15 @@ int check_layer(bool dynamic, const ContextParallel& cp, int rank) {
 int main(int argc, char** argv) {
   adaspan::cluster::World world(&argc, &argv);
   at::set_num_threads(1);
-  if (world.size() != 2) {
-    if (world.is_root()) std::fprintf(stderr, "cp_gradcheck: run with mpirun -np 2 (got %d ranks)\n", world.size());
+  if (world.size() != 2 && world.size() != 4) {
+    if (world.is_root()) std::fprintf(stderr, "cp_gradcheck: run with mpirun -np 2 or 4 (got %d)\n", world.size());
     return 2;
   }
-  adaspan::cluster::Grid grid(adaspan::cluster::Communicator::world(), 1, 2);
+  adaspan::cluster::Grid grid(adaspan::cluster::Communicator::world(), 1, world.size());
   ContextParallel cp;
   cp.group = &grid.cp_group();
   cp.rank = grid.cp_rank();
-  cp.size = 2;
+  cp.size = world.size();
   int failures = check_layer(false, cp, world.rank()) + check_layer(true, cp, world.rank());
   if (world.is_root()) std::printf("%d failure(s)\n", failures);
   return failures == 0 ? 0 : 1;
