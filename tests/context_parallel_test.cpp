@@ -152,6 +152,15 @@ TEST(ContextParallel, DynamicSpansFullAttentionAndTensorParallelMatchOneRank) {
   expect_same_training(train("tp2cp2", "--steps 6 --tp 2 --cp 2", 4), train("tp1cp1", "--steps 6", 0));
 }
 
+// The normalizers: entmax15 keeps only keys with weight, so halos trimmed to the spans' reach are
+// exact; ASEntmax's scale counts the keys present, so its halos are whole windows. Both == one rank.
+TEST(ContextParallel, EntmaxAndAsentmaxMatchOneRank) {
+  for (const std::string normalizer : {"entmax15", "asentmax"}) {
+    const std::string flags = "--steps 6 --normalizer " + normalizer;
+    expect_same_training(train(normalizer + "2", flags + " --cp 2", 2), train(normalizer + "1", flags, 0));
+  }
+}
+
 // DP 2 x CP 2: gradients averaged over the four ranks, ZeRO-1 sharding the optimizer state over
 // them, two micro-batches per step, heads rebalanced under TP 2 x CP 2.
 TEST(ContextParallel, DataParallelZeroGradAccumAndRebalancingMatchOneRank) {
