@@ -148,9 +148,15 @@ Remembered recall(torch::autograd::AutogradContext* ctx) {
   return {cp, std::move(windows), std::move(shape), history_blocks, std::move(plan)};
 }
 
-// The keys and values each peer sent (HaloExchange posts the messages, this function's forward
-// only places what arrived): peer -> [2, B, rows, dh], its rows in plan order.
+// The keys and values each peer sent: peer -> [2, B, rows, dh], its rows in plan order.
 using Received = std::map<int, at::Tensor>;
+
+// A forward exchange's plan and what it brought: HaloExchange plans and posts the messages,
+// HaloFunction's forward only places what arrived.
+struct Arrived {
+  Plan plan;
+  Received received;
+};
 
 // One exchange's backward messages, shared by its two functions: HaloFunction's backward posts the
 // halo's gradients to their owners and, in the same batch, the receives of the gradients the later
@@ -188,12 +194,11 @@ class HaloFunction : public torch::autograd::Function<HaloFunction> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& keys,
                                                 const at::Tensor& values, const at::Tensor& history_keys,
                                                 const at::Tensor& history_values, std::vector<int64_t> lengths,
-                                                int64_t cp_handle, int64_t received_handle,
+                                                int64_t cp_handle, int64_t arrived_handle,
                                                 const c10::intrusive_ptr<BackwardMessages>& backward) {
     const auto& cp = *reinterpret_cast<const ContextParallel*>(static_cast<intptr_t>(cp_handle));
-    const auto& received = *reinterpret_cast<const Received*>(static_cast<intptr_t>(received_handle));
+    const auto& [plan, received] = *reinterpret_cast<const Arrived*>(static_cast<intptr_t>(arrived_handle));
     const int64_t chunk = keys.size(2), history_blocks = history_keys.size(2) / chunk;
-    const Plan plan = make_plan(lengths, cp.rank, cp.size, chunk, history_blocks);
     const std::vector<int64_t> mine = halo_lengths(lengths, cp.rank, cp.size, chunk, history_blocks);
     int64_t width = 0;
     for (int64_t l : mine) width = std::max(width, l);
@@ -304,11 +309,11 @@ std::vector<HaloPiece> halo_pieces(int receiver, int chunks, int64_t chunk, int6
 }
 
 // The messages of one exchange in flight: this rank's rows the others need, sent; theirs, posted
-// to arrive in `received`.
+// to arrive in `arrived.received`.
 struct HaloExchange::InFlight {
   explicit InFlight(const ContextParallel& cp) : messages(cp) {}
   Messages messages;
-  Received received;
+  Arrived arrived;
 };
 
 HaloExchange::HaloExchange(const at::Tensor& keys, const at::Tensor& values, const at::Tensor& history_keys,
@@ -322,12 +327,12 @@ HaloExchange::HaloExchange(const at::Tensor& keys, const at::Tensor& values, con
       cp_(cp),
       in_flight_(std::make_unique<InFlight>(cp)) {
   const int64_t chunk = keys.size(2), history_blocks = history_keys.size(2) / chunk;
-  const Plan plan = make_plan(windows, cp.rank, cp.size, chunk, history_blocks);
+  const Plan& plan = in_flight_->arrived.plan = make_plan(windows, cp.rank, cp.size, chunk, history_blocks);
   at::NoGradGuard no_grad;  // the messages carry values; HaloFunction connects them to autograd
   for (const auto& [peer, entries] : plan.from) {
     const int64_t rows = rows_of(entries, false);
     if (rows > 0) {
-      in_flight_->received[peer] =
+      in_flight_->arrived.received[peer] =
           in_flight_->messages.receive(at::empty({2, keys.size(0), rows, keys.size(3)}, keys.options()), peer);
     }
   }
@@ -349,13 +354,13 @@ void HaloExchange::poll() { in_flight_->messages.poll(); }
 Halo HaloExchange::finish() {
   in_flight_->messages.wait();
   const int64_t cp_handle = static_cast<int64_t>(reinterpret_cast<intptr_t>(&cp_));
-  const int64_t received_handle = static_cast<int64_t>(reinterpret_cast<intptr_t>(&in_flight_->received));
+  const int64_t arrived_handle = static_cast<int64_t>(reinterpret_cast<intptr_t>(&in_flight_->arrived));
   const int64_t chunk = keys_.size(2), history_blocks = history_keys_.size(2) / chunk;
   const auto backward = c10::make_intrusive<BackwardMessages>(cp_);
   const torch::autograd::variable_list own =
       HaloOwner::apply(keys_, values_, windows_, history_blocks, cp_handle, backward);
   const torch::autograd::variable_list out = HaloFunction::apply(keys_, values_, history_keys_, history_values_,
-                                                                 windows_, cp_handle, received_handle, backward);
+                                                                 windows_, cp_handle, arrived_handle, backward);
   return {own[0], own[1], out[0], out[1], halo_lengths(windows_, cp_.rank, cp_.size, chunk, history_blocks)};
 }
 

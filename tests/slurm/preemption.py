@@ -1,12 +1,10 @@
 """The path of a preempted job, the same whoever sent the USR1 (scancel or the time limit)."""
-from slurm_test import STEPS, check, expect_lines, job_state, reference_param_norm
+from slurm_test import STEPS, check, expect_completed, expect_lines, reference_param_norm
 
 
 def check_preempted_and_resumed(job, status, first_step):
     """Asserts every layer's part; `first_step`: a step the first run had reached before the signal."""
-    state = job_state(job.id)
-    check(status == 0, f"sbatch --wait exited {status}, expected 0 (the requeued job's end); log: {job.log}")
-    check(state == {"JobState": "COMPLETED", "Restarts": "1", "ExitCode": "0:0"}, f"job {job.id}: {state}")
+    expect_completed(job, status, 1)
     expect_lines(job, [
         job.started_line(0),
         r"received SIGUSR1: passing it to adaspan launch",

@@ -216,12 +216,18 @@ def expect_lines(job, expected):
 REFERENCE = CLUSTER_DIR / "tests/reference.json"
 
 
+def expect_completed(job, status, restarts):
+    """sbatch --wait exited 0 and the job COMPLETED (exit 0:0) after `restarts` requeues."""
+    state = job_state(job.id)
+    check(status == 0, f"sbatch --wait exited {status}, expected 0 (the job's end, after {restarts} requeues); "
+                       f"log: {job.log}")
+    check(state == {"JobState": "COMPLETED", "Restarts": str(restarts), "ExitCode": "0:0"}, f"job {job.id}: {state}")
+
+
 def expect_completed_in_one_launch(job, status):
     """sbatch --wait exited 0, the job COMPLETED without a requeue, and the batch shell ran launch once,
     which exited 0."""
-    state = job_state(job.id)
-    check(status == 0, f"sbatch --wait exited {status}, expected 0; log: {job.log}")
-    check(state == {"JobState": "COMPLETED", "Restarts": "0", "ExitCode": "0:0"}, f"job {job.id}: {state}")
+    expect_completed(job, status, 0)
     expect_lines(job, [
         job.started_line(0),
         r"adaspan launch exited 0",
