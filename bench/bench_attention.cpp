@@ -8,6 +8,7 @@
 // of each implementation, useful GFLOP/s (docs/kernels.md §6: 4·n·s·d forward, 2.5x that backward,
 // n = B·M queries, s = the keys each query reads = min(z + R, S)), their ratio, and each
 // implementation's time at the smallest span relative to S (does the cost follow the span?).
+// Then, for context parallelism, how much of the ATen tiles' forward can run before a halo comes.
 #include "cluster/heap_policy.h"
 #include "cluster/thread_config.h"
 #include "kernels/span_attention.h"
@@ -64,6 +65,51 @@ double attention_ms(const Config& c, double z, kernels::SpanKernel kernel) {
   }
   std::sort(times.begin(), times.end());
   return times[times.size() / 2];
+}
+
+// Context parallelism's overlap: a chunk of M queries whose cache (the halo, S keys) is still on
+// its way. Forward milliseconds (medians) of the ATen tiles' early_span_scores (what needs no halo
+// key), of the call given them, and of the call alone.
+struct EarlySplit {
+  double early = 0, rest = 0, whole = 0;
+};
+
+EarlySplit early_scores_ms(const Config& c, double z) {
+  at::manual_seed(3);
+  const auto opt = at::TensorOptions(at::Device(c.device)).dtype(at::kFloat);
+  const at::Tensor q = at::randn({c.batch, c.block, c.head_dim}, opt).requires_grad_(true);
+  const at::Tensor k = at::randn({c.batch, c.span + c.block, c.head_dim}, opt).requires_grad_(true);
+  const at::Tensor v = at::randn({c.batch, c.span + c.block, c.head_dim}, opt).requires_grad_(true);
+  const at::Tensor key_pe = at::randn({c.head_dim, c.span}, opt).requires_grad_(true);
+  const at::Tensor span_z = at::full({}, z, opt).requires_grad_(true);
+  kernels::SpanAttentionOptions o;
+  o.max_span = c.span;
+  o.ramp = c.ramp;
+  o.window = kernels::effective_window(z, c.ramp, c.span);
+  o.kernel = kernels::SpanKernel::aten_tiles;
+  const at::Tensor own = k.narrow(1, c.span, c.block);
+  std::vector<double> early, rest, whole;
+  auto ms_since = [&](Clock::time_point start, const at::Tensor& t) {
+    synchronize(t);
+    return 1000.0 * std::chrono::duration<double>(Clock::now() - start).count();
+  };
+  for (int64_t r = 0; r < c.reps + 1; ++r) {  // the first is a warm-up
+    synchronize(q);
+    auto start = Clock::now();
+    kernels::SpanAttentionOptions with = o;
+    with.early = kernels::early_span_scores(q, own, key_pe, c.span, o);
+    const double e = ms_since(start, with.early.scores);
+    start = Clock::now();
+    const double p = ms_since(start, kernels::span_attention(q, k, v, key_pe, span_z, with));
+    start = Clock::now();
+    const double w = ms_since(start, kernels::span_attention(q, k, v, key_pe, span_z, o));
+    if (r > 0) early.push_back(e), rest.push_back(p), whole.push_back(w);
+  }
+  auto median = [](std::vector<double> x) {
+    std::sort(x.begin(), x.end());
+    return x[x.size() / 2];
+  };
+  return {median(early), median(rest), median(whole)};
 }
 
 }  // namespace
@@ -136,6 +182,16 @@ int main(int argc, char** argv) {
   std::printf("time at span %.0f / time at span %.0f: rows %.3fx, aten %.3fx\n", spans.front(), spans.back(),
               rows_small / rows_full, aten_small / aten_full);
   out["smallest_over_largest"] = {{"rows", rows_small / rows_full}, {"aten", aten_small / aten_full}};
+  // Context parallelism (docs/parallelism.md): the share of a head's forward done before its halo
+  // comes, when the halo is the whole cache (a head whose window covers its chunk).
+  std::printf(
+      "context parallelism, halo = the whole cache: ATen tiles forward ms before the halo / after / one call\n");
+  for (double z : spans) {
+    const EarlySplit e = early_scores_ms(c, z);
+    std::printf("%8.0f %12.2f %12.2f %12.2f %14.1f%% before, %.2fx one call in all\n", z, e.early, e.rest, e.whole,
+                100.0 * e.early / e.whole, (e.early + e.rest) / e.whole);
+    out["early_scores"].push_back({{"span", z}, {"early_ms", e.early}, {"rest_ms", e.rest}, {"whole_ms", e.whole}});
+  }
   if (!json_path.empty()) std::ofstream(json_path) << out.dump(2) << "\n";
   return 0;
 }

@@ -7,6 +7,8 @@
 
 #include <ATen/ATen.h>
 
+#include <string>
+
 namespace adaspan::kernels {
 namespace {
 
@@ -31,7 +33,11 @@ at::Tensor span_attention(const at::Tensor& q, const at::Tensor& k, const at::Te
                           const at::Tensor& span_z, const SpanAttentionOptions& options) {
   check_attention_inputs("span_attention", q, k, v, key_pe, options.max_span, options.window);
   const bool per_query = check_span_z("span_attention", q, span_z);
-  switch (choose_path(q, k, v, key_pe, span_z, per_query, options)) {
+  const Path path = choose_path(q, k, v, key_pe, span_z, per_query, options);
+  if (options.early.scores.defined() && path != Path::tiles) {
+    throw_bad_argument("span_attention", "early scores are for the aten tiles path (one span per head, softmax)");
+  }
+  switch (path) {
     case Path::rows:
       return span_attention_rows(q, k, v, key_pe, span_z, options);
     case Path::tiles:
@@ -40,6 +46,22 @@ at::Tensor span_attention(const at::Tensor& q, const at::Tensor& k, const at::Te
       break;
   }
   return span_attention_banded(q, k, v, key_pe, span_z, per_query, options);
+}
+
+bool takes_early_scores(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_pe,
+                        const SpanAttentionOptions& options) {
+  const at::Tensor one_span = at::zeros({}, q.options());
+  return choose_path(q, k, v, key_pe, one_span, false, options) == Path::tiles;
+}
+
+EarlyScores early_span_scores(const at::Tensor& q, const at::Tensor& k_present, const at::Tensor& key_pe,
+                              int64_t late_keys, const SpanAttentionOptions& options) {
+  if (late_keys < 0 || late_keys + k_present.size(1) < q.size(1)) {
+    throw_bad_argument("early_span_scores", "k_present " + shape_of(k_present) + " and " + std::to_string(late_keys) +
+                                                " late keys are fewer keys than the " + std::to_string(q.size(1)) +
+                                                " queries");
+  }
+  return span_attention_tiles_early(q, k_present, key_pe, late_keys, options);
 }
 
 }  // namespace adaspan::kernels

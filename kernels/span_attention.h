@@ -40,6 +40,16 @@ struct QueryTile {
   int64_t first = 0, count = 0, keys_before = 0, window = 0;
 };
 
+// Context parallelism: a call whose first `late_keys` keys and values (the halo) are still on their
+// way. early_span_scores (below) computes beforehand what needs none of them: the position term
+// q·key_pe of every query (half of each score's products) and q·k for the query tiles whose keys
+// are all there. `scores` is the aten tiles' unscaled score buffer, [B, M rounded up to 64,
+// window]; the call consumes it (writes into it).
+struct EarlyScores {
+  at::Tensor scores;
+  int64_t late_keys = 0;
+};
+
 // λ for the queries of a tile: [B, count]. ASEntmax's length scaling (the caller's business)
 // depends on how many keys each query can see, hence the tile's window.
 using QueryScale = std::function<at::Tensor(const QueryTile&)>;
@@ -57,6 +67,9 @@ struct SpanAttentionOptions {
   int64_t key_chunk = -1;
   Normalizer normalizer = Normalizer::softmax;
   QueryScale query_scale;  // empty: λ = 1
+  // From early_span_scores for this call's q, key_pe and window (the aten tiles path only): the
+  // call then adds only the late keys' scores. Bit for bit the result of a call without it.
+  EarlyScores early;
 };
 
 constexpr int64_t kAutoKeyChunk = 1024;
@@ -70,5 +83,16 @@ constexpr int64_t kAutoKeyChunk = 1024;
 // Bad shapes or values: std::invalid_argument naming them.
 at::Tensor span_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_pe,
                           const at::Tensor& span_z, const SpanAttentionOptions& options);
+
+// Whether a call with these arguments and one span per head runs the aten tiles, the one path
+// that takes EarlyScores (k, v: any keys of the call, for their dtype and device).
+bool takes_early_scores(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_pe,
+                        const SpanAttentionOptions& options);
+
+// The scores of span_attention(q, k, v, key_pe, span_z, options) that need none of k's first
+// `late_keys` rows: k_present is k's rows from late_keys on ([B, Lc + M - late_keys, d]).
+// Not differentiable (the call's backward recomputes from its own inputs).
+EarlyScores early_span_scores(const at::Tensor& q, const at::Tensor& k_present, const at::Tensor& key_pe,
+                              int64_t late_keys, const SpanAttentionOptions& options);
 
 }  // namespace adaspan::kernels

@@ -1,6 +1,7 @@
 #include "kernels/span_attention_tiles.h"
 
 #include "kernels/band_layout.h"
+#include "kernels/shape_checks.h"
 #include "kernels/span_mask.h"
 #include "kernels/span_rows/row_program.h"
 
@@ -9,6 +10,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
+#include <stdexcept>
+#include <string>
 
 namespace adaspan::kernels {
 namespace {
@@ -22,16 +26,20 @@ constexpr int64_t kQueryTile = 64;
 struct Geometry {
   int64_t batch, block, dim, span, window, tile, tiles, padded_block, band, cache_len, first_key, key_rows;
 
-  Geometry(const at::Tensor& q, const at::Tensor& k, int64_t max_span, int64_t window_)
+  // keys: Lc + M, the call's keys.
+  Geometry(const at::Tensor& q, int64_t keys, int64_t max_span, int64_t window_)
       : batch(q.size(0)), block(q.size(1)), dim(q.size(2)), span(max_span), window(window_) {
     tile = std::min(kQueryTile, block);
     tiles = (block + tile - 1) / tile;
     padded_block = tiles * tile;
     band = window + tile - 1;
-    cache_len = k.size(1) - block;
+    cache_len = keys - block;
     first_key = cache_len - window;
     key_rows = window + padded_block - 1;
   }
+  // Whether tile t's band of keys starts at or after key `late_keys` (the zero rows before the
+  // first key count as late: such a band is never early).
+  bool band_after(int64_t t, int64_t late_keys) const { return first_key + t * tile >= late_keys; }
 };
 
 // Gradient rows of the key window back onto the rows of k ([B, Lc + M, d]); rows of the window
@@ -51,8 +59,10 @@ class SpanAttentionFunction : public torch::autograd::Function<SpanAttentionFunc
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k,
                             const at::Tensor& v, const at::Tensor& key_pe, const at::Tensor& span_z, int64_t max_span,
-                            double ramp, int64_t window, double dropout) {
-    const Geometry g(q, k, max_span, window);
+                            double ramp, int64_t window, double dropout, const std::optional<at::Tensor>& early,
+                            int64_t late_keys) {
+    const at::Tensor early_scores = early.value_or(at::Tensor());
+    const Geometry g(q, k.size(1), max_span, window);
     const at::Tensor k_win = rows_zero_padded(k, g.first_key, g.key_rows);  // [B, W + Mp - 1, d]
     const at::Tensor v_win = rows_zero_padded(v, g.first_key, g.key_rows);
     const at::Tensor q_pad = rows_zero_padded(q, 0, g.padded_block).contiguous();  // [B, Mp, d]
@@ -65,8 +75,9 @@ class SpanAttentionFunction : public torch::autograd::Function<SpanAttentionFunc
     const at::Tensor beyond_ramp = x > (span_z.detach() + ramp);
     const double scale = 1.0 / std::sqrt(static_cast<double>(g.dim));
 
-    at::Tensor probs_e = at::matmul(q_pad, pe_win);  // [B, Mp, W]: position term, becomes E in place
-    at::Tensor keep;                                 // dropout keep-mask scaled by 1/(1-p), [B, Mp, W]
+    // [B, Mp, W]: the position term (and the early keys' scores, if given), becomes E in place.
+    at::Tensor probs_e = early_scores.defined() ? early_scores : at::matmul(q_pad, pe_win);
+    at::Tensor keep;  // dropout keep-mask scaled by 1/(1-p), [B, Mp, W]
     if (dropout > 0) keep = at::bernoulli(at::empty_like(probs_e), 1.0 - dropout).div_(1.0 - dropout);
     at::Tensor out = at::empty({g.batch, g.padded_block, g.dim}, q.options());
     for (int64_t t = 0; t < g.tiles; ++t) {
@@ -74,7 +85,11 @@ class SpanAttentionFunction : public torch::autograd::Function<SpanAttentionFunc
       const at::Tensor kt = k_win.narrow(1, t * g.tile, g.band);  // [B, band, d]
       const at::Tensor vt = v_win.narrow(1, t * g.tile, g.band);
       at::Tensor st = probs_e.narrow(1, t * g.tile, g.tile);  // [B, T, W]
-      st.add_(unskew(at::bmm(qt, kt.transpose(1, 2)), g.window)).mul_(scale).masked_fill_(beyond_ramp, -INFINITY);
+      // The keys' term, unless early_span_scores added it (a band with no late key).
+      if (!early_scores.defined() || !g.band_after(t, late_keys)) {
+        st.add_(unskew(at::bmm(qt, kt.transpose(1, 2)), g.window));
+      }
+      st.mul_(scale).masked_fill_(beyond_ramp, -INFINITY);
       // E = e^{s - LSE}, LSE = log sum_j m_j e^{s_j}; the max runs over unmasked keys (x = 0 has m = 1).
       const at::Tensor row_max = std::get<0>(st.masked_fill(masked_out, -INFINITY).max(-1, true));
       st.sub_(row_max).clamp_max_(kRampEndExponentCap).exp_();  // see capped_exp
@@ -96,7 +111,7 @@ class SpanAttentionFunction : public torch::autograd::Function<SpanAttentionFunc
     const at::Tensor &q = saved[0], &k = saved[1], &v = saved[2], &key_pe = saved[3], &span_z = saved[4];
     const at::Tensor &probs_e = saved[5], &keep = saved[6];
     const double ramp = ctx->saved_data["ramp"].toDouble();
-    const Geometry g(q, k, ctx->saved_data["max_span"].toInt(), ctx->saved_data["window"].toInt());
+    const Geometry g(q, k.size(1), ctx->saved_data["max_span"].toInt(), ctx->saved_data["window"].toInt());
 
     const at::Tensor k_win = rows_zero_padded(k, g.first_key, g.key_rows);
     const at::Tensor v_win = rows_zero_padded(v, g.first_key, g.key_rows);
@@ -154,6 +169,8 @@ class SpanAttentionFunction : public torch::autograd::Function<SpanAttentionFunc
             at::Tensor(),
             at::Tensor(),
             at::Tensor(),
+            at::Tensor(),
+            at::Tensor(),
             at::Tensor()};
   }
 };
@@ -163,7 +180,41 @@ class SpanAttentionFunction : public torch::autograd::Function<SpanAttentionFunc
 at::Tensor span_attention_tiles(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_pe,
                                 const at::Tensor& span_z, const SpanAttentionOptions& options) {
   const double dropout = options.training ? options.dropout : 0.0;
-  return SpanAttentionFunction::apply(q, k, v, key_pe, span_z, options.max_span, options.ramp, options.window, dropout);
+  const EarlyScores& early = options.early;
+  if (early.scores.defined()) {
+    const int64_t padded = (q.size(1) + kQueryTile - 1) / kQueryTile * kQueryTile;
+    const int64_t rows = q.size(1) < kQueryTile ? q.size(1) : padded;
+    if (early.scores.sizes() != at::IntArrayRef{q.size(0), rows, options.window} ||
+        early.scores.scalar_type() != q.scalar_type() || early.late_keys > k.size(1)) {
+      throw std::invalid_argument("span_attention: early scores " + shape_of(early.scores) + " with " +
+                                  std::to_string(early.late_keys) + " late keys do not fit q " + shape_of(q) + ", k " +
+                                  shape_of(k) + " and window " + std::to_string(options.window));
+    }
+  }
+  return SpanAttentionFunction::apply(q, k, v, key_pe, span_z, options.max_span, options.ramp, options.window, dropout,
+                                      early.scores.defined() ? std::optional<at::Tensor>(early.scores) : std::nullopt,
+                                      early.late_keys);
+}
+
+EarlyScores span_attention_tiles_early(const at::Tensor& q, const at::Tensor& k_present, const at::Tensor& key_pe,
+                                       int64_t late_keys, const SpanAttentionOptions& options) {
+  at::NoGradGuard no_grad;
+  const Geometry g(q, late_keys + k_present.size(1), options.max_span, options.window);
+  // k_present's rows in the forward's key window; the late rows read as zero and are not used.
+  const at::Tensor k_win = rows_zero_padded(k_present.detach(), g.first_key - late_keys, g.key_rows);
+  const at::Tensor q_pad = rows_zero_padded(q.detach(), 0, g.padded_block).contiguous();
+  const at::Tensor pe_win = key_pe.detach().narrow(1, g.span - g.window, g.window);
+  EarlyScores early{at::matmul(q_pad, pe_win), late_keys};  // as the forward computes it
+  // The keys' term of the tiles whose whole band is there. Not of a band only partly there: its
+  // product in two parts would not be the whole band's bit for bit (BLAS sums differently for
+  // another shape), and zero rows in two whole-band products would double its cost.
+  for (int64_t t = 0; t < g.tiles; ++t) {
+    if (!g.band_after(t, late_keys)) continue;
+    const at::Tensor qt = q_pad.narrow(1, t * g.tile, g.tile);
+    const at::Tensor kt = k_win.narrow(1, t * g.tile, g.band);
+    early.scores.narrow(1, t * g.tile, g.tile).add_(unskew(at::bmm(qt, kt.transpose(1, 2)), g.window));
+  }
+  return early;
 }
 
 }  // namespace adaspan::kernels

@@ -11,4 +11,9 @@ namespace adaspan::kernels {
 at::Tensor span_attention_tiles(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_pe,
                                 const at::Tensor& span_z, const SpanAttentionOptions& options);
 
+// early_span_scores (span_attention.h) for this path: the position term of every query and the
+// band scores of the keys present, unscaled, in the forward's score buffer.
+EarlyScores span_attention_tiles_early(const at::Tensor& q, const at::Tensor& k_present, const at::Tensor& key_pe,
+                                       int64_t late_keys, const SpanAttentionOptions& options);
+
 }  // namespace adaspan::kernels

@@ -327,6 +327,7 @@ HaloExchange::HaloExchange(const at::Tensor& keys, const at::Tensor& values, con
       cp_(cp),
       in_flight_(std::make_unique<InFlight>(cp)) {
   const int64_t chunk = keys.size(2), history_blocks = history_keys.size(2) / chunk;
+  lengths_ = halo_lengths(windows, cp.rank, cp.size, chunk, history_blocks);
   const Plan& plan = in_flight_->arrived.plan = make_plan(windows, cp.rank, cp.size, chunk, history_blocks);
   at::NoGradGuard no_grad;  // the messages carry values; HaloFunction connects them to autograd
   for (const auto& [peer, entries] : plan.from) {
@@ -361,7 +362,7 @@ Halo HaloExchange::finish() {
       HaloOwner::apply(keys_, values_, windows_, history_blocks, cp_handle, backward);
   const torch::autograd::variable_list out = HaloFunction::apply(keys_, values_, history_keys_, history_values_,
                                                                  windows_, cp_handle, arrived_handle, backward);
-  return {own[0], own[1], out[0], out[1], halo_lengths(windows_, cp_.rank, cp_.size, chunk, history_blocks)};
+  return {own[0], own[1], out[0], out[1], lengths_};
 }
 
 Halo exchange_halo(const at::Tensor& keys, const at::Tensor& values, const at::Tensor& history_keys,

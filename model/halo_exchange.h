@@ -55,12 +55,14 @@ class HaloExchange {
   HaloExchange(const HaloExchange&) = delete;
   HaloExchange& operator=(const HaloExchange&) = delete;
   void poll();
+  // This chunk's halo length per head (Halo::lengths), known before the rows come.
+  const std::vector<int64_t>& lengths() const { return lengths_; }
   Halo finish();  // once
 
  private:
   struct InFlight;
   at::Tensor keys_, values_, history_keys_, history_values_;
-  std::vector<int64_t> windows_;
+  std::vector<int64_t> windows_, lengths_;
   const ContextParallel& cp_;
   std::unique_ptr<InFlight> in_flight_;
 };

@@ -1,5 +1,6 @@
 #include "model/span_attention_layer.h"
 
+#include "kernels/span_attention.h"
 #include "model/halo_exchange.h"
 #include "model/mixed_precision.h"
 
@@ -116,14 +117,26 @@ std::vector<at::Tensor> SpanAttentionLayer::attend_chunk(const at::Tensor& h, co
   std::vector<at::Tensor> far;  // [B, m - W_h, d_head], or undefined: the head waits for its halo
   for (int64_t head = 0; head < local_heads(); ++head) {
     options.push_back(head_options(hp, head, windows[static_cast<size_t>(head)]));
-    const int64_t first = windows[static_cast<size_t>(head)];
+    const int64_t window = windows[static_cast<size_t>(head)];
+    const bool splits = span_->splits_queries(options.back());
     far.emplace_back();
-    if (first < chunk && span_->splits_queries(options.back())) {
-      far.back() = span_->attend(q.select(1, head).narrow(1, first, chunk - first), k_new.select(1, head),
+    if (window < chunk && splits) {
+      far.back() = span_->attend(q.select(1, head).narrow(1, window, chunk - window), k_new.select(1, head),
                                  v_new.select(1, head), key_pe, head, options.back());
-      queries_before_halo_ += chunk - first;
+      queries_before_halo_ += chunk - window;
     }
     exchange.poll();
+    // The other queries' scores, as far as they need no halo key (kernels::EarlyScores): their
+    // position terms q·key_pe. All a head whose window covers the chunk can do before the halo.
+    const int64_t near = far.back().defined() ? window : chunk;
+    const at::Tensor own_keys = k_new.select(1, head).narrow(1, 0, near);
+    if (splits && kernels::takes_early_scores(q, own_keys, own_keys, key_pe, options.back())) {
+      const int64_t late = exchange.lengths()[static_cast<size_t>(head)];
+      options.back().early =
+          kernels::early_span_scores(q.select(1, head).narrow(1, 0, near), own_keys, key_pe, late, options.back());
+      scores_begun_before_halo_ += near;
+      exchange.poll();
+    }
   }
   const auto waiting = std::chrono::steady_clock::now();  // the wait is the halo's, not attention's
   halo = exchange.finish();

@@ -67,6 +67,9 @@ class SpanAttentionLayer : public torch::nn::Module {
   // Context parallelism: query positions (per stream) computed while their halo was in flight,
   // summed over heads and forwards (the overlap; see attend_chunk).
   int64_t queries_before_halo() const { return queries_before_halo_; }
+  // The other queries (per stream, summed the same way) whose scores were begun while the halo was
+  // in flight (kernels::EarlyScores: the position terms q·key_pe).
+  int64_t scores_begun_before_halo() const { return scores_begun_before_halo_; }
   // Rows the hidden cache keeps for the next block: the reference's get_cache_size().
   int64_t hidden_cache_size() const;
   // A stored state whose parameters under `prefix` ("layers.L.attn.") were trained at span
@@ -81,10 +84,10 @@ class SpanAttentionLayer : public torch::nn::Module {
                           const std::vector<int64_t>& windows);
   // heads[h]: [B, M, d_head] -> W_o of their concatenation (summed over the tensor-parallel group).
   at::Tensor project_heads(const std::vector<at::Tensor>& heads, const at::Tensor& key_pe);
-  // Context parallelism: each head's queries whose window lies inside the chunk while `exchange`
-  // brings the halo, then the others with it (heads whose policy cannot split its queries: all of
-  // them after the halo). q, k_new, v_new: the chunk's [B, H_local, m, d_head]. Returns the heads'
-  // outputs; `halo` gets the halo.
+  // Context parallelism: each head's queries whose window lies inside the chunk, and the other
+  // queries' scores against the chunk's keys, while `exchange` brings the halo; then the rest of
+  // those queries with it (heads whose policy cannot split its queries: all of them after the halo). q, k_new, v_new:
+  // the chunk's [B, H_local, m, d_head]. Returns the heads' outputs; `halo` gets the halo.
   std::vector<at::Tensor> attend_chunk(const at::Tensor& h, const at::Tensor& q, const at::Tensor& k_new,
                                        const at::Tensor& v_new, HaloExchange& exchange, const at::Tensor& key_pe,
                                        const std::vector<int64_t>& windows, Halo& halo);
@@ -106,6 +109,7 @@ class SpanAttentionLayer : public torch::nn::Module {
   std::shared_ptr<AttentionNormalizer> normalizer_;
   double attention_seconds_ = 0;
   int64_t queries_before_halo_ = 0;
+  int64_t scores_begun_before_halo_ = 0;
 };
 
 }  // namespace adaspan::model

@@ -238,5 +238,75 @@ TEST(SpanAttention, BadShapesAreNamedInTheError) {
   EXPECT_NE(pe.find("key_pe is [64, 500]"), std::string::npos) << pe;
 }
 
+// Context parallelism's overlap (kernels::EarlyScores): scores computed before the first
+// `late` keys came, then the call with them, equal one call bit for bit (outputs and gradients),
+// whichever keys are late: none, some of the cache, all of it, or some of the block too.
+TEST(SpanAttention, EarlyScoresGiveTheWholeCallBitForBit) {
+  struct EarlyCase {
+    Case c;
+    double dropout;
+  };
+  const std::vector<EarlyCase> cases = {
+      {{2, 128, 64, 16, 256, 16.0, 20.6, false}, 0.0},    // window 64 < M
+      {{2, 128, 180, 16, 256, 16.0, 150.2, false}, 0.0},  // window 192: over the whole block
+      {{1, 200, 300, 32, 512, 32.0, 400.0, false}, 0.0},  // M not a multiple of 64
+      {{2, 40, 90, 8, 128, 8.0, 70.0, false}, 0.0},       // M < 64: one short tile
+      {{2, 128, 256, 16, 256, 16.0, 230.7, true}, 0.2},   // window S, dropout (drawn after the scores)
+  };
+  for (const at::ScalarType dtype : {at::kFloat, at::kDouble}) {
+    for (const EarlyCase& e : cases) {
+      const Case& c = e.c;
+      kernels::SpanAttentionOptions o = options_for(c);
+      o.dropout = e.dropout;
+      o.training = e.dropout > 0;
+      o.kernel = kernels::SpanKernel::aten_tiles;
+      const Inputs base = make_inputs(c, dtype, 11);
+      const at::Tensor d_out = at::randn({c.batch, c.block, c.dim}, at::TensorOptions().dtype(dtype));
+      auto run = [&](int64_t late) {
+        Inputs in{base.q.clone().requires_grad_(), base.k.clone().requires_grad_(), base.v.clone().requires_grad_(),
+                  base.key_pe.clone().requires_grad_(), base.z.clone().requires_grad_()};
+        kernels::SpanAttentionOptions with = o;
+        if (late >= 0) {
+          EXPECT_TRUE(kernels::takes_early_scores(in.q, in.k, in.v, in.key_pe, with));
+          with.early =
+              kernels::early_span_scores(in.q, in.k.narrow(1, late, in.k.size(1) - late), in.key_pe, late, with);
+        }
+        at::manual_seed(5);  // the same dropout draws
+        const at::Tensor out = kernels::span_attention(in.q, in.k, in.v, in.key_pe, in.z, with);
+        out.backward(d_out);
+        return std::vector<at::Tensor>{out.detach(), in.q.grad(),      in.k.grad(),
+                                       in.v.grad(),  in.key_pe.grad(), in.z.grad()};
+      };
+      const std::vector<at::Tensor> whole = run(-1);
+      for (const int64_t late : {int64_t{0}, c.cache / 2, c.cache, c.cache + c.block / 2}) {
+        const std::vector<at::Tensor> parts = run(late);
+        const char* names[] = {"out", "dq", "dk", "dv", "dkey_pe", "dz"};
+        for (size_t i = 0; i < whole.size(); ++i) {
+          EXPECT_TRUE(at::equal(whole[i], parts[i]))
+              << names[i] << " differs with " << late << " late keys, " << ::testing::PrintToString(c) << " "
+              << at::toString(dtype) << ": max |diff| " << (whole[i] - parts[i]).abs().max().item<double>();
+        }
+      }
+    }
+  }
+}
+
+TEST(SpanAttention, EarlyScoresOffTheTilesPathOrOfAnotherShapeAreRefused) {
+  const Case c{2, 128, 64, 16, 256, 16.0, 20.6, false};
+  const Inputs in = make_inputs(c, at::kFloat, 3);
+  kernels::SpanAttentionOptions o = options_for(c);
+  o.early = kernels::early_span_scores(in.q, in.k, in.key_pe, 0, o);
+  kernels::SpanAttentionOptions entmax = o;
+  entmax.normalizer = kernels::Normalizer::entmax15;
+  EXPECT_FALSE(kernels::takes_early_scores(in.q, in.k, in.v, in.key_pe, entmax));
+  EXPECT_NE(span_attention_error(in.q, in.k, in.key_pe, in.z, entmax).find("early scores are for the aten tiles"),
+            std::string::npos);
+  kernels::SpanAttentionOptions other = o;
+  other.early.scores = other.early.scores.narrow(2, 0, 32);
+  EXPECT_NE(span_attention_error(in.q, in.k, in.key_pe, in.z, other).find("early scores [2, 128, 32]"),
+            std::string::npos);
+  EXPECT_THROW(kernels::early_span_scores(in.q, in.k.narrow(1, 0, 100), in.key_pe, 10, o), std::invalid_argument);
+}
+
 }  // namespace
 }  // namespace adaspan
