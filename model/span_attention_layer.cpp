@@ -128,9 +128,12 @@ std::vector<at::Tensor> SpanAttentionLayer::attend_chunk(const at::Tensor& h, co
     exchange.poll();
     // The other queries' scores, as far as they need no halo key (kernels::EarlyScores): their
     // position terms q·key_pe. All a head whose window covers the chunk can do before the halo.
+    // Only in training: there every head's score buffer is kept for backward anyway, while
+    // without gradients holding them all at once would add the heads' [B, m, W] to the peak.
     const int64_t near = far.back().defined() ? window : chunk;
     const at::Tensor own_keys = k_new.select(1, head).narrow(1, 0, near);
-    if (splits && kernels::takes_early_scores(q, own_keys, own_keys, key_pe, options.back())) {
+    if (splits && at::GradMode::is_enabled() &&
+        kernels::takes_early_scores(q, own_keys, own_keys, key_pe, options.back())) {
       const int64_t late = exchange.lengths()[static_cast<size_t>(head)];
       options.back().early =
           kernels::early_span_scores(q.select(1, head).narrow(1, 0, near), own_keys, key_pe, late, options.back());
