@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -54,10 +55,18 @@ CpRun read_run(const fs::path& dir) {
   return run;
 }
 
+// ADASPAN_CP_TEST_FLAGS: flags added to every run, for a GPU host (scripts/gpu_kernel_checks.sh:
+// "--device cuda --dp-backend mpi" puts every rank on the one GPU, the halos staged through the host).
+std::string host_flags() {
+  const char* flags = std::getenv("ADASPAN_CP_TEST_FLAGS");
+  return flags == nullptr ? "" : std::string(" ") + flags;
+}
+
 CpRun train(const std::string& name, const std::string& flags, int ranks, const std::string& base = kTrain) {
   const fs::path dir = testing::fresh_dir("cp", name, false);
   const std::string spans = flags.find("--span-init-heads") == std::string::npos ? kPlantedSpans : "";
-  const auto r = run_adaspan(base + spans + " " + flags + " --run-dir " + dir.string(), ranks, "", 240);
+  const auto r =
+      run_adaspan(base + spans + " " + flags + host_flags() + " --run-dir " + dir.string(), ranks, "", 240);
   EXPECT_EQ(r.exit_code, 0) << name << "\n" << r.err;
   CpRun run = read_run(dir);
   fs::remove_all(dir);
