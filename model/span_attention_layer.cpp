@@ -86,7 +86,7 @@ at::Tensor SpanAttentionLayer::attend_heads(const at::Tensor& h, const at::Tenso
     const FullPrecisionRegion full_precision;
     const at::Tensor hp = in_dtype_of(h, key_pe);
     for (int64_t head = 0; head < local_heads(); ++head) {
-      heads.push_back(span_->attend(q.select(1, head), keys[head], values[head], key_pe, head,
+      heads.push_back(span_->attend(q.select(1, head), keys[head], values[head], key_pe, head, 0,
                                     head_options(hp, head, windows[head])));
     }
   }
@@ -118,11 +118,10 @@ std::vector<at::Tensor> SpanAttentionLayer::attend_chunk(const at::Tensor& h, co
   for (int64_t head = 0; head < local_heads(); ++head) {
     options.push_back(head_options(hp, head, windows[static_cast<size_t>(head)]));
     const int64_t window = windows[static_cast<size_t>(head)];
-    const bool splits = span_->splits_queries(options.back());
     far.emplace_back();
-    if (window < chunk && splits) {
+    if (window < chunk && span_->splits_queries(options.back())) {
       far.back() = span_->attend(q.select(1, head).narrow(1, window, chunk - window), k_new.select(1, head),
-                                 v_new.select(1, head), key_pe, head, options.back());
+                                 v_new.select(1, head), key_pe, head, window, options.back());
       queries_before_halo_ += chunk - window;
     }
     exchange.poll();
@@ -132,8 +131,7 @@ std::vector<at::Tensor> SpanAttentionLayer::attend_chunk(const at::Tensor& h, co
     // without gradients holding them all at once would add the heads' [B, m, W] to the peak.
     const int64_t near = far.back().defined() ? window : chunk;
     const at::Tensor own_keys = k_new.select(1, head).narrow(1, 0, near);
-    if (splits && at::GradMode::is_enabled() &&
-        kernels::takes_early_scores(q, own_keys, own_keys, key_pe, options.back())) {
+    if (at::GradMode::is_enabled() && span_->takes_early_scores(q, own_keys, key_pe, options.back())) {
       const int64_t late = exchange.lengths()[static_cast<size_t>(head)];
       options.back().early =
           kernels::early_span_scores(q.select(1, head).narrow(1, 0, near), own_keys, key_pe, late, options.back());
@@ -154,7 +152,7 @@ std::vector<at::Tensor> SpanAttentionLayer::attend_chunk(const at::Tensor& h, co
       keys = at::cat({last_rows(halo.keys.select(1, head), length), keys}, 1);
       values = at::cat({last_rows(halo.values.select(1, head), length), values}, 1);
     }
-    at::Tensor out = span_->attend(q.select(1, head).narrow(1, 0, near), keys, values, key_pe, head,
+    at::Tensor out = span_->attend(q.select(1, head).narrow(1, 0, near), keys, values, key_pe, head, 0,
                                    options[static_cast<size_t>(head)]);
     heads.push_back(near < chunk ? at::cat({out, far[static_cast<size_t>(head)]}, 1) : out);
   }

@@ -51,12 +51,19 @@ class StaticSpan final : public SpanPolicy {
   std::vector<int64_t> reaches(int64_t local_heads) const override { return windows_of(local_heads, 1); }
 
   at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_pe,
-                    int64_t head, const kernels::SpanAttentionOptions& options) override {
+                    int64_t head, int64_t /*first_query*/, const kernels::SpanAttentionOptions& options) override {
     return kernels::span_attention(q, k, v, key_pe, span_of(head), options);
   }
 
+  // Not entmax15: its one banded call over all queries multiplies matrices of another shape when
+  // split, which BLAS may sum in another order.
   bool splits_queries(const kernels::SpanAttentionOptions& options) const override {
     return options.normalizer == kernels::Normalizer::softmax && !options.query_scale;
+  }
+
+  bool takes_early_scores(const at::Tensor& q, const at::Tensor& k, const at::Tensor& key_pe,
+                          const kernels::SpanAttentionOptions& options) const override {
+    return splits_queries(options) && kernels::takes_early_scores(q, k, k, key_pe, options);
   }
 
   // lambda * S * mean_h(current_val); with sharding, this rank's heads' share: the sum over its heads / H.
@@ -133,9 +140,15 @@ class DynamicSpan final : public SpanPolicy {
   std::vector<int64_t> reaches(int64_t local_heads) const override { return windows_of(local_heads, 1); }
 
   at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_pe,
-                    int64_t head, const kernels::SpanAttentionOptions& options) override {
-    return kernels::span_attention(q, k, v, key_pe, token_spans_.select(2, head), options);  // z: [B, M]
+                    int64_t head, int64_t first_query, const kernels::SpanAttentionOptions& options) override {
+    const at::Tensor z = token_spans_.select(2, head).narrow(1, first_query, q.size(1));  // [B, n]
+    return kernels::span_attention(q, k, v, key_pe, z, options);
   }
+
+  // The kernels take per-token spans in tiles of 64 queries, each tile's keys its own widest
+  // span's window, on the ATen path as on the row kernels. Query scales index their queries from
+  // the call's first, so not with them.
+  bool splits_queries(const kernels::SpanAttentionOptions& options) const override { return !options.query_scale; }
 
   at::Tensor loss(int64_t /*local_heads*/, const at::TensorOptions& options) const override {
     return span_loss_.defined() ? span_loss_ : at::zeros({}, options);
@@ -197,7 +210,7 @@ class FixedWindow final : public SpanPolicy {
   using SpanPolicy::SpanPolicy;
 
   at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_pe,
-                    int64_t /*head*/, const kernels::SpanAttentionOptions& options) override {
+                    int64_t /*head*/, int64_t /*first_query*/, const kernels::SpanAttentionOptions& options) override {
     return banded_head(q, k, v, key_pe, kernels::full_window(options.window, q.options()), options);
   }
 };
@@ -210,9 +223,9 @@ class SparseFixed final : public SpanPolicy {
   void begin_block(const at::Tensor& /*h*/, int64_t stream_position) override { block_position_ = stream_position; }
 
   at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_pe,
-                    int64_t /*head*/, const kernels::SpanAttentionOptions& options) override {
-    const at::Tensor mask =
-        kernels::sparse_fixed_window(q.size(1), options.window, config_.sparse_stride, block_position_, q.options());
+                    int64_t /*head*/, int64_t first_query, const kernels::SpanAttentionOptions& options) override {
+    const at::Tensor mask = kernels::sparse_fixed_window(q.size(1), options.window, config_.sparse_stride,
+                                                         block_position_ + first_query, q.options());
     return banded_head(q, k, v, key_pe, mask, options);
   }
 

@@ -43,15 +43,23 @@ class SpanPolicy : public torch::nn::Module {
   // the window before its rounding up to 64 keys. A context-parallel halo sends only these; the
   // rest of the window reads as zero rows, which the mask gives no weight either way.
   virtual std::vector<int64_t> reaches(int64_t local_heads) const { return windows(local_heads); }
-  // One local head: q: [B, M, d_head]; k, v: [B, Lc + M, d_head]; key_pe: [d_head, S];
-  // options: the head's window, normalizer and query scales. Returns [B, M, d_head].
+  // One local head: q: [B, n, d_head], the queries [first_query, first_query + n) of the block
+  // begin_block saw (all M of them, or a split's part); k, v: [B, Lc + n, d_head]; key_pe:
+  // [d_head, S]; options: the head's window, normalizer and query scales. Returns [B, n, d_head].
   virtual at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_pe,
-                            int64_t head, const kernels::SpanAttentionOptions& options) = 0;
-  // Whether attend's queries are independent of one another given their keys (one span per head,
-  // softmax without query scales): then a call on some of the queries, with the keys they see,
-  // computes exactly their rows of the whole call (context parallelism computes the queries whose
-  // windows lie inside the chunk while the halo is in flight).
+                            int64_t head, int64_t first_query, const kernels::SpanAttentionOptions& options) = 0;
+  // Whether attend's queries are independent of one another given their keys and computed in the
+  // same tiles of 64 whatever the call (one span per head with softmax; per-token spans without
+  // query scales): then a call on some of the queries from a multiple of 64, with the keys they
+  // see, computes exactly their rows of the whole call (context parallelism computes the queries
+  // whose windows lie inside the chunk while the halo is in flight).
   virtual bool splits_queries(const kernels::SpanAttentionOptions& /*options*/) const { return false; }
+  // Whether attend can take kernels::EarlyScores for a call on q with keys like k (one span per
+  // head on the ATen tiles).
+  virtual bool takes_early_scores(const at::Tensor& /*q*/, const at::Tensor& /*k*/, const at::Tensor& /*key_pe*/,
+                                  const kernels::SpanAttentionOptions& /*options*/) const {
+    return false;
+  }
   // The L1 span term of these heads (zero unless spans are learned), a 0-dim tensor with `options`.
   virtual at::Tensor loss(int64_t local_heads, const at::TensorOptions& options) const;
   // Spans back into their range after an optimizer step.

@@ -65,8 +65,7 @@ std::string host_flags() {
 CpRun train(const std::string& name, const std::string& flags, int ranks, const std::string& base = kTrain) {
   const fs::path dir = testing::fresh_dir("cp", name, false);
   const std::string spans = flags.find("--span-init-heads") == std::string::npos ? kPlantedSpans : "";
-  const auto r =
-      run_adaspan(base + spans + " " + flags + host_flags() + " --run-dir " + dir.string(), ranks, "", 240);
+  const auto r = run_adaspan(base + spans + " " + flags + host_flags() + " --run-dir " + dir.string(), ranks, "", 240);
   EXPECT_EQ(r.exit_code, 0) << name << "\n" << r.err;
   CpRun run = read_run(dir);
   fs::remove_all(dir);

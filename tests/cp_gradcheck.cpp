@@ -102,14 +102,15 @@ int check_layer(bool dynamic, const ContextParallel& cp, int rank) {
   const char* mode = dynamic ? "dynamic" : "static";
   const bool outputs_ok = diff.item<double>() == 0.0;
   failures += !outputs_ok;
-  // Static spans split the queries of the heads whose window is shorter than the chunk (heads 0
-  // and 1 at chunks of 128: 64 queries each) around the exchange; dynamic spans do not split.
+  // Both split the queries of the heads whose window is shorter than the chunk (heads 0 and 1 at
+  // chunks of 128: 64 queries each) around the exchange (the dynamic heads' windows are their
+  // widest token's: the planted spans, as v = 0).
   const int64_t chunk = kBlock / cp.size;
   // The other queries (all of a head whose window covers the chunk) begin their scores, the
-  // position terms, before the halo comes.
+  // position terms, before the halo comes (one span per head: the ATen tiles' EarlyScores).
   int64_t expected = 0, expected_begun = 0;
   for (int64_t window : {64, 64, 192, 256}) {
-    expected += (!dynamic && window < chunk) ? chunk - window : 0;
+    expected += window < chunk ? chunk - window : 0;
     expected_begun += dynamic ? 0 : std::min(window, chunk);
   }
   const int64_t split = s.layer->queries_before_halo() - overlapped;
