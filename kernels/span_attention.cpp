@@ -50,6 +50,7 @@ at::Tensor span_attention(const at::Tensor& q, const at::Tensor& k, const at::Te
 
 bool takes_early_scores(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_pe,
                         const SpanAttentionOptions& options) {
+  if (q.dim() != 3) throw_bad_argument("takes_early_scores", "q is " + shape_of(q) + " but must be [B, M, d]");
   const at::Tensor one_span = at::zeros({}, q.options());
   return choose_path(q, k, v, key_pe, one_span, false, options) == Path::tiles;
 }

@@ -43,11 +43,12 @@ struct QueryTile {
 // Context parallelism: a call whose first `late_keys` keys and values (the halo) are still on their
 // way. early_span_scores (below) computes beforehand what needs none of them: the position term
 // q·key_pe of every query (half of each score's products) and q·k for the query tiles whose keys
-// are all there. `scores` is the aten tiles' unscaled score buffer, [B, M rounded up to 64,
-// window]; the call consumes it (writes into it).
+// are all there. `scores` is the aten tiles' unscaled score buffer, [B, M rounded up to a multiple
+// of 64 (M itself when under 64), window]; the call consumes it (writes into it).
 struct EarlyScores {
   at::Tensor scores;
   int64_t late_keys = 0;
+  int64_t keys = 0;  // Lc + M of the call they are for
 };
 
 // λ for the queries of a tile: [B, count]. ASEntmax's length scaling (the caller's business)
@@ -85,7 +86,8 @@ at::Tensor span_attention(const at::Tensor& q, const at::Tensor& k, const at::Te
                           const at::Tensor& span_z, const SpanAttentionOptions& options);
 
 // Whether a call with these arguments and one span per head runs the aten tiles, the one path
-// that takes EarlyScores (k, v: any keys of the call, for their dtype and device).
+// that takes EarlyScores (q: the call's [B, M, d]; k, v: any keys of the call, for their dtype and
+// device).
 bool takes_early_scores(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_pe,
                         const SpanAttentionOptions& options);
 

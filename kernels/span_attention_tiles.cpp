@@ -185,9 +185,10 @@ at::Tensor span_attention_tiles(const at::Tensor& q, const at::Tensor& k, const 
     const int64_t padded = (q.size(1) + kQueryTile - 1) / kQueryTile * kQueryTile;
     const int64_t rows = q.size(1) < kQueryTile ? q.size(1) : padded;
     if (early.scores.sizes() != at::IntArrayRef{q.size(0), rows, options.window} ||
-        early.scores.scalar_type() != q.scalar_type() || early.late_keys > k.size(1)) {
-      throw std::invalid_argument("span_attention: early scores " + shape_of(early.scores) + " with " +
-                                  std::to_string(early.late_keys) + " late keys do not fit q " + shape_of(q) + ", k " +
+        early.scores.scalar_type() != q.scalar_type() || early.scores.device() != q.device() ||
+        early.keys != k.size(1)) {
+      throw std::invalid_argument("span_attention: early scores " + shape_of(early.scores) + " for " +
+                                  std::to_string(early.keys) + " keys do not fit q " + shape_of(q) + ", k " +
                                   shape_of(k) + " and window " + std::to_string(options.window));
     }
   }
@@ -204,7 +205,7 @@ EarlyScores span_attention_tiles_early(const at::Tensor& q, const at::Tensor& k_
   const at::Tensor k_win = rows_zero_padded(k_present.detach(), g.first_key - late_keys, g.key_rows);
   const at::Tensor q_pad = rows_zero_padded(q.detach(), 0, g.padded_block).contiguous();
   const at::Tensor pe_win = key_pe.detach().narrow(1, g.span - g.window, g.window);
-  EarlyScores early{at::matmul(q_pad, pe_win), late_keys};  // as the forward computes it
+  EarlyScores early{at::matmul(q_pad, pe_win), late_keys, late_keys + k_present.size(1)};  // as the forward does
   // The keys' term of the tiles whose whole band is there. Not of a band only partly there: its
   // product in two parts would not be the whole band's bit for bit (BLAS sums differently for
   // another shape), and zero rows in two whole-band products would double its cost.

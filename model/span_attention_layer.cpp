@@ -125,16 +125,17 @@ std::vector<at::Tensor> SpanAttentionLayer::attend_chunk(const at::Tensor& h, co
       queries_before_halo_ += chunk - window;
     }
     exchange.poll();
-    // The other queries' scores, as far as they need no halo key (kernels::EarlyScores): their
-    // position terms q·key_pe. All a head whose window covers the chunk can do before the halo.
-    // Only in training: there every head's score buffer is kept for backward anyway, while
-    // without gradients holding them all at once would add the heads' [B, m, W] to the peak.
+    // The other queries' scores, as far as they need no halo key (kernels::EarlyScores): here
+    // their position terms q·key_pe (each of their tiles reads some halo key). All a head whose
+    // window covers the chunk can do before the halo. Only with gradients: then every head's score
+    // buffer is kept for backward anyway, while without them holding them all at once would add
+    // the heads' [B, m, W] to the peak.
     const int64_t near = far.back().defined() ? window : chunk;
+    const at::Tensor near_q = q.select(1, head).narrow(1, 0, near);
     const at::Tensor own_keys = k_new.select(1, head).narrow(1, 0, near);
-    if (at::GradMode::is_enabled() && span_->takes_early_scores(q, own_keys, key_pe, options.back())) {
+    if (at::GradMode::is_enabled() && span_->takes_early_scores(near_q, own_keys, key_pe, options.back())) {
       const int64_t late = exchange.lengths()[static_cast<size_t>(head)];
-      options.back().early =
-          kernels::early_span_scores(q.select(1, head).narrow(1, 0, near), own_keys, key_pe, late, options.back());
+      options.back().early = kernels::early_span_scores(near_q, own_keys, key_pe, late, options.back());
       scores_begun_before_halo_ += near;
       exchange.poll();
     }

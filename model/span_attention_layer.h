@@ -84,9 +84,9 @@ class SpanAttentionLayer : public torch::nn::Module {
                           const std::vector<int64_t>& windows);
   // heads[h]: [B, M, d_head] -> W_o of their concatenation (summed over the tensor-parallel group).
   at::Tensor project_heads(const std::vector<at::Tensor>& heads, const at::Tensor& key_pe);
-  // Context parallelism: each head's queries whose window lies inside the chunk, and the other
-  // queries' scores against the chunk's keys, while `exchange` brings the halo; then the rest of
-  // those queries with it (heads whose policy cannot split its queries: all of them after the halo). q, k_new, v_new:
+  // Context parallelism: each head's queries whose window lies inside the chunk, and what the other
+  // queries' scores need of no halo key, while `exchange` brings the halo; then the rest of those
+  // queries with it (heads whose policy cannot split its queries: all of them after the halo). q, k_new, v_new:
   // the chunk's [B, H_local, m, d_head]. Returns the heads' outputs; `halo` gets the halo.
   std::vector<at::Tensor> attend_chunk(const at::Tensor& h, const at::Tensor& q, const at::Tensor& k_new,
                                        const at::Tensor& v_new, HaloExchange& exchange, const at::Tensor& key_pe,

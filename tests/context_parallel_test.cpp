@@ -326,7 +326,7 @@ TEST(ContextParallel, PreemptedWithAsyncCheckpointsAndResumedOnAnotherCp) {
 TEST(ContextParallel, SameLayoutResumeIsBitExact) {
   const CpRun straight = train("bitexact_straight", "--steps 8 --cp 2", 2);
   const fs::path dir = testing::fresh_dir("cp", "bitexact");
-  const std::string run = kTrain + kPlantedSpans + " --cp 2 --run-dir " + dir.string();
+  const std::string run = kTrain + kPlantedSpans + " --cp 2" + host_flags() + " --run-dir " + dir.string();
   ASSERT_EQ(run_adaspan(run + " --steps 4", 2).exit_code, 0);
   ASSERT_EQ(run_adaspan(run + " --steps 8 --resume auto", 2).exit_code, 0);
   expect_bit_exact_resume(read_run(dir), straight, 4);

@@ -291,6 +291,29 @@ TEST(SpanAttention, EarlyScoresGiveTheWholeCallBitForBit) {
   }
 }
 
+// The call reads the early scores rather than computing them again: a score changed in them (of
+// a tile whose keys come late, and of one whose keys were all there) changes its query's output,
+// and only that.
+TEST(SpanAttention, EarlyScoresAreWhatTheCallUses) {
+  const Case c{1, 128, 128, 16, 256, 16.0, 20.6, false};  // window 64: tile 1's band is all present
+  const Inputs in = make_inputs(c, at::kDouble, 7);
+  kernels::SpanAttentionOptions o = options_for(c);
+  o.kernel = kernels::SpanKernel::aten_tiles;
+  const at::Tensor whole = kernels::span_attention(in.q, in.k, in.v, in.key_pe, in.z, o);
+  // Keys 0..117 late: tile 0's band (keys 64..190) reads some; tile 1's (keys 128..254) none.
+  const int64_t late = c.cache - 10;
+  kernels::SpanAttentionOptions with = o;
+  with.early = kernels::early_span_scores(in.q, in.k.narrow(1, late, in.k.size(1) - late), in.key_pe, late, o);
+  const int64_t nearest = o.window - 1;  // window column of x = 0
+  with.early.scores.index_put_({0, 3, nearest}, with.early.scores.index({0, 3, nearest}) + 50.0);
+  with.early.scores.index_put_({0, 70, nearest}, with.early.scores.index({0, 70, nearest}) + 50.0);
+  const at::Tensor out = kernels::span_attention(in.q, in.k, in.v, in.key_pe, in.z, with);
+  const at::Tensor changed = ((out - whole).abs().amax(-1) > 1e-6).squeeze(0);
+  EXPECT_TRUE(changed[3].item<bool>());
+  EXPECT_TRUE(changed[70].item<bool>());
+  EXPECT_EQ(changed.sum().item<int64_t>(), 2);
+}
+
 TEST(SpanAttention, EarlyScoresOffTheTilesPathOrOfAnotherShapeAreRefused) {
   const Case c{2, 128, 64, 16, 256, 16.0, 20.6, false};
   const Inputs in = make_inputs(c, at::kFloat, 3);
@@ -306,6 +329,10 @@ TEST(SpanAttention, EarlyScoresOffTheTilesPathOrOfAnotherShapeAreRefused) {
   EXPECT_NE(span_attention_error(in.q, in.k, in.key_pe, in.z, other).find("early scores [2, 128, 32]"),
             std::string::npos);
   EXPECT_THROW(kernels::early_span_scores(in.q, in.k.narrow(1, 0, 100), in.key_pe, 10, o), std::invalid_argument);
+  // Scores for 160 keys given to a call with 192.
+  kernels::SpanAttentionOptions fewer = o;
+  fewer.early = kernels::early_span_scores(in.q, in.k.narrow(1, 0, 150), in.key_pe, 10, o);
+  EXPECT_NE(span_attention_error(in.q, in.k, in.key_pe, in.z, fewer).find("for 160 keys"), std::string::npos);
 }
 
 }  // namespace
