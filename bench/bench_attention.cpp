@@ -112,6 +112,19 @@ EarlySplit early_scores_ms(const Config& c, double z) {
   return {median(early), median(rest), median(whole)};
 }
 
+// Context parallelism (docs/parallelism.md): the share of a head's forward done before its halo
+// comes, when the halo is the whole cache (a head whose window covers its chunk).
+void report_early_scores(const Config& c, const std::vector<double>& spans, nlohmann::json& out) {
+  std::printf(
+      "context parallelism, halo = the whole cache: ATen tiles forward ms before the halo / after / one call\n");
+  for (double z : spans) {
+    const EarlySplit e = early_scores_ms(c, z);
+    std::printf("%8.0f %12.2f %12.2f %12.2f %14.1f%% before, %.2fx one call in all\n", z, e.early, e.rest, e.whole,
+                100.0 * e.early / e.whole, (e.early + e.rest) / e.whole);
+    out["early_scores"].push_back({{"span", z}, {"early_ms", e.early}, {"rest_ms", e.rest}, {"whole_ms", e.whole}});
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -182,16 +195,7 @@ int main(int argc, char** argv) {
   std::printf("time at span %.0f / time at span %.0f: rows %.3fx, aten %.3fx\n", spans.front(), spans.back(),
               rows_small / rows_full, aten_small / aten_full);
   out["smallest_over_largest"] = {{"rows", rows_small / rows_full}, {"aten", aten_small / aten_full}};
-  // Context parallelism (docs/parallelism.md): the share of a head's forward done before its halo
-  // comes, when the halo is the whole cache (a head whose window covers its chunk).
-  std::printf(
-      "context parallelism, halo = the whole cache: ATen tiles forward ms before the halo / after / one call\n");
-  for (double z : spans) {
-    const EarlySplit e = early_scores_ms(c, z);
-    std::printf("%8.0f %12.2f %12.2f %12.2f %14.1f%% before, %.2fx one call in all\n", z, e.early, e.rest, e.whole,
-                100.0 * e.early / e.whole, (e.early + e.rest) / e.whole);
-    out["early_scores"].push_back({{"span", z}, {"early_ms", e.early}, {"rest_ms", e.rest}, {"whole_ms", e.whole}});
-  }
+  report_early_scores(c, spans, out);
   if (!json_path.empty()) std::ofstream(json_path) << out.dump(2) << "\n";
   return 0;
 }

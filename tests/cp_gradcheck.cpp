@@ -85,15 +85,10 @@ void sum_over_group(at::Tensor& t, const ContextParallel& cp) {
   if (cp.enabled()) cp.group->all_reduce(t, adaspan::model::ReduceOp::sum);
 }
 
-int check_layer(bool dynamic, const ContextParallel& cp, int rank) {
-  Setup s = make(dynamic);
-  // One rank's whole-block forward: the reference for the chunks' outputs.
-  s.layer->set_context_parallel(ContextParallel{});
-  const LayerCache whole_cache = s.layer->forward(s.first_block, LayerCache{}, s.key_pe).next_cache;
-  const at::Tensor whole = s.layer->forward(s.block, whole_cache, s.key_pe).out.detach();
-
-  s.layer->set_context_parallel(cp);
-  const LayerCache cache = s.layer->forward(chunk_of(s.first_block, cp), LayerCache{}, s.key_pe).next_cache;
+// The chunked forward: outputs == one rank's `whole` exactly, and the work done before the halo
+// came. Returns the failures.
+int check_forward(Setup& s, const at::Tensor& whole, const LayerCache& cache, const ContextParallel& cp, bool dynamic,
+                  int rank) {
   const int64_t overlapped = s.layer->queries_before_halo(), begun = s.layer->scores_begun_before_halo();
   const at::Tensor out = s.layer->forward(chunk_of(s.block, cp), cache, s.key_pe).out.detach();
   at::Tensor diff = (out - chunk_of(whole, cp)).abs().max().reshape({1}).clone();
@@ -124,6 +119,19 @@ int check_layer(bool dynamic, const ContextParallel& cp, int rank) {
                 split_ok ? "ok  " : "FAIL", mode, static_cast<long>(split), static_cast<long>(expected),
                 static_cast<long>(started), static_cast<long>(expected_begun));
   }
+  return failures;
+}
+
+int check_layer(bool dynamic, const ContextParallel& cp, int rank) {
+  Setup s = make(dynamic);
+  // One rank's whole-block forward: the reference for the chunks' outputs.
+  s.layer->set_context_parallel(ContextParallel{});
+  const LayerCache whole_cache = s.layer->forward(s.first_block, LayerCache{}, s.key_pe).next_cache;
+  const at::Tensor whole = s.layer->forward(s.block, whole_cache, s.key_pe).out.detach();
+
+  s.layer->set_context_parallel(cp);
+  const LayerCache cache = s.layer->forward(chunk_of(s.first_block, cp), LayerCache{}, s.key_pe).next_cache;
+  int failures = check_forward(s, whole, cache, cp, dynamic, rank);
 
   for (auto& p : s.layer->parameters()) p.mutable_grad() = at::Tensor();
   group_loss(s, cache, cp, true);
