@@ -132,6 +132,7 @@ int check_layer(bool dynamic, const ContextParallel& cp, int rank) {
   s.layer->set_context_parallel(cp);
   const LayerCache cache = s.layer->forward(chunk_of(s.first_block, cp), LayerCache{}, s.key_pe).next_cache;
   int failures = check_forward(s, whole, cache, cp, dynamic, rank);
+  const char* mode = dynamic ? "dynamic" : "static";
 
   for (auto& p : s.layer->parameters()) p.mutable_grad() = at::Tensor();
   group_loss(s, cache, cp, true);
