@@ -8,6 +8,7 @@
 
 #ifdef ADASPAN_WITH_NCCL
 #include <ATen/ATen.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime.h>
@@ -150,8 +151,14 @@ class NcclProcessGroup final : public model::ProcessGroup {
   }
 
   // One NCCL group: every send and receive of the exchange is posted before any must complete.
+  // The buffers are marked in use on the side stream, so that the caching allocator does not hand
+  // their memory out again before NCCL is done with them, even if the caller frees them without
+  // waiting (an exception between posting and wait()).
   std::unique_ptr<model::CollectiveWork> exchange_async(std::vector<model::PeerMessage>& messages) override {
-    for (const auto& m : messages) require_cuda(m.tensor);
+    for (const auto& m : messages) {
+      require_cuda(m.tensor);
+      c10::cuda::CUDACachingAllocator::recordStream(m.tensor.storage().data_ptr(), side_);
+    }
     return on_side_stream([&](cudaStream_t side) {
       NCCL_CHECK(ncclGroupStart());
       for (const auto& m : messages) {

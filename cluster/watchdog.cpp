@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
+#include <thread>
 
 namespace adaspan::cluster {
 
@@ -47,6 +49,12 @@ void Watchdog::watch() {
         stderr, "adaspan: rank %d: %s at step %lld made no progress for %.0f s (--step-timeout %g); aborting the job\n",
         rank_, operation_, static_cast<long long>(step_), std::chrono::duration<double>(elapsed).count(), timeout_s_);
     std::fflush(stderr);
+    // The abort hook (ncclCommAbort) can itself block, e.g. on a communicator another thread is
+    // inside: the process leaves with the same exit status after 30 s whatever it does.
+    std::thread([code = exit_code_] {
+      std::this_thread::sleep_for(std::chrono::seconds(30));
+      ::_exit(code);
+    }).detach();
     if (abort_hook_) abort_hook_();
     ::_exit(exit_code_);
   }

@@ -102,10 +102,14 @@ class Messages {
     posted_ = queued_.size();
     work_.push_back(cp_.halo_group()->exchange_async(batch));
   }
+  // Waits for everything posted, then lets its buffers go (a backward's would otherwise live until
+  // the whole graph is freed: autograd keeps saved_data to the end).
   void wait() {
     const auto start = std::chrono::steady_clock::now();
     for (auto& w : work_) w->wait();
     work_.clear();
+    queued_.erase(queued_.begin(), queued_.begin() + static_cast<std::ptrdiff_t>(posted_));
+    posted_ = 0;
     cp_.traffic->wait_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
   void poll() {
@@ -114,7 +118,7 @@ class Messages {
 
  private:
   const ContextParallel& cp_;
-  std::vector<PeerMessage> queued_;  // kept until this object goes: the backends read and write them
+  std::vector<PeerMessage> queued_;  // kept until waited for: the backends read and write them
   size_t posted_ = 0;
   std::vector<std::unique_ptr<CollectiveWork>> work_;
 };
@@ -280,6 +284,7 @@ class HaloOwner : public torch::autograd::Function<HaloOwner> {
         row += e.piece.rows;
       }
     }
+    b.received.clear();  // added (in stream order on a GPU): the buffers can go
     return {grad_k, grad_v, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
