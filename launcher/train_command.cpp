@@ -105,6 +105,15 @@ trainer::TrainResult train_on_grid(trainer::TrainConfig& config, const cluster::
     }
     config.run.overlap = false;
   }
+  if (groups.cp_halo_group() != nullptr && config.run.overlap) {
+    // The halos' NCCL communicator and the gradients' would run side by side in backward, in an
+    // order that differs between ranks; NCCL asks that two communicators not do so (its kernels
+    // could wait on each other). The gradients then go after backward.
+    if (world.is_root()) {
+      std::fprintf(stderr, "adaspan train: note: --cp with NCCL; reducing gradients after backward\n");
+    }
+    config.run.overlap = false;
+  }
   return trainer::train(config, parallelism);
 }
 
