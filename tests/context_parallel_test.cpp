@@ -148,15 +148,18 @@ TEST(ContextParallel, TrainingOnTwoAndFourChunksMatchesOneRank) {
 TEST(ContextParallel, ShortSpansAndSparseFixedMatchOneRank) {
   expect_same_training(train("short2", "--steps 6 --cp 2 --span-init-heads 8,16,24,30", 2),
                        train("short1", "--steps 6 --span-init-heads 8,16,24,30", 0));
-  expect_same_training(train("sparse4", "--steps 6 --cp 4 --attention sparse-fixed", 4),
-                       train("sparse1", "--steps 6 --attention sparse-fixed", 0));
+  const CpRun sparse1 = train("sparse1", "--steps 6 --attention sparse-fixed", 0);
+  expect_same_training(train("sparse2", "--steps 6 --cp 2 --attention sparse-fixed", 2), sparse1);
+  expect_same_training(train("sparse4", "--steps 6 --cp 4 --attention sparse-fixed", 4), sparse1);
 }
 
 TEST(ContextParallel, DynamicSpansFullAttentionAndTensorParallelMatchOneRank) {
-  expect_same_training(train("dyn2", "--steps 6 --span-mode dynamic --cp 2", 2),
-                       train("dyn1", "--steps 6 --span-mode dynamic", 0));
-  expect_same_training(train("full2", "--steps 6 --attention full --cp 2", 2),
-                       train("full1", "--steps 6 --attention full", 0));
+  const CpRun dyn1 = train("dyn1", "--steps 6 --span-mode dynamic", 0);
+  expect_same_training(train("dyn2", "--steps 6 --span-mode dynamic --cp 2", 2), dyn1);
+  expect_same_training(train("dyn4", "--steps 6 --span-mode dynamic --cp 4", 4), dyn1);
+  const CpRun full1 = train("full1", "--steps 6 --attention full", 0);
+  expect_same_training(train("full2", "--steps 6 --attention full --cp 2", 2), full1);
+  expect_same_training(train("full4", "--steps 6 --attention full --cp 4", 4), full1);
   expect_same_training(train("tp2cp2", "--steps 6 --tp 2 --cp 2", 4), train("tp1cp1", "--steps 6", 0));
 }
 
