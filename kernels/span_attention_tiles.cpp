@@ -182,9 +182,8 @@ at::Tensor span_attention_tiles(const at::Tensor& q, const at::Tensor& k, const 
   const double dropout = options.training ? options.dropout : 0.0;
   const EarlyScores& early = options.early;
   if (early.scores.defined()) {
-    const int64_t padded = (q.size(1) + kQueryTile - 1) / kQueryTile * kQueryTile;
-    const int64_t rows = q.size(1) < kQueryTile ? q.size(1) : padded;
-    if (early.scores.sizes() != at::IntArrayRef{q.size(0), rows, options.window} ||
+    const Geometry g(q, k.size(1), options.max_span, options.window);
+    if (early.scores.sizes() != at::IntArrayRef{g.batch, g.padded_block, g.window} ||
         early.scores.scalar_type() != q.scalar_type() || early.scores.device() != q.device() ||
         early.keys != k.size(1)) {
       throw std::invalid_argument("span_attention: early scores " + shape_of(early.scores) + " for " +
@@ -200,12 +199,13 @@ at::Tensor span_attention_tiles(const at::Tensor& q, const at::Tensor& k, const 
 EarlyScores span_attention_tiles_early(const at::Tensor& q, const at::Tensor& k_present, const at::Tensor& key_pe,
                                        int64_t late_keys, const SpanAttentionOptions& options) {
   at::NoGradGuard no_grad;
-  const Geometry g(q, late_keys + k_present.size(1), options.max_span, options.window);
+  const int64_t keys = late_keys + k_present.size(1);
+  const Geometry g(q, keys, options.max_span, options.window);
   // k_present's rows in the forward's key window; the late rows read as zero and are not used.
   const at::Tensor k_win = rows_zero_padded(k_present.detach(), g.first_key - late_keys, g.key_rows);
   const at::Tensor q_pad = rows_zero_padded(q.detach(), 0, g.padded_block).contiguous();
   const at::Tensor pe_win = key_pe.detach().narrow(1, g.span - g.window, g.window);
-  EarlyScores early{at::matmul(q_pad, pe_win), late_keys, late_keys + k_present.size(1)};  // as the forward does
+  EarlyScores early{at::matmul(q_pad, pe_win), late_keys, keys};  // as the forward computes it
   // The keys' term of the tiles whose whole band is there. Not of a band only partly there: its
   // product in two parts would not be the whole band's bit for bit (BLAS sums differently for
   // another shape), and zero rows in two whole-band products would double its cost.

@@ -370,9 +370,4 @@ Halo HaloExchange::finish() {
   return {own[0], own[1], out[0], out[1], lengths_};
 }
 
-Halo exchange_halo(const at::Tensor& keys, const at::Tensor& values, const at::Tensor& history_keys,
-                   const at::Tensor& history_values, const std::vector<int64_t>& windows, const ContextParallel& cp) {
-  return HaloExchange(keys, values, history_keys, history_values, windows, cp).finish();
-}
-
 }  // namespace adaspan::model

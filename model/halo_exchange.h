@@ -67,8 +67,4 @@ class HaloExchange {
   std::unique_ptr<InFlight> in_flight_;
 };
 
-// HaloExchange(...).finish(): the exchange with nothing to overlap.
-Halo exchange_halo(const at::Tensor& keys, const at::Tensor& values, const at::Tensor& history_keys,
-                   const at::Tensor& history_values, const std::vector<int64_t>& windows, const ContextParallel& cp);
-
 }  // namespace adaspan::model

@@ -115,9 +115,10 @@ std::vector<at::Tensor> SpanAttentionLayer::attend_chunk(const at::Tensor& h, co
   // them (the window is a multiple of the 64-query tiles, so the tiles are the same).
   std::vector<kernels::SpanAttentionOptions> options;
   std::vector<at::Tensor> far;  // [B, m - W_h, d_head], or undefined: the head waits for its halo
+  std::vector<int64_t> near;    // the queries left for after the halo: [0, near)
   for (int64_t head = 0; head < local_heads(); ++head) {
-    options.push_back(head_options(hp, head, windows[static_cast<size_t>(head)]));
     const int64_t window = windows[static_cast<size_t>(head)];
+    options.push_back(head_options(hp, head, window));
     far.emplace_back();
     if (window < chunk && span_->splits_queries(options.back())) {
       far.back() = span_->attend(q.select(1, head).narrow(1, window, chunk - window), k_new.select(1, head),
@@ -130,13 +131,13 @@ std::vector<at::Tensor> SpanAttentionLayer::attend_chunk(const at::Tensor& h, co
     // window covers the chunk can do before the halo. Only with gradients: then every head's score
     // buffer is kept for backward anyway, while without them holding them all at once would add
     // the heads' [B, m, W] to the peak.
-    const int64_t near = far.back().defined() ? window : chunk;
-    const at::Tensor near_q = q.select(1, head).narrow(1, 0, near);
-    const at::Tensor own_keys = k_new.select(1, head).narrow(1, 0, near);
+    near.push_back(far.back().defined() ? window : chunk);
+    const at::Tensor near_q = q.select(1, head).narrow(1, 0, near.back());
+    const at::Tensor own_keys = k_new.select(1, head).narrow(1, 0, near.back());
     if (at::GradMode::is_enabled() && span_->takes_early_scores(near_q, own_keys, key_pe, options.back())) {
       const int64_t late = exchange.lengths()[static_cast<size_t>(head)];
       options.back().early = kernels::early_span_scores(near_q, own_keys, key_pe, late, options.back());
-      scores_begun_before_halo_ += near;
+      scores_begun_before_halo_ += near.back();
       exchange.poll();
     }
   }
@@ -145,17 +146,16 @@ std::vector<at::Tensor> SpanAttentionLayer::attend_chunk(const at::Tensor& h, co
   const auto resumed = std::chrono::steady_clock::now();
   std::vector<at::Tensor> heads;
   for (int64_t head = 0; head < local_heads(); ++head) {
-    const int64_t near = far[static_cast<size_t>(head)].defined() ? windows[static_cast<size_t>(head)] : chunk;
-    at::Tensor keys = halo.own_keys.select(1, head).narrow(1, 0, near);
-    at::Tensor values = halo.own_values.select(1, head).narrow(1, 0, near);
-    const int64_t length = halo.lengths[static_cast<size_t>(head)];
+    const size_t h = static_cast<size_t>(head);
+    at::Tensor keys = halo.own_keys.select(1, head).narrow(1, 0, near[h]);
+    at::Tensor values = halo.own_values.select(1, head).narrow(1, 0, near[h]);
+    const int64_t length = halo.lengths[h];
     if (length > 0) {
       keys = at::cat({last_rows(halo.keys.select(1, head), length), keys}, 1);
       values = at::cat({last_rows(halo.values.select(1, head), length), values}, 1);
     }
-    at::Tensor out = span_->attend(q.select(1, head).narrow(1, 0, near), keys, values, key_pe, head, 0,
-                                   options[static_cast<size_t>(head)]);
-    heads.push_back(near < chunk ? at::cat({out, far[static_cast<size_t>(head)]}, 1) : out);
+    at::Tensor out = span_->attend(q.select(1, head).narrow(1, 0, near[h]), keys, values, key_pe, head, 0, options[h]);
+    heads.push_back(far[h].defined() ? at::cat({out, far[h]}, 1) : out);
   }
   attention_seconds_ += std::chrono::duration<double>(waiting - start).count() +
                         std::chrono::duration<double>(std::chrono::steady_clock::now() - resumed).count();
